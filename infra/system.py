@@ -1,0 +1,31 @@
+"""What a system tells the CLI about itself: its name, question, steps and benchmark."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """A locust load test of one system's main route, with the floor route loaded in the same run."""
+
+    app: str  # "package.module:factory" — uvicorn calls it with --factory
+    locustfile: str  # path from the repo root
+    route: str  # the locust request name whose latency the SLO judges
+    slo_p99_ms: float
+    target_p99_ms: float | None = None
+    rate: float = 100.0  # requests/s on the system route, driven by constant_throughput
+    users: int = 4  # few users: locust's own overhead grows with users on 2 cores
+    duration_s: int = 60
+    floor_rate: float = 20.0  # requests/s on the empty /floor route, for the ratio
+    ready_timeout_s: float = 300.0
+    env: dict[str, str] = field(default_factory=dict)  # extra env for the server and locust
+
+
+@dataclass(frozen=True)
+class SystemSpec:
+    name: str  # the CLI name: `mlsd <name> <step>`
+    package: str  # "systems.recsys_two_tower"
+    question: str  # the interview question it answers
+    steps: tuple[str, ...]  # steps its cli.main accepts as first argument
+    status: str = "in progress"
