@@ -1,9 +1,9 @@
 """`mlsd` — the command line for every system.
 
-    mlsd list                      systems, their questions and steps
-    mlsd <system> <step> [args]    run one step (data, train, index, serve, eval, bench, ...)
-    mlsd bench <system>            same as `mlsd <system> bench`; `mlsd bench floor` tests the harness alone
-    mlsd fundamentals <topic>      the coding-round answers
+mlsd list                      systems, their questions and steps
+mlsd <system> <step> [args]    run one step (data, train, index, serve, eval, bench, ...)
+mlsd bench <system>            same as `mlsd <system> bench`; `mlsd bench floor` tests the harness alone
+mlsd fundamentals <topic>      the coding-round answers
 """
 
 from __future__ import annotations

@@ -166,7 +166,12 @@ class Server:
         ]  # fmt: skip
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(
-            cmd, stdout=self._log, stderr=subprocess.STDOUT, env=self.env, cwd=REPO_ROOT, start_new_session=True
+            cmd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=REPO_ROOT,
+            start_new_session=True,
         )
         return self
 
@@ -258,7 +263,9 @@ def run_bench(
         "PYTHONUNBUFFERED": "1",
     }
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    console.print(f"[bold]bench {system}[/]: {spec.app} — {rate_asked:g} req/s on {spec.route} for {duration} s")
+    console.print(
+        f"[bold]bench {system}[/]: {spec.app} — {rate_asked:g} req/s on {spec.route} for {duration} s"
+    )
     with Server(spec.app, env, out / "server.log") as server:
         with console.status("starting server, waiting for /readyz"):
             t0 = time.monotonic()
@@ -398,7 +405,9 @@ def print_summary(console: Any, report: BenchReport, out: Path) -> None:
         )  # fmt: skip
     console.print(table)
     if report.ratio_to_floor:
-        console.print("ratio to floor: " + ", ".join(f"{k} x{v:.2f}" for k, v in report.ratio_to_floor.items()))
+        console.print(
+            "ratio to floor: " + ", ".join(f"{k} x{v:.2f}" for k, v in report.ratio_to_floor.items())
+        )
     style = "green" if report.passed else "red"
     console.print(f"[{style}]{report.verdict}[/] — report: {out / 'report.md'}")
 

@@ -1,0 +1,125 @@
+"""Shared fixtures: settings in a temp data dir, Redis and PostgreSQL for the service-backed tests.
+
+A missing service skips its tests locally, but fails them when MLSD_REQUIRE_SERVICES=1 (CI sets it):
+CI has Redis and PostgreSQL, so a skip there would hide a broken test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REQUIRE_SERVICES = os.environ.get("MLSD_REQUIRE_SERVICES") == "1"
+POSTGRES_URL = os.environ.get("MLSD_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def service_missing(what: str) -> None:
+    """Skip locally; fail under MLSD_REQUIRE_SERVICES=1."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{what} (MLSD_REQUIRE_SERVICES=1, so this is a failure, not a skip)")
+    pytest.skip(what)
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Every test gets its own data dir and MLflow DB, and fresh cached settings."""
+    from infra.config import get_settings
+
+    data_dir = tmp_path / "mlsd"
+    monkeypatch.setenv("MLSD_DATA_DIR", str(data_dir))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLSD_ONLINE_STORE", raising=False)
+    get_settings.cache_clear()
+    yield data_dir
+    get_settings.cache_clear()
+
+
+def _redis_ping(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.exceptions.RedisError:
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_url_session() -> Iterator[str]:
+    """REDIS_URL if it answers, else a throwaway redis-server on a free port, else skip/fail."""
+    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    if _redis_ping(url):
+        yield url
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        service_missing(f"Redis at {url} is not answering and redis-server is not installed")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    for _ in range(50):
+        if _redis_ping(url):
+            break
+        time.sleep(0.1)
+    else:
+        proc.kill()
+        service_missing(f"a throwaway redis-server on port {port} did not start")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_url(redis_url_session: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("REDIS_URL", redis_url_session)
+    from infra.config import get_settings
+
+    get_settings.cache_clear()
+    return redis_url_session
+
+
+@pytest.fixture
+def unique_name() -> str:
+    """A name no other test run uses: Feast projects and Redis keys stay apart."""
+    return "t" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def postgres_db() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session (dropped after), as a URL."""
+    import psycopg2
+
+    try:
+        conn = psycopg2.connect(POSTGRES_URL, connect_timeout=3)
+    except psycopg2.OperationalError as exc:
+        service_missing(f"PostgreSQL at {POSTGRES_URL} is not reachable: {str(exc).strip()}")
+    conn.autocommit = True
+    name = "mlsd_test_" + uuid.uuid4().hex[:8]
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name}")
+    base = POSTGRES_URL.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        )
+        cur.execute(f"DROP DATABASE IF EXISTS {name}")
+    conn.close()
