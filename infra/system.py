@@ -12,8 +12,9 @@ class BenchSpec:
     app: str  # "package.module:factory" — uvicorn calls it with --factory
     locustfile: str  # path from the repo root
     route: str  # the locust request name whose latency the SLO judges
-    slo_p99_ms: float
+    slo_p99_ms: float  # the SLO bound, in ms, on the percentile named by slo_percentile
     target_p99_ms: float | None = None
+    slo_percentile: str = "p99"  # "p50", "p95" or "p99": which locust percentile the SLO judges
     rate: float = 100.0  # requests/s on the system route, driven by constant_throughput
     users: int = 4  # few users: locust's own overhead grows with users on 2 cores
     duration_s: int = 60
