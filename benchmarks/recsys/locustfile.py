@@ -1,0 +1,30 @@
+"""Load for `mlsd bench recsys`: Zipf-distributed known users plus ~5% unknown ones, beside the floor."""
+
+import os
+
+import numpy as np
+from locust import FastHttpUser, task
+
+from infra.bench.users import FloorUser, system_wait_time
+
+__all__ = ["FloorUser", "RecommendUser"]
+
+N_USERS = int(os.environ.get("MLSD_RECSYS_USERS", "20000"))
+UNKNOWN_SHARE = 0.05
+
+
+class RecommendUser(FastHttpUser):
+    wait_time = system_wait_time()
+
+    def on_start(self) -> None:
+        self.rng = np.random.default_rng()
+
+    @task
+    def recommend(self) -> None:
+        if self.rng.random() < UNKNOWN_SHARE:
+            user_id = N_USERS + int(self.rng.integers(0, 1_000_000))  # never seen: cold start
+        else:
+            user_id = int(min(self.rng.zipf(1.2), N_USERS) - 1)
+        self.client.post(
+            "/recommend", json={"user_id": user_id, "k": 20, "exclude_seen": True}, name="recommend"
+        )

@@ -1,0 +1,5 @@
+import sys
+
+from systems.recsys_two_tower.cli import main
+
+raise SystemExit(main(sys.argv[1:]))

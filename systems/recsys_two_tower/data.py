@@ -1,0 +1,226 @@
+"""Synthetic video feed with a known generating model, plus loaders for real MovieLens files.
+
+Generating model (what the oracle knows and the models must learn):
+- 16 topics x 8 sub-topics = 128 clusters. A video belongs to one cluster, has a power-law popularity
+  `pop_v` (Zipf), a creator, a duration, an upload time, and a noisy 8-d content vector near its
+  cluster's centroid (what a content encoder would see; it lets unseen videos embed: cold start).
+- A user has a sparse preference pi_u over clusters (Dirichlet over 3 favourite clusters + a little
+  everywhere). A watch picks a cluster c ~ pi_u, then a video v in c with probability pop_v / Z_c.
+  So the true P(v | u) = pi_u[c(v)] * pop_v / Z_c(v), and ranking by it is the oracle.
+- Completion ratio rises with how much the user likes the cluster; sessions are bursts of watches.
+
+Events have timestamps over `days` days; the split is temporal (train on the past, test on the future).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+N_TOPICS, N_SUB = 16, 8
+N_CLUSTERS = N_TOPICS * N_SUB
+CONTENT_DIM = 8
+DAY = 86_400
+START_TS = 1_767_225_600  # 2026-01-01T00:00:00Z: the feed's first day
+
+
+@dataclass(frozen=True)
+class FeedConfig:
+    n_users: int
+    n_videos: int
+    events_per_user: float  # mean; the activity is heavy-tailed
+    days: int = 28
+    test_days: int = 4
+    zipf_a: float = 1.1  # popularity exponent
+    n_creators: int | None = None
+    seed: int = 0
+
+
+SCALES: dict[str, FeedConfig] = {
+    "small": FeedConfig(n_users=1_500, n_videos=6_000, events_per_user=40),
+    "medium": FeedConfig(n_users=20_000, n_videos=1_000_000, events_per_user=40),
+    "large": FeedConfig(n_users=200_000, n_videos=5_000_000, events_per_user=50),
+}
+
+
+@dataclass
+class Feed:
+    """The generated world: tables plus the truth the oracle uses."""
+
+    config: FeedConfig
+    videos: pd.DataFrame  # video_id, cluster, topic, creator_id, duration_s, upload_ts, pop, content_0..7
+    users: pd.DataFrame  # user_id, signup_ts
+    events: pd.DataFrame  # user_id, video_id, ts, completion, session_id
+    user_pref: np.ndarray  # (U, C) true cluster preferences pi_u
+    cluster_norm: np.ndarray  # (C,) Z_c = sum of pop over the cluster's videos
+
+    @property
+    def split_ts(self) -> int:
+        return START_TS + (self.config.days - self.config.test_days) * DAY
+
+    def true_scores(self, user_ids: np.ndarray) -> np.ndarray:
+        """P(v | u) for each user over the whole catalog: (len(user_ids), n_videos)."""
+        cluster = self.videos["cluster"].to_numpy()
+        within = (self.videos["pop"].to_numpy() / self.cluster_norm[cluster]).astype(np.float32)
+        return self.user_pref[user_ids][:, cluster] * within[None, :]
+
+
+def generate(config: FeedConfig, progress: bool = False) -> Feed:
+    """Draw users, videos and watch events from the generating model (deterministic for a seed)."""
+    rng = np.random.default_rng(config.seed)
+    n_v, n_u = config.n_videos, config.n_users
+    n_creators = config.n_creators or max(50, n_v // 40)
+
+    # videos: cluster, popularity (Zipf over a random permutation), creator, content vector
+    cluster = rng.integers(0, N_CLUSTERS, n_v)
+    rank = rng.permutation(n_v) + 1
+    pop = (1.0 / rank**config.zipf_a).astype(np.float64)
+    pop /= pop.sum()
+    centroids = rng.normal(size=(N_CLUSTERS, CONTENT_DIM)).astype(np.float32)
+    content = centroids[cluster] + 0.35 * rng.normal(size=(n_v, CONTENT_DIM)).astype(np.float32)
+    creator_cluster = rng.integers(0, N_CLUSTERS, n_creators)  # creators make videos in one cluster mostly
+    creator = rng.integers(0, n_creators, n_v)
+    same = rng.random(n_v) < 0.8
+    by_cluster = pd.Series(np.arange(n_creators)).groupby(creator_cluster).apply(np.array)
+    for c in np.unique(cluster[same]):
+        idx = np.flatnonzero(same & (cluster == c))
+        options = by_cluster.get(c)
+        if options is not None and len(options):
+            creator[idx] = rng.choice(options, size=idx.size)
+    # most of the catalog predates the window; ~3% is uploaded during it (cold-start videos)
+    upload_ts = START_TS - rng.integers(1, 365 * DAY, n_v)
+    fresh = rng.random(n_v) < 0.03
+    upload_ts[fresh] = START_TS + rng.integers(0, config.days * DAY, fresh.sum())
+    duration = np.exp(rng.normal(5.0, 0.8, n_v)).clip(10, 3600).astype(np.int32)
+    videos = pd.DataFrame(
+        {"video_id": np.arange(n_v, dtype=np.int64), "cluster": cluster.astype(np.int16),
+         "topic": (cluster // N_SUB).astype(np.int16), "creator_id": creator.astype(np.int64),
+         "duration_s": duration, "upload_ts": upload_ts.astype(np.int64), "pop": pop}
+    )  # fmt: skip
+    for j in range(CONTENT_DIM):
+        videos[f"content_{j}"] = content[:, j]
+
+    # users: sparse preferences over clusters
+    pref = np.full((n_u, N_CLUSTERS), 0.02 / N_CLUSTERS)
+    favourites = rng.integers(0, N_CLUSTERS, (n_u, 3))
+    weights = rng.dirichlet([1.0, 1.0, 1.0], n_u) * 0.98
+    np.add.at(pref, (np.repeat(np.arange(n_u), 3), favourites.ravel()), weights.ravel())
+    pref /= pref.sum(1, keepdims=True)
+    users = pd.DataFrame({"user_id": np.arange(n_u, dtype=np.int64),
+                          "signup_ts": START_TS - rng.integers(DAY, 700 * DAY, n_u)})  # fmt: skip
+
+    # events: heavy-tailed activity, cluster ~ pi_u, video ~ pop within cluster
+    activity = rng.lognormal(0, 0.9, n_u)
+    n_events = rng.poisson(config.events_per_user * activity / activity.mean()) + 2
+    ev_user = np.repeat(np.arange(n_u), n_events)
+    cdf = np.cumsum(pref, axis=1)
+    ev_cluster = (cdf[ev_user] < rng.random(ev_user.size)[:, None]).sum(1).clip(0, N_CLUSTERS - 1)
+    order = np.argsort(cluster, kind="stable")  # videos grouped by cluster
+    sorted_cluster = cluster[order]
+    cluster_norm = np.bincount(cluster, weights=pop, minlength=N_CLUSTERS)
+    within = np.cumsum(pop[order]) - np.repeat(
+        np.cumsum(cluster_norm) - cluster_norm, np.bincount(sorted_cluster, minlength=N_CLUSTERS)
+    )
+    within_frac = within / cluster_norm[sorted_cluster]  # in (0, 1] inside each cluster segment
+    key = sorted_cluster + within_frac  # increasing: cluster c occupies (c, c + 1]
+    target = ev_cluster + rng.random(ev_user.size) * 0.999999 + 1e-9
+    pos = np.searchsorted(key, target).clip(0, n_v - 1)
+    ev_video = order[pos]
+
+    # timestamps: sessions of a few watches; a watch never precedes its video's upload
+    ts = START_TS + rng.integers(0, config.days * DAY, ev_user.size)
+    session_start = rng.random(ev_user.size) < 0.25
+    early = ts <= upload_ts[ev_video]  # a watch before its upload: redraw it after the upload
+    end = START_TS + config.days * DAY
+    lo = upload_ts[ev_video][early] + 60
+    ts[early] = lo + (rng.random(early.sum()) * np.maximum(end - lo, 1)).astype(np.int64)
+    keep = ts < end
+    liking = pref[ev_user, ev_cluster] * N_CLUSTERS
+    completion = 1 / (1 + np.exp(-(np.log(liking + 1e-6) * 0.6 + rng.normal(0, 0.7, ev_user.size))))
+    events = pd.DataFrame(
+        {"user_id": ev_user.astype(np.int64), "video_id": ev_video.astype(np.int64), "ts": ts.astype(np.int64),
+         "completion": completion.astype(np.float32)}
+    )[keep].sort_values(["user_id", "ts"], kind="stable").reset_index(drop=True)  # fmt: skip
+    new_session = session_start[keep] | (events["user_id"].diff() != 0).to_numpy()
+    events["session_id"] = np.cumsum(new_session).astype(np.int64)
+    return Feed(config, videos, users, events, pref.astype(np.float32), cluster_norm)
+
+
+def temporal_split(events: pd.DataFrame, split_ts: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train on everything before split_ts, test on everything at or after it: no future in training."""
+    return events[events["ts"] < split_ts].copy(), events[events["ts"] >= split_ts].copy()
+
+
+def save(feed: Feed, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    feed.videos.to_parquet(out / "videos.parquet")
+    feed.users.to_parquet(out / "users.parquet")
+    feed.events.to_parquet(out / "events.parquet")
+    np.save(out / "user_pref.npy", feed.user_pref)
+    np.save(out / "cluster_norm.npy", feed.cluster_norm)
+    (out / "config.json").write_text(json.dumps(asdict(feed.config)))
+
+
+def load(out: Path) -> Feed:
+    if not (out / "events.parquet").exists():
+        raise FileNotFoundError(f"no generated data in {out}; run `mlsd recsys data` first")
+    config = FeedConfig(**json.loads((out / "config.json").read_text()))
+    return Feed(
+        config,
+        pd.read_parquet(out / "videos.parquet"),
+        pd.read_parquet(out / "users.parquet"),
+        pd.read_parquet(out / "events.parquet"),
+        np.load(out / "user_pref.npy"),
+        np.load(out / "cluster_norm.npy"),
+    )
+
+
+# ---- real data: MovieLens ------------------------------------------------------------------------
+
+
+def load_movielens(path: Path) -> pd.DataFrame:
+    """MovieLens ratings (u.data, ratings.dat or ratings.csv) as watch events of the same schema.
+
+    A rating r in 1..5 becomes completion r / 5; user and item ids are re-indexed from 0.
+    """
+    path = Path(path)
+    name = path.name
+    if name == "u.data":
+        raw = pd.read_csv(path, sep="\t", names=["user", "item", "rating", "ts"], engine="c")
+    elif name.endswith(".dat"):
+        raw = pd.read_csv(path, sep="::", names=["user", "item", "rating", "ts"], engine="python")
+    elif name.endswith(".csv"):
+        raw = pd.read_csv(path).rename(
+            columns={"userId": "user", "movieId": "item", "rating": "rating", "timestamp": "ts"}
+        )
+        missing = {"user", "item", "rating", "ts"} - set(raw.columns)
+        if missing:
+            raise ValueError(
+                f"{path} lacks MovieLens columns {sorted(missing)} (want userId,movieId,rating,timestamp)"
+            )
+    else:
+        raise ValueError(f"{path}: not a MovieLens ratings file (u.data, ratings.dat or ratings.csv)")
+    if raw.empty:
+        raise ValueError(f"{path} holds no ratings")
+    user_codes, _ = pd.factorize(raw["user"], sort=True)
+    item_codes, _ = pd.factorize(raw["item"], sort=True)
+    events = pd.DataFrame(
+        {"user_id": user_codes.astype(np.int64), "video_id": item_codes.astype(np.int64),
+         "ts": raw["ts"].astype(np.int64), "completion": (raw["rating"].astype(np.float32) / 5.0)}
+    ).sort_values(["user_id", "ts"], kind="stable").reset_index(drop=True)  # fmt: skip
+    gap = events.groupby("user_id")["ts"].diff().fillna(np.inf)
+    events["session_id"] = np.cumsum(gap.to_numpy() > 1800).astype(np.int64)
+    return events
+
+
+def workdir(scale: str) -> Path:
+    """Where this scale's artifacts live: <data dir>/recsys/<scale>/."""
+    from infra.config import get_settings
+
+    path = get_settings().system_dir("recsys") / scale
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,1 @@
+"""The recsys Feast repo: definitions (entities, views, services) and the batch jobs that fill them."""

@@ -1,0 +1,244 @@
+"""The `train` step: point-in-time training set from Feast -> two towers -> ONNX user tower -> MLflow.
+
+Runs in one process, or in several under torchrun (DDP, gloo on CPU / NCCL on GPU): each process takes
+a slice of every global batch, and the result equals one process with the same global batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from systems.recsys_two_tower.data import Feed
+from systems.recsys_two_tower.features.definitions import HISTORY_COLS, TOPIC_COLS
+from systems.recsys_two_tower.features.transform import user_inputs, video_inputs
+from systems.recsys_two_tower.model import TowerConfig, TwoTower, TwoTowerLoss
+
+USER_COLS = ["watches_7d", "watches_30d", "mean_completion_30d", *TOPIC_COLS, *HISTORY_COLS]
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 4
+    batch_size: int = 1024
+    lr: float = 3e-3
+    max_rows: int = 400_000  # most recent training watches used (the point-in-time join's cost)
+    seed: int = 0
+
+
+@dataclass
+class TrainingSet:
+    """Tensors for both towers, one row per training watch, plus the logQ of each row's video."""
+
+    user: tuple[np.ndarray, np.ndarray, np.ndarray]
+    video: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    log_q: np.ndarray
+    seen_videos: np.ndarray  # (n_videos,) bool: watched at least once in training
+
+    def __len__(self) -> int:
+        return len(self.log_q)
+
+    def batch(self, idx: np.ndarray) -> list[torch.Tensor]:
+        parts = [*self.user, *self.video, self.log_q]
+        return [torch.from_numpy(np.ascontiguousarray(p[idx])) for p in parts]
+
+
+def training_frame(feed: Feed, repo, max_rows: int) -> pd.DataFrame:  # noqa: ANN001 — FeatureRepo
+    """Training watches joined point-in-time to user_stats, video_content and video_popularity."""
+    train = feed.events[feed.events["ts"] < feed.split_ts]
+    train = train.sort_values("ts").tail(max_rows)
+    entity_df = pd.DataFrame(
+        {"user_id": train["user_id"].to_numpy(), "video_id": train["video_id"].to_numpy(),
+         "event_timestamp": pd.to_datetime(train["ts"].to_numpy(), unit="s", utc=True)}
+    )  # fmt: skip
+    frame = repo.historical(entity_df, repo.objects["training"])
+    # Feast's file store loses the odd row (duplicate video + second); keep rows whose video resolved
+    return frame[frame["topic"].notna()].reset_index(drop=True)
+
+
+def seen_mask(feed: Feed) -> np.ndarray:
+    seen = np.zeros(feed.config.n_videos, dtype=bool)
+    seen[feed.events.loc[feed.events["ts"] < feed.split_ts, "video_id"].to_numpy()] = True
+    return seen
+
+
+def build_training_set(frame: pd.DataFrame, feed: Feed, cfg: TowerConfig) -> TrainingSet:
+    seen = seen_mask(feed)
+    user = user_inputs({c: frame[c] for c in ["user_id", *USER_COLS]}, cfg, seen)
+    ts = frame["event_timestamp"].astype("int64").to_numpy() // 10**9
+    video = video_inputs(frame, cfg, seen, ts)
+    counts = np.bincount(frame["video_id"].to_numpy(), minlength=feed.config.n_videos)
+    log_q = np.log(counts[frame["video_id"].to_numpy()] / len(frame)).astype(np.float32)
+    return TrainingSet(user, video, log_q, seen)
+
+
+def train_towers(
+    data: TrainingSet, cfg: TowerConfig, tc: TrainConfig, progress: bool = True
+) -> tuple[TwoTower, list[float]]:
+    """Adam on the in-batch softmax loss; returns the model and the per-epoch mean loss."""
+    dist = torch.distributed.is_available() and torch.distributed.is_initialized()
+    world = torch.distributed.get_world_size() if dist else 1
+    rank = torch.distributed.get_rank() if dist else 0
+    torch.manual_seed(tc.seed)
+    model = TwoTower(cfg)
+    wrapped: torch.nn.Module = TwoTowerLoss(model)
+    if dist:
+        from torch.nn.parallel import DistributedDataParallel
+
+        wrapped = DistributedDataParallel(wrapped)
+    sparse = [m.weight for m in model.modules() if isinstance(m, torch.nn.Embedding) and m.sparse]
+    dense = [p for p in model.parameters() if all(p is not q for q in sparse)]
+    optimizers = [torch.optim.SparseAdam(sparse, lr=tc.lr), torch.optim.Adam(dense, lr=tc.lr)]
+    rng = np.random.default_rng(tc.seed)
+    n_batches = len(data) // tc.batch_size
+    if tc.batch_size % world:
+        raise ValueError(f"batch size {tc.batch_size} must divide evenly over {world} processes")
+    shard = tc.batch_size // world
+    losses = []
+    from tqdm import tqdm
+
+    for epoch in range(tc.epochs):
+        order = rng.permutation(len(data))  # same permutation in every process (same seed)
+        total = 0.0
+        bar = tqdm(range(n_batches), desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not progress or rank != 0,
+                   leave=False, mininterval=1.0)  # fmt: skip
+        for b in bar:
+            idx = order[b * tc.batch_size : (b + 1) * tc.batch_size][rank * shard : (rank + 1) * shard]
+            loss = wrapped(*data.batch(idx), global_batch=tc.batch_size)
+            for opt in optimizers:
+                opt.zero_grad(set_to_none=True)
+            loss.backward()
+            for opt in optimizers:
+                opt.step()
+            total += float(loss.detach()) / world
+            if b % 20 == 0:
+                bar.set_postfix(loss=f"{float(loss.detach()) / world:.3f}")
+        if dist:
+            t = torch.tensor([total])
+            torch.distributed.all_reduce(t)
+            total = float(t)
+        losses.append(total / max(n_batches, 1))
+    return model, losses
+
+
+def export_user_tower(model: TwoTower, path: Path) -> float:
+    """ONNX export of the user tower; returns the max |onnx - torch| on a random batch (must be < 1e-4)."""
+    from infra.serving.onnx import make_session
+
+    cfg = model.cfg
+    tower = model.user.eval()
+    b = 8
+    example = (
+        torch.randint(1, cfg.user_buckets, (b,)),
+        torch.rand(b, tower.mlp[0].in_features - 2 * cfg.id_dim),
+        torch.randint(0, cfg.video_buckets, (b, cfg.history_len)),
+    )
+    torch.onnx.export(
+        tower, example, str(path), input_names=["user_bucket", "dense", "history"], output_names=["embedding"],
+        dynamic_axes={"user_bucket": {0: "batch"}, "dense": {0: "batch"}, "history": {0: "batch"},
+                      "embedding": {0: "batch"}},
+        opset_version=17, dynamo=False,
+    )  # fmt: skip
+    sess = make_session(path, threads=1)
+    got = sess.run(
+        None, {"user_bucket": example[0].numpy(), "dense": example[1].numpy(), "history": example[2].numpy()}
+    )[0]
+    with torch.no_grad():
+        want = tower(*example).numpy()
+    return float(np.abs(got - want).max())
+
+
+def save_model(model: TwoTower, out: Path, meta: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), out / "two_tower.pt")
+    (out / "config.json").write_text(json.dumps({"tower": model.cfg.to_dict(), **meta}, indent=2))
+
+
+def load_model(out: Path) -> TwoTower:
+    if not (out / "two_tower.pt").exists():
+        raise FileNotFoundError(f"no trained model in {out}; run `mlsd recsys train` first")
+    meta = json.loads((out / "config.json").read_text())
+    model = TwoTower(TowerConfig(**meta["tower"]))
+    model.load_state_dict(torch.load(out / "two_tower.pt", weights_only=True))
+    return model.eval()
+
+
+def run_train(feed: Feed, repo, workdir: Path, tc: TrainConfig, cfg: TowerConfig | None = None) -> dict:  # noqa: ANN001
+    """The whole step: join, train, export, log to MLflow and register the user tower as champion."""
+    from infra.registry import CHAMPION, Registry
+
+    cfg = cfg or TowerConfig()
+    t0 = time.perf_counter()
+    frame = training_frame(feed, repo, tc.max_rows)
+    join_s = time.perf_counter() - t0
+    data = build_training_set(frame, feed, cfg)
+    t1 = time.perf_counter()
+    model, losses = train_towers(data, cfg, tc)
+    train_s = time.perf_counter() - t1
+    model_dir = workdir / "model"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    parity = export_user_tower(model, model_dir / "user_tower.onnx")
+    if parity > 1e-4:
+        raise RuntimeError(f"ONNX user tower differs from PyTorch by {parity:.2e} (> 1e-4)")
+    np.save(model_dir / "seen_videos.npy", data.seen_videos)
+    metrics = {"final_loss": losses[-1], "onnx_max_abs_diff": parity, "join_seconds": join_s,
+               "train_seconds": train_s, "rows": len(data)}  # fmt: skip
+    save_model(model, model_dir, {"train": asdict(tc), "metrics": metrics})
+    registry = Registry()
+    run_id = registry.log_run(
+        "recsys_two_tower",
+        params={**asdict(tc), **cfg.to_dict(), "scale_videos": feed.config.n_videos},
+        metrics=metrics,
+        artifacts={"model": model_dir},
+        step_metrics={"epoch_loss": losses},
+        run_name=f"two_tower_{feed.config.n_videos}",
+    )
+    ref = registry.register("recsys_two_tower", run_id, "model", alias=CHAMPION)
+    return {**metrics, "losses": losses, "model_version": ref.version, "run_id": run_id}
+
+
+def ddp_main() -> None:
+    """Entry point for `torchrun -m systems.recsys_two_tower.train`: trains on the small scale's features."""
+    import argparse
+
+    p = argparse.ArgumentParser()
+    p.add_argument(
+        "--data", type=Path, required=True, help="a training_set.npz written by `save_training_set`"
+    )
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--config", type=str, default="{}", help="TowerConfig overrides as JSON")
+    args = p.parse_args()
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    torch.distributed.init_process_group(backend)
+    data = load_training_set(args.data)
+    cfg = TowerConfig(**json.loads(args.config))
+    model, losses = train_towers(
+        data, cfg, TrainConfig(epochs=args.epochs, batch_size=args.batch_size), False
+    )
+    if torch.distributed.get_rank() == 0:
+        torch.save(model.state_dict(), args.out)
+    torch.distributed.destroy_process_group()
+
+
+def save_training_set(data: TrainingSet, path: Path) -> None:
+    np.savez(path, *data.user, *data.video, data.log_q, data.seen_videos)
+
+
+def load_training_set(path: Path) -> TrainingSet:
+    z = np.load(path)
+    a = [z[f"arr_{i}"] for i in range(9)]
+    return TrainingSet(tuple(a[0:3]), tuple(a[3:7]), a[7], a[8])  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    ddp_main()
