@@ -188,7 +188,8 @@ def step_bench(scale: str, args) -> int:  # noqa: ANN001
     evaluation = json.loads((wd / "eval.json").read_text())
     sweep = json.loads((wd / "index" / "sweep.json").read_text())
     model_meta = json.loads((wd / "model" / "config.json").read_text())
-    spec = BenchSpec(**{**BENCH.__dict__, "env": {"MLSD_SCALE": scale}})
+    n_users = json.loads((wd / "config.json").read_text())["n_users"]
+    spec = BenchSpec(**{**BENCH.__dict__, "env": {"MLSD_SCALE": scale, "MLSD_RECSYS_USERS": str(n_users)}})
     extra = {"scale": scale, "offline": evaluation, "ann": sweep["chosen"], "n_videos": sweep["n_videos"],
              "train": model_meta.get("metrics", {}), "prepare_seconds": time.perf_counter() - t0}  # fmt: skip
     rc = run_bench(

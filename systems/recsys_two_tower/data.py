@@ -213,7 +213,7 @@ def load_movielens(path: Path) -> pd.DataFrame:
          "ts": raw["ts"].astype(np.int64), "completion": (raw["rating"].astype(np.float32) / 5.0)}
     ).sort_values(["user_id", "ts"], kind="stable").reset_index(drop=True)  # fmt: skip
     gap = events.groupby("user_id")["ts"].diff().fillna(np.inf)
-    events["session_id"] = np.cumsum(gap.to_numpy() > 1800).astype(np.int64)
+    events["session_id"] = (np.cumsum(gap.to_numpy() > 1800) - 1).astype(np.int64)  # from 0
     return events
 
 

@@ -111,8 +111,9 @@ def recommend_for(res: Resources, req: RecommendRequest) -> dict[str, Any]:
     if degraded:  # the same defaults training used for a user without a snapshot
         cols = {"user_id": [req.user_id], "watches_7d": [None], "watches_30d": [None],
                 "mean_completion_30d": [None]} | {c: [None] for c in cols_needed()}  # fmt: skip
-    with stage("model"):
+    with stage("transform"):
         bucket, dense, history = user_inputs(cols, cfg, res["seen_videos"])
+    with stage("model"):
         query = res["session"].run(None, {"user_bucket": bucket, "dense": dense, "history": history})[0]
     with stage("ann"):
         margin = MARGIN if req.exclude_seen else 0

@@ -16,7 +16,10 @@ from systems.recsys_two_tower.model import TowerConfig, hash_ids
 
 def _num(values: Sequence[Any], dtype: type = np.float32, fill: float = 0) -> np.ndarray:
     """Numbers from a column that may hold None/NaN (a missing feature): missing -> fill."""
-    return pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce").fillna(fill).to_numpy(dtype)
+    if isinstance(values, pd.Series):  # offline: a whole column at once
+        return pd.to_numeric(values, errors="coerce").fillna(fill).to_numpy(dtype)
+    # online: a short list from Feast, where a missing value is None (this path is on the request)
+    return np.array([fill if v is None or v != v else v for v in values], dtype=dtype)
 
 
 def _matrix(cols: Mapping[str, Sequence[Any]], names: list[str], dtype: type, fill: float) -> np.ndarray:

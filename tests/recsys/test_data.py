@@ -1,0 +1,84 @@
+"""Data tests: the generator's truth, the temporal split, and the MovieLens loaders."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from systems.recsys_two_tower import data
+
+TINY = data.FeedConfig(n_users=300, n_videos=2_000, events_per_user=20, seed=3)
+
+
+def test_generator_is_deterministic_and_consistent() -> None:
+    a, b = data.generate(TINY), data.generate(TINY)
+    pd.testing.assert_frame_equal(a.events, b.events)
+    ev = a.events
+    assert ev["video_id"].between(0, TINY.n_videos - 1).all()
+    upload = a.videos["upload_ts"].to_numpy()[ev["video_id"].to_numpy()]
+    assert (ev["ts"].to_numpy() > upload).all(), "a watch before its video's upload"
+    assert np.allclose(a.user_pref.sum(1), 1, atol=1e-5)
+    # popularity is power-law: the top 1% of videos take a large share of watches
+    counts = ev["video_id"].value_counts().to_numpy()
+    assert counts[: TINY.n_videos // 100].sum() / counts.sum() > 0.1
+
+
+def test_watches_follow_the_true_preferences() -> None:
+    feed = data.generate(TINY)
+    ev = feed.events
+    cluster = feed.videos["cluster"].to_numpy()[ev["video_id"].to_numpy()]
+    liked = feed.user_pref[ev["user_id"].to_numpy(), cluster]
+    # a watch lands in a cluster the user likes far more often than a random cluster would be liked
+    assert liked.mean() > 5 * feed.user_pref.mean()
+
+
+def test_temporal_split_has_no_future_in_training() -> None:
+    feed = data.generate(TINY)
+    train, test = data.temporal_split(feed.events, feed.split_ts)
+    assert train["ts"].max() < feed.split_ts <= test["ts"].min()
+    assert len(train) + len(test) == len(feed.events)
+
+
+def test_oracle_ranks_test_watches_high() -> None:
+    feed = data.generate(TINY)
+    test = feed.events[feed.events["ts"] >= feed.split_ts]
+    users = test["user_id"].unique()[:50]
+    scores = feed.true_scores(users)
+    ranks = []
+    for row, uid in zip(scores, users, strict=True):
+        order = np.argsort(-row)
+        pos = np.empty_like(order)
+        pos[order] = np.arange(len(order))
+        ranks.extend(pos[test.loc[test["user_id"] == uid, "video_id"].to_numpy()])
+    assert np.median(ranks) < TINY.n_videos * 0.1  # random would be at 50%
+
+
+@pytest.mark.parametrize("fmt", ["u.data", "ratings.dat", "ratings.csv"])
+def test_movielens_loaders(tmp_path: Path, fmt: str) -> None:
+    rows = [(10, 200, 4, 1000), (10, 300, 5, 900), (20, 200, 1, 5000), (10, 200, 3, 4000)]
+    path = tmp_path / fmt
+    if fmt == "u.data":
+        path.write_text("".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in rows))
+    elif fmt == "ratings.dat":
+        path.write_text("".join(f"{u}::{i}::{r}::{t}\n" for u, i, r, t in rows))
+    else:
+        path.write_text(
+            "userId,movieId,rating,timestamp\n" + "".join(f"{u},{i},{r}.0,{t}\n" for u, i, r, t in rows)
+        )
+    events = data.load_movielens(path)
+    assert list(events.columns) == ["user_id", "video_id", "ts", "completion", "session_id"]
+    assert events["user_id"].tolist() == [0, 0, 0, 1]  # re-indexed, sorted by user then time
+    assert events["ts"].tolist() == [900, 1000, 4000, 5000]
+    assert events["video_id"].tolist() == [1, 0, 0, 0]
+    assert events["completion"].tolist() == pytest.approx([1.0, 0.8, 0.6, 0.2])
+    assert events["session_id"].tolist() == [0, 0, 1, 2]  # a >30 min gap or a new user starts a session
+
+
+def test_movielens_bad_file_says_why(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not a MovieLens"):
+        data.load_movielens(tmp_path / "ratings.parquet")
+    bad = tmp_path / "ratings.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="userId"):
+        data.load_movielens(bad)

@@ -1,0 +1,145 @@
+"""Serving tests: /recommend end to end on the small pipeline — known, unknown, degraded, bad input."""
+
+import time
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from systems.recsys_two_tower import data
+from systems.recsys_two_tower.features.definitions import HISTORY_COLS
+
+
+@pytest.fixture
+def client(recsys_env):
+    from systems.recsys_two_tower.serve import build_app
+
+    with TestClient(build_app()) as c:
+        for _ in range(600):
+            if c.get("/readyz").status_code == 200:
+                break
+            time.sleep(0.05)
+        assert c.get("/readyz").status_code == 200, c.get("/readyz").json()
+        yield c
+
+
+def _known_user(recsys_env) -> int:
+    feed = data.load(recsys_env.workdir)
+    return int(feed.events["user_id"].value_counts().index[0])
+
+
+def test_known_user_gets_k_personal_unseen_videos(client, recsys_env) -> None:
+    uid = _known_user(recsys_env)
+    r = client.post("/recommend", json={"user_id": uid, "k": 25})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert not body["cold_start"] and not body["degraded"]
+    ids = [it["video_id"] for it in body["items"]]
+    assert len(ids) == 25 == len(set(ids))
+    scores = [it["score"] for it in body["items"]]
+    assert scores == sorted(scores, reverse=True)
+    res = client.app.state.resources
+    cols, _ = res["features"].repo.online(res["features"].service, [{"user_id": uid}])
+    history = {cols[c][0] for c in HISTORY_COLS} - {-1}
+    assert history and not history & set(ids)
+    timing = r.headers["server-timing"]
+    for stage in ("features", "transform", "model", "ann", "filter", "total"):
+        assert f"{stage};dur=" in timing
+    # without exclusion, watched videos may come back (the user likes them): the filter did the work
+    r2 = client.post("/recommend", json={"user_id": uid, "k": 25, "exclude_seen": False}).json()
+    assert [it["video_id"] for it in r2["items"]][:5] != [] and len(r2["items"]) == 25
+
+
+def test_unknown_user_gets_trending_marked_cold_start(client, recsys_env) -> None:
+    r = client.post("/recommend", json={"user_id": 10**9, "k": 5})
+    body = r.json()
+    assert r.status_code == 200 and body["cold_start"] and not body["degraded"]
+    trending = np.load(recsys_env.workdir / "trending.npy")[:5].tolist()
+    assert [it["video_id"] for it in body["items"]] == trending
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [({"user_id": 1, "k": 0}, "k"), ({"user_id": 1, "k": 501}, "k"), ({"user_id": "abc"}, "user_id"),
+     ({"k": 5}, "user_id"), ({"user_id": -3}, "user_id")],
+)  # fmt: skip
+def test_bad_input_is_422_naming_the_field(client, payload, field) -> None:
+    r = client.post("/recommend", json=payload)
+    assert r.status_code == 422
+    assert r.json()["fields"][0]["field"] == field
+
+
+def test_store_down_gives_degraded_answer_not_500(client, recsys_env, monkeypatch) -> None:
+    features = client.app.state.resources["features"]
+
+    def broken(*_a, **_k):
+        raise ConnectionError("Redis at 127.0.0.1:6379 refused the connection")
+
+    monkeypatch.setattr(features.repo, "online", broken)
+    r = client.post("/recommend", json={"user_id": _known_user(recsys_env), "k": 10})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["degraded"] and not body["cold_start"] and len(body["items"]) == 10
+    # the breaker is open now: the next request does not even try the store
+    assert features.open_until > 0
+    r = client.post("/recommend", json={"user_id": 1, "k": 3})
+    assert r.json()["degraded"]
+
+
+def test_online_path_matches_offline_inputs(recsys_env) -> None:
+    """Skew guard: the tower inputs the server builds from an online read equal the offline ones."""
+    import pandas as pd
+
+    from systems.recsys_two_tower.features.repo import feature_repo
+    from systems.recsys_two_tower.features.transform import user_inputs
+    from systems.recsys_two_tower.model import TowerConfig
+    from systems.recsys_two_tower.train import USER_COLS
+
+    repo = feature_repo(recsys_env.workdir, "small")
+    cfg = TowerConfig()
+    users = [_known_user(recsys_env), 3, 7]
+    online, _ = repo.online(repo.objects["user_serving"], [{"user_id": u} for u in users])
+    feed = data.load(recsys_env.workdir)
+    end = pd.Timestamp(data.START_TS + feed.config.days * data.DAY, unit="s", tz="UTC")
+    offline = repo.historical(
+        pd.DataFrame({"user_id": users, "event_timestamp": end}), repo.objects["user_serving"]
+    )
+    a = user_inputs(online, cfg)
+    b = user_inputs({c: offline[c] for c in ["user_id", *USER_COLS]}, cfg)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-6)
+
+
+@pytest.mark.redis
+def test_redis_online_store_serves_the_same(recsys_env, redis_url, monkeypatch, unique_name) -> None:
+    """The same features step and server, with MLSD_ONLINE_STORE=redis: identical recommendations."""
+    from infra.config import get_settings
+    from systems.recsys_two_tower.features.repo import build_features
+    from systems.recsys_two_tower.serve import build_app
+
+    uid = _known_user(recsys_env)
+    with TestClient(build_app()) as c:
+        while c.get("/readyz").status_code != 200:
+            time.sleep(0.05)
+        want = c.post("/recommend", json={"user_id": uid, "k": 20}).json()["items"]
+
+    redis_dir = recsys_env.data_dir / f"redis_{unique_name}"
+    monkeypatch.setenv("MLSD_ONLINE_STORE", "redis")
+    monkeypatch.setenv("MLSD_DATA_DIR", str(redis_dir))
+    get_settings.cache_clear()
+    import shutil
+
+    shutil.copytree(recsys_env.data_dir / "recsys", redis_dir / "recsys")
+    shutil.copy(recsys_env.data_dir / "mlflow.db", redis_dir / "mlflow.db")
+    shutil.copytree(recsys_env.data_dir / "mlartifacts", redis_dir / "mlartifacts")
+    wd = data.workdir("small")
+    shutil.rmtree(wd / "feature_repo")
+    build_features(data.load(wd), wd, "small")
+    with TestClient(build_app()) as c:
+        while (ready := c.get("/readyz")).status_code != 200:
+            if ready.json()["message"] != "loading models and indexes":
+                pytest.fail(ready.json()["message"])
+        res = c.app.state.resources
+        assert res["features"].repo.online_store == "redis"
+        got = c.post("/recommend", json={"user_id": uid, "k": 20}).json()
+    assert not got["degraded"] and got["items"] == want
