@@ -6,6 +6,6 @@ SYSTEM = SystemSpec(
     name="recsys",
     package="systems.recsys_two_tower",
     question="Design a video-feed recommender for 100M users at 50 ms p99; why two-tower retrieval first?",
-    steps=("data", "features", "train", "index", "sweep", "eval", "serve", "bench", "all"),
+    steps=("data", "features", "train", "index", "sweep", "eval", "cross", "serve", "bench", "all"),
     status="working",
 )

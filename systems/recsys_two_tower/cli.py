@@ -17,6 +17,7 @@ from rich.table import Table
 from infra.cli import OneLineParser
 from infra.config import SCALES, get_settings
 from infra.system import BenchSpec
+from systems.recsys_two_tower import SYSTEM
 
 console = Console()
 
@@ -36,9 +37,7 @@ BENCH_SCALE = "medium"
 
 def _parser() -> OneLineParser:
     p = OneLineParser(prog="mlsd recsys", description=__doc__)
-    p.add_argument(
-        "step", choices=["data", "features", "train", "index", "sweep", "eval", "serve", "bench", "all"]
-    )
+    p.add_argument("step", choices=SYSTEM.steps)
     p.add_argument(
         "--scale", choices=SCALES, default=None, help="data scale (default: MLSD_SCALE; bench: medium)"
     )
@@ -111,7 +110,7 @@ def step_index(scale: str, eval_users: int) -> dict:
     queries = evaluate.user_vectors(
         model, repo, users, feed.split_ts - 1, __import__("numpy").load(wd / "model" / "seen_videos.npy")
     )
-    nlists = (64, 256) if feed.config.n_videos < 100_000 else (1024, 4096)
+    nlists = (64, 256) if feed.config.n_videos < 100_000 else (1024, 2048)
     summary = index.run_index(model, feed, repo, wd, queries, nlists)
     print_sweep(summary)
     return summary
@@ -136,6 +135,41 @@ def step_eval(scale: str, eval_users: int) -> dict:
     )
     print_eval(result)
     return result
+
+
+def step_cross(scale: str) -> dict:
+    from systems.recsys_two_tower import cross
+
+    data, features, train, index, evaluate = _steps()
+    wd = data.workdir(scale)
+    feed = data.load(wd)
+    repo = features.feature_repo(wd, scale)
+    if not (wd / "training_set.npz").exists():
+        raise FileNotFoundError(f"{wd / 'training_set.npz'} missing; run `mlsd recsys train --scale {scale}`")
+    with console.status("cross model: train, re-rank ANN top 200, score the full catalog"):
+        catalog = index.catalog_frame(feed, repo, feed.split_ts)
+        result = cross.run_cross_experiment(train.load_model(wd / "model"), feed, repo, wd,
+                                            train.load_training_set(wd / "training_set.npz"), catalog)  # fmt: skip
+    (wd / "cross.json").write_text(json.dumps(result, indent=2))
+    print_cross(result)
+    return result
+
+
+def print_cross(result: dict) -> None:
+    table = Table(
+        title=f"two-tower vs cross model over {result['catalog']:,} videos ({result['users']} users)"
+    )
+    for col in ("first stage", "recall@10", "ndcg@10", "recall@100", "ms / request"):
+        table.add_column(col, justify="left" if col == "first stage" else "right")
+    for name, row in result["table"].items():
+        table.add_row(
+            name,
+            f"{row['recall@10']:.4f}",
+            f"{row['ndcg@10']:.4f}",
+            f"{row['recall@100']:.4f}",
+            f"{row['ms_per_request']:.2f}",
+        )
+    console.print(table)
 
 
 def print_eval(result: dict) -> None:
@@ -176,6 +210,8 @@ def prepare(scale: str, args) -> None:  # noqa: ANN001
         step_index(scale, args.eval_users)
     if args.force or not _have(wd, "eval.json"):
         step_eval(scale, args.eval_users)
+    if args.force or not _have(wd, "cross.json"):
+        step_cross(scale)
 
 
 def step_bench(scale: str, args) -> int:  # noqa: ANN001
@@ -190,7 +226,8 @@ def step_bench(scale: str, args) -> int:  # noqa: ANN001
     model_meta = json.loads((wd / "model" / "config.json").read_text())
     n_users = json.loads((wd / "config.json").read_text())["n_users"]
     spec = BenchSpec(**{**BENCH.__dict__, "env": {"MLSD_SCALE": scale, "MLSD_RECSYS_USERS": str(n_users)}})
-    extra = {"scale": scale, "offline": evaluation, "ann": sweep["chosen"], "n_videos": sweep["n_videos"],
+    cross_result = json.loads((wd / "cross.json").read_text())
+    extra = {"scale": scale, "offline": evaluation, "cross": cross_result, "ann": sweep["chosen"], "n_videos": sweep["n_videos"],
              "train": model_meta.get("metrics", {}), "prepare_seconds": time.perf_counter() - t0}  # fmt: skip
     rc = run_bench(
         "recsys", spec, duration_s=args.duration, rate=args.rate, extra=extra, extra_md=bench_markdown(extra)
@@ -213,6 +250,13 @@ def bench_markdown(extra: dict) -> str:
     lines += ["", f"Two-tower ANN recall@100 / most-popular: x{tt / pop:.2f} (target >= 3).",
               f"Serving index: {ann['index']} nprobe={ann['nprobe']}, recall@100 vs exact {ann['recall_at_100']:.3f} "
               f"(target >= 0.95), {ann['ms_per_query_batch1']:.3f} ms per query — `mlsd recsys sweep`."]  # fmt: skip
+    cross = extra["cross"]
+    lines += ["", f"## Two-tower vs cross model as the first stage ({cross['users']} users) — `mlsd recsys cross`", "",
+              "| first stage | recall@10 | ndcg@10 | recall@100 | ms / request |", "|---|---:|---:|---:|---:|"]  # fmt: skip
+    for name, row in cross["table"].items():
+        lines.append(
+            f"| {name} | {row['recall@10']:.4f} | {row['ndcg@10']:.4f} | {row['recall@100']:.4f} | {row['ms_per_request']:.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -240,6 +284,8 @@ def main(argv: list[str]) -> int:
             print_sweep(json.loads(path.read_text()))
     elif args.step == "eval":
         step_eval(scale, args.eval_users)
+    elif args.step == "cross":
+        step_cross(scale)
     elif args.step == "all":
         prepare(scale, args)
     elif args.step == "serve":

@@ -114,7 +114,7 @@ def sweep(
             continue
         index = ivf_index(emb, nlist)
         built[nlist] = index
-        for nprobe in (1, 2, 4, 8, 16, 32, 64, 128, 256):
+        for nprobe in (1, 2, 4, 8, 16, 32, 64, 96, 128, 192, 256, 384, 512):
             if nprobe > nlist:
                 break
             index.nprobe = nprobe

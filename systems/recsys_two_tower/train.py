@@ -188,6 +188,7 @@ def run_train(feed: Feed, repo, workdir: Path, tc: TrainConfig, cfg: TowerConfig
     if parity > 1e-4:
         raise RuntimeError(f"ONNX user tower differs from PyTorch by {parity:.2e} (> 1e-4)")
     np.save(model_dir / "seen_videos.npy", data.seen_videos)
+    save_training_set(data, workdir / "training_set.npz")  # the cross-model experiment reuses it
     metrics = {"final_loss": losses[-1], "onnx_max_abs_diff": parity, "join_seconds": join_s,
                "train_seconds": train_s, "rows": len(data)}  # fmt: skip
     save_model(model, model_dir, {"train": asdict(tc), "metrics": metrics})
