@@ -284,6 +284,17 @@ def main(argv: list[str]) -> int:
             print_sweep(json.loads(path.read_text()))
     elif args.step == "eval":
         step_eval(scale, args.eval_users)
+    elif args.step == "capacity":
+        from infra.bench.harness import RESULTS_DIR
+        from systems.recsys_two_tower.capacity import Assumptions, capacity, measured_cpu_ms
+
+        a = Assumptions(cpu_ms_per_request=measured_cpu_ms(RESULTS_DIR / "recsys" / "latest" / "report.json"))
+        table = Table(title="back-of-envelope: 100M users (`mlsd recsys capacity`)")
+        for col in ("quantity", "value", "from"):
+            table.add_column(col)
+        for row in capacity(a):
+            table.add_row(*row)
+        console.print(table)
     elif args.step == "cross":
         step_cross(scale)
     elif args.step == "all":
