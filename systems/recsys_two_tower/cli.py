@@ -118,10 +118,10 @@ def step_index(scale: str, eval_users: int) -> dict:
 
 def print_sweep(summary: dict) -> None:
     table = Table(title=f"ANN sweep over {summary['n_videos']:,} videos (recall@100 vs exact; ms per query)")
-    for col in ("index", "nprobe", "recall@100", "ms batch 1", "ms batched", ""):
+    for col in ("index", "nprobe", "distances/query", "recall@100", "ms batch 1", "ms batched", ""):
         table.add_column(col, justify="right" if col not in ("index", "") else "left")
     for r in summary["sweep"]:
-        table.add_row(r["index"], str(r["nprobe"] or "-"), f"{r['recall_at_100']:.3f}", f"{r['ms_per_query_batch1']:.3f}",
+        table.add_row(r["index"], str(r["nprobe"] or "-"), f"{r.get('distances_per_query', 0):,}", f"{r['recall_at_100']:.3f}", f"{r['ms_per_query_batch1']:.3f}",
                       f"{r['ms_per_query_batched']:.3f}", "← chosen" if r["chosen"] else "")  # fmt: skip
     console.print(table)
 
