@@ -1,7 +1,7 @@
 """The first-stage question, measured: a cross (joint user x video) model vs two-tower retrieval.
 
 The cross model sees the user and the video together: [u, v, u*v, user features, video features] ->
-MLP -> P(watch). It can model interactions the dot product cannot, but it must run once per
+MLP -> score, starting from the two-tower score and trained with the towers' own objective. It can model interactions the dot product cannot, but it must run once per
 (user, video) pair: scoring the whole catalog per request costs N forward passes, while the two-tower
 path costs one user-tower pass plus an ANN lookup. So it is measured two ways: as the first stage
 (full catalog, a few users, milliseconds per request) and as a re-ranker of the ANN's top 200.
@@ -52,27 +52,20 @@ def _tower_vectors(towers: TwoTower, data: TrainingSet, idx: np.ndarray) -> tupl
     return towers.user(*b[:3]), towers.video(*b[3:7]), b[1], b[6]
 
 
-def train_cross(
-    towers: TwoTower, data: TrainingSet,
-    steps: int = 1000, batch: int = 512, negatives: int = 4, seed: int = 0,
-) -> CrossModel:  # fmt: skip
-    """BCE on (user, watched video) positives and (user, popularity-sampled video) negatives."""
+def train_cross(towers: TwoTower, data: TrainingSet, steps: int = 400, batch: int = 128, seed: int = 0) -> CrossModel:
+    """The towers' own objective, with the joint model as the scorer: every user of a batch against every
+    video of the batch (B x B pairs), sampled softmax with the same logQ correction."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = CrossModel(towers.cfg.out_dim)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    q = np.exp(data.log_q.astype(np.float64))
-    # negatives: other rows' videos, i.e. drawn by popularity, like the in-batch negatives of the towers
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     for _ in range(steps):
         idx = rng.integers(0, len(data), batch)
         u, v, ud, vd = _tower_vectors(towers, data, idx)
-        neg_rows = rng.choice(len(data), size=batch * negatives, p=q / q.sum())
-        _, vn, _, vdn = _tower_vectors(towers, data, neg_rows)
-        u_all = torch.cat([u, u.repeat_interleave(negatives, 0)])
-        ud_all = torch.cat([ud, ud.repeat_interleave(negatives, 0)])
-        logits = model(u_all, torch.cat([v, vn]), ud_all, torch.cat([vd, vdn]))
-        labels = torch.cat([torch.ones(batch), torch.zeros(batch * negatives)])
-        loss = nn.functional.binary_cross_entropy_with_logits(logits, labels)
+        log_q = torch.from_numpy(data.log_q[idx])
+        ui, vj = torch.meshgrid(torch.arange(batch), torch.arange(batch), indexing="ij")  # (B, B) pairs
+        logits = model(u[ui.ravel()], v[vj.ravel()], ud[ui.ravel()], vd[vj.ravel()]).view(batch, batch)
+        loss = nn.functional.cross_entropy(logits - log_q[None, :], torch.arange(batch))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -98,13 +91,6 @@ def run_cross_experiment(
     emb = np.load(workdir / "index" / "catalog_emb.npy")
     seen = np.load(workdir / "model" / "seen_videos.npy")
     vdense = video_inputs(catalog, towers.cfg, seen, feed.split_ts)[3]
-    # Trained against popularity-sampled negatives, the logit estimates log p(v|u) - log q(v) + const;
-    # adding log q(v) back ranks by p(v|u) itself (without it the re-ranker favours obscure videos).
-    train_ids = feed.events.loc[feed.events["ts"] < feed.split_ts, "video_id"].to_numpy()
-    log_q = np.log(
-        (np.bincount(train_ids, minlength=len(catalog)) + 0.5) / (len(train_ids) + 0.5 * len(catalog))
-    )
-    log_q = log_q.astype(np.float32)
     t0 = time.perf_counter()
     cross = train_cross(towers, data, seed=seed)
     train_s = time.perf_counter() - t0
@@ -126,7 +112,7 @@ def run_cross_experiment(
         c = _exclude(cand[i], seens[i], RERANK_DEPTH)
         c = c[c >= 0]
         ann.append(np.pad(c[:100], (0, 100 - len(c[:100])), constant_values=-1))
-        s = score_candidates(cross, queries[i], udense[i], emb[c], vdense[c]) + log_q[c]
+        s = score_candidates(cross, queries[i], udense[i], emb[c], vdense[c])
         order = c[np.argsort(-s)][:100]
         reranked.append(np.pad(order, (0, 100 - len(order)), constant_values=-1))
     rerank_ms = (time.perf_counter() - t0) * 1000 / len(users)
@@ -134,7 +120,7 @@ def run_cross_experiment(
     full_recs = []
     for i in range(min(users_full, len(users))):
         t0 = time.perf_counter()
-        s = score_candidates(cross, queries[i], udense[i], emb, vdense) + log_q
+        s = score_candidates(cross, queries[i], udense[i], emb, vdense)
         s[seens[i]] = -np.inf
         top = np.argpartition(-s, 100)[:100]
         full_recs.append(top[np.argsort(-s[top])])
