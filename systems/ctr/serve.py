@@ -1,0 +1,194 @@
+"""POST /predict: rank a request's candidate ads by calibrated P(click), and log what was served.
+
+request -> features (user: Feast online store; ads: a snapshot of the online store loaded at start)
+        -> the same `model_inputs` transform training used -> ONNX Runtime -> ranked ads
+        -> the serving log (request id, features, scores), joined later to training rows for skew checks
+
+Every candidate is scored at position 1 (P(click | seen at the top)): the position effect learned in
+training is held fixed, so it cannot masquerade as relevance.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from fastapi import Depends, FastAPI, HTTPException
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from infra.serving import Resources, create_app, error_body, require_ready, stage
+from systems.ctr.data import MISSING_ACTIVITY
+from systems.ctr.features import CAT_FIELDS, PROJECT, model_inputs
+
+AD_COLUMNS = ["advertiser_id", "ad_category", "ad_quality", "promoted"]
+
+
+class PredictRequest(BaseModel):
+    request_id: str = Field(min_length=1, max_length=128, description="joins the serving log to training rows")
+    user_id: int = Field(ge=0)
+    site_id: int = Field(ge=0, lt=1_000_000)
+    device: int = Field(ge=0, le=2, description="0 desktop, 1 tablet, 2 phone")
+    timestamp: datetime | None = Field(None, description="request time (UTC); default now")
+    candidates: list[int] = Field(min_length=1, max_length=500, description="ad ids to rank")
+
+
+class ScoredAd(BaseModel):
+    ad_id: int
+    p_click: float
+
+
+class PredictResponse(BaseModel):
+    request_id: str
+    model_version: str
+    ads: list[ScoredAd]
+
+
+@dataclass(frozen=True)
+class OnlinePath:
+    """How the serving path turns raw values into features. The defaults match training exactly;
+    the skew cases change one of them, as a real second code path drifts from the first."""
+
+    missing_activity: float = MISSING_ACTIVITY
+    hour_offset_h: int = 0  # 0: UTC hour, as in training; -5: the server's local time
+
+
+def request_frame(
+    req: PredictRequest, user: dict[str, Any], ads: pd.DataFrame, path: OnlinePath = OnlinePath()
+) -> pd.DataFrame:
+    """One row per candidate: user, ad and context features, position fixed at 1."""
+    ts = req.timestamp or datetime.now(UTC)
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    hour = (ts.astimezone(UTC).hour + path.hour_offset_h) % 24
+    n = len(ads)
+    activity = user.get("user_activity")
+    return pd.DataFrame(
+        {
+            "ad_id": ads.index.to_numpy(),
+            "user_segment": np.full(n, user.get("user_segment") if user.get("user_segment") is not None else -1),
+            "user_activity": np.full(n, np.nan if activity is None else activity, dtype=np.float64),
+            **{c: ads[c].to_numpy() for c in AD_COLUMNS},
+            "site_id": np.full(n, req.site_id),
+            "device": np.full(n, req.device),
+            "hour": np.full(n, hour),
+            "position": np.ones(n, dtype=np.int64),
+        }
+    )
+
+
+class ServingLog:
+    """Appends one JSON line per request from a background thread (the request never waits on disk)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._queue: queue.Queue[dict | None] = queue.Queue(maxsize=100_000)
+        self._thread = threading.Thread(target=self._write, name="serving-log", daemon=True)
+        self._thread.start()
+
+    def append(self, entry: dict) -> None:
+        try:
+            self._queue.put_nowait(entry)
+        except queue.Full:  # never block serving on the log; the drop shows as a gap in the join
+            pass
+
+    def _write(self) -> None:
+        with self.path.open("a") as f:
+            while (entry := self._queue.get()) is not None:
+                f.write(json.dumps(entry) + "\n")
+                if self._queue.empty():
+                    f.flush()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+
+def read_serving_log(path: Path) -> pd.DataFrame:
+    """The serving log as one row per (request, candidate): features as served, and the score."""
+    frames = []
+    with path.open() as f:
+        for line in f:
+            entry = json.loads(line)
+            frame = pd.DataFrame(entry["features"])
+            frame["request_id"] = entry["request_id"]
+            frame["p_click"] = entry["scores"]
+            frame["model_version"] = entry["model_version"]
+            frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def load(resources: Resources) -> None:
+    """Model behind the alias (MLSD_CTR_ALIAS, default champion), ad snapshot, user feature reader."""
+    from infra.features import FeatureRepo
+    from infra.registry import Registry
+    from infra.serving.onnx import make_session
+    from systems.ctr.train import MODEL_NAME, load_market, system_dir
+
+    alias = os.environ.get("MLSD_CTR_ALIAS", "champion")
+    ref, folder = Registry().load(MODEL_NAME, alias, dst=system_dir() / "serving" / alias)
+    config = json.loads((folder / "config.json").read_text())
+    if tuple(config["cat_fields"]) != CAT_FIELDS:
+        raise RuntimeError(f"model {ref.name} v{ref.version} was trained on other fields; retrain it")
+    resources["session"] = make_session(folder / "model.onnx", threads=1, prefer_gpu=False)
+    resources["version"] = f"{ref.name}/{ref.version}@{alias}"
+    resources["n_buckets"] = int(config["n_buckets"])
+    repo = FeatureRepo(PROJECT, system_dir() / "features" / "repo")
+    repo.check_online_store()
+    resources["repo"] = repo
+    resources["user_service"] = repo.feature_service("ctr_user")
+    market = load_market()
+    ad_ids = market.ads["ad_id"].tolist()
+    values, _ = repo.online(repo.feature_service("ctr_ad"), [{"ad_id": a} for a in ad_ids])
+    ads = pd.DataFrame({c: values[c] for c in AD_COLUMNS}, index=pd.Index(values["ad_id"], name="ad_id"))
+    resources["ads"] = ads.dropna()
+    resources["log"] = ServingLog(system_dir() / "serving_log" / f"{os.getpid()}.jsonl")
+    resources["close"] = resources["log"].close
+
+
+def build_app() -> FastAPI:
+    app = create_app("ctr", load=load, access_log_enabled=False)
+
+    @app.post("/predict", response_model=PredictResponse)
+    def predict(req: PredictRequest, res: Resources = Depends(require_ready)) -> Any:
+        ads: pd.DataFrame = res["ads"]
+        unknown = [i for i, a in enumerate(req.candidates) if a not in ads.index]
+        if unknown:
+            fields = [{"field": f"candidates.{i}", "loc": ["body", "candidates", str(i)],
+                       "message": f"unknown ad id {req.candidates[i]}"} for i in unknown[:10]]  # fmt: skip
+            return JSONResponse(status_code=422, content=error_body("validation_error", fields[0]["message"], fields))
+        with stage("features"):
+            try:
+                values, _ = res["repo"].online(res["user_service"], [{"user_id": req.user_id}])
+            except Exception as exc:
+                raise HTTPException(status_code=503, detail=f"online store: {exc}") from exc
+            user = {k: v[0] for k, v in values.items()}
+            frame = request_frame(req, user, ads.loc[req.candidates])
+            cat, num = model_inputs(frame, n_buckets=res["n_buckets"])
+        with stage("model"):
+            p = res["session"].run(None, {"cat": cat, "num": num})[0]
+        with stage("rank"):
+            order = np.argsort(-p, kind="stable")
+            ranked = [ScoredAd(ad_id=int(frame["ad_id"].iat[i]), p_click=float(p[i])) for i in order]
+        res["log"].append(
+            {
+                "request_id": req.request_id,
+                "ts": time.time(),
+                "model_version": res["version"],
+                "features": frame.replace({np.nan: None}).to_dict(orient="list"),
+                "scores": p.tolist(),
+            }
+        )
+        return PredictResponse(request_id=req.request_id, model_version=res["version"], ads=ranked)
+
+    return app
