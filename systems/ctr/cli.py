@@ -37,7 +37,9 @@ def _table(title: str, columns: list[str], rows: list[list[object]]) -> None:
 
 
 def step_data(argv: list[str]) -> int:
-    p = OneLineParser(prog="mlsd ctr data", description="simulate the impression log and fill the feature store")
+    p = OneLineParser(
+        prog="mlsd ctr data", description="simulate the impression log and fill the feature store"
+    )
     p.parse_args(argv)
     from systems.ctr.train import run_data
 
@@ -61,7 +63,9 @@ QUALITY_COLUMNS = ["model", "AUC", "gap to Bayes", "log loss", "NE", "calibratio
 
 
 def step_train(argv: list[str]) -> int:
-    p = OneLineParser(prog="mlsd ctr train", description="train LR and DeepFM, export ONNX, register in MLflow")
+    p = OneLineParser(
+        prog="mlsd ctr train", description="train LR and DeepFM, export ONNX, register in MLflow"
+    )
     p.add_argument("--epochs", type=int, default=None, help="epochs per model (default 3)")
     args = p.parse_args(argv)
     if args.epochs is not None and not 1 <= args.epochs <= 50:
@@ -87,7 +91,7 @@ def step_serve(argv: list[str]) -> int:
 
 def ensure_trained() -> dict:
     """Run data and train when their artifacts are missing; return the training metrics."""
-    from systems.ctr.train import run_data, run_train, system_dir
+    from systems.ctr.train import run_train, system_dir
 
     out = system_dir()
     if not (out / "rows.parquet").exists():
@@ -98,7 +102,9 @@ def ensure_trained() -> dict:
 
 
 def step_bench(argv: list[str]) -> int:
-    p = OneLineParser(prog="mlsd ctr bench", description="train if needed, A/B, serve the champion, load-test")
+    p = OneLineParser(
+        prog="mlsd ctr bench", description="train if needed, A/B, serve the champion, load-test"
+    )
     p.add_argument("--duration", type=int, default=BENCH.duration_s)
     p.add_argument("--rate", type=float, default=BENCH.rate)
     p.add_argument("--out", type=Path, default=None)
@@ -120,7 +126,10 @@ def step_bench(argv: list[str]) -> int:
         "",
         "| model | AUC | gap to Bayes | log loss | NE | calibration |",
         "|---|---:|---:|---:|---:|---:|",
-        *[f"| {r[0]} | {r[1]:.4f} | {r[2]:.4f} | {r[3]:.4f} | {r[4]:.4f} | {r[5]:.3f} |" for r in _quality_rows(results)],
+        *[
+            f"| {r[0]} | {r[1]:.4f} | {r[2]:.4f} | {r[3]:.4f} | {r[4]:.4f} | {r[5]:.3f} |"
+            for r in _quality_rows(results)
+        ],
         "",
         f"Targets: DeepFM AUC within 0.01 of Bayes (gap {gap:.4f}), calibration within 2% ({calib:.3f}): "
         f"**{'met' if quality_ok else 'MISSED'}**",

@@ -182,7 +182,9 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def simulate_day(market: Market, day: int, n: int | None = None, shift: Shift = Shift(), seed: int = 0) -> pd.DataFrame:
+def simulate_day(
+    market: Market, day: int, n: int | None = None, shift: Shift = Shift(), seed: int = 0
+) -> pd.DataFrame:
     """One day of logged impressions with their true probabilities and drawn clicks."""
     cfg = market.config
     n = n or cfg.impressions_per_day
@@ -203,9 +205,7 @@ def simulate_day(market: Market, day: int, n: int | None = None, shift: Shift = 
     device = rng.choice(N_DEVICES, n, p=mix / mix.sum())
     promoted = ads["promoted"].to_numpy()[ad]
     # logging policy: promoted ads get the top two slots 70% of the time, others are uniform
-    position = np.where(
-        (promoted == 1) & (rng.random(n) < 0.7), rng.integers(1, 3, n), rng.integers(1, 6, n)
-    )
+    position = np.where((promoted == 1) & (rng.random(n) < 0.7), rng.integers(1, 3, n), rng.integers(1, 6, n))
     joined_today = market.users["join_day"].to_numpy()[user] == day
     frame = pd.DataFrame(
         {

@@ -45,7 +45,11 @@ def reliability(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> list[dict[str
     for chunk in np.array_split(order, n_bins):
         if chunk.size:
             rows.append(
-                {"predicted": float(np.mean(p[chunk])), "observed": float(np.mean(y[chunk])), "n": int(chunk.size)}
+                {
+                    "predicted": float(np.mean(p[chunk])),
+                    "observed": float(np.mean(y[chunk])),
+                    "n": int(chunk.size),
+                }
             )
     return rows
 

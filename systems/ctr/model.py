@@ -48,7 +48,11 @@ class DeepFM(nn.Module):
         self.num_embed = nn.Parameter(torch.randn(n_numeric, dim) * 0.05)
         n_in = (n_fields + n_numeric) * dim + n_numeric
         self.mlp = nn.Sequential(
-            nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden // 2), nn.ReLU(), nn.Linear(hidden // 2, 1)
+            nn.Linear(n_in, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden // 2),
+            nn.ReLU(),
+            nn.Linear(hidden // 2, 1),
         )
 
     def forward(self, cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:

@@ -34,7 +34,9 @@ AD_COLUMNS = ["advertiser_id", "ad_category", "ad_quality", "promoted"]
 
 
 class PredictRequest(BaseModel):
-    request_id: str = Field(min_length=1, max_length=128, description="joins the serving log to training rows")
+    request_id: str = Field(
+        min_length=1, max_length=128, description="joins the serving log to training rows"
+    )
     user_id: int = Field(ge=0)
     site_id: int = Field(ge=0, lt=1_000_000)
     device: int = Field(ge=0, le=2, description="0 desktop, 1 tablet, 2 phone")
@@ -75,7 +77,9 @@ def request_frame(
     return pd.DataFrame(
         {
             "ad_id": ads.index.to_numpy(),
-            "user_segment": np.full(n, user.get("user_segment") if user.get("user_segment") is not None else -1),
+            "user_segment": np.full(
+                n, user.get("user_segment") if user.get("user_segment") is not None else -1
+            ),
             "user_activity": np.full(n, np.nan if activity is None else activity, dtype=np.float64),
             **{c: ads[c].to_numpy() for c in AD_COLUMNS},
             "site_id": np.full(n, req.site_id),
@@ -166,7 +170,9 @@ def build_app() -> FastAPI:
         if unknown:
             fields = [{"field": f"candidates.{i}", "loc": ["body", "candidates", str(i)],
                        "message": f"unknown ad id {req.candidates[i]}"} for i in unknown[:10]]  # fmt: skip
-            return JSONResponse(status_code=422, content=error_body("validation_error", fields[0]["message"], fields))
+            return JSONResponse(
+                status_code=422, content=error_body("validation_error", fields[0]["message"], fields)
+            )
         with stage("features"):
             try:
                 values, _ = res["repo"].online(res["user_service"], [{"user_id": req.user_id}])

@@ -53,7 +53,9 @@ class Fitted:
         out = []
         with torch.no_grad():
             for i in range(0, len(cat), 65_536):
-                out.append(scorer(torch.from_numpy(cat[i : i + 65_536]), torch.from_numpy(num[i : i + 65_536])))
+                out.append(
+                    scorer(torch.from_numpy(cat[i : i + 65_536]), torch.from_numpy(num[i : i + 65_536]))
+                )
         return torch.cat(out).numpy().astype(np.float64)
 
 
@@ -63,7 +65,9 @@ def downsample_negatives(y: np.ndarray, keep_rate: float, rng: np.random.Generat
     return np.flatnonzero(keep)
 
 
-def fit(config: TrainConfig, cat: np.ndarray, num: np.ndarray, y: np.ndarray, progress: bool = False) -> Fitted:
+def fit(
+    config: TrainConfig, cat: np.ndarray, num: np.ndarray, y: np.ndarray, progress: bool = False
+) -> Fitted:
     """Minibatch Adam on binary cross-entropy, on the negative-downsampled rows."""
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -130,7 +134,9 @@ def export_onnx(fitted: Fitted, path: Path) -> Path:
     got = make_session(path, prefer_gpu=False).run(None, {"cat": cat, "num": num})[0]
     want = fitted.predict(cat, num)
     if not np.allclose(got, want, atol=1e-5):
-        raise RuntimeError(f"ONNX export of {fitted.config.kind} disagrees with PyTorch (max diff {np.abs(got - want).max():.2e})")
+        raise RuntimeError(
+            f"ONNX export of {fitted.config.kind} disagrees with PyTorch (max diff {np.abs(got - want).max():.2e})"
+        )
     return path
 
 
@@ -171,7 +177,9 @@ def split(rows: pd.DataFrame, test_days: int = 3) -> tuple[pd.DataFrame, pd.Data
     """Temporal split: the last `test_days` days are the test set (no shuffling across time)."""
     day = (rows["event_timestamp"] - EPOCH).dt.days
     last = int(day.max())
-    return rows[day <= last - test_days].reset_index(drop=True), rows[day > last - test_days].reset_index(drop=True)
+    return rows[day <= last - test_days].reset_index(drop=True), rows[day > last - test_days].reset_index(
+        drop=True
+    )
 
 
 def load_rows() -> pd.DataFrame:
@@ -210,7 +218,9 @@ def run_train(epochs: int | None = None, register: bool = True, progress: bool =
         config = TrainConfig(kind=kind, seed=get_settings().seed, **({"epochs": epochs} if epochs else {}))
         fitted, q = train_and_evaluate(config, train_rows, test_rows, progress=progress)
         onnx_path = export_onnx(fitted, out / kind / "model.onnx")
-        (out / kind / "config.json").write_text(json.dumps({**asdict(config), "cat_fields": list(config.cat_fields)}))
+        (out / kind / "config.json").write_text(
+            json.dumps({**asdict(config), "cat_fields": list(config.cat_fields)})
+        )
         results[kind] = {**q.as_dict(), "train_s": fitted.seconds, "losses": fitted.losses}
         if registry is not None:
             run_id = registry.log_run(

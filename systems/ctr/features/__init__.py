@@ -148,7 +148,16 @@ def build_repo(
     return repo
 
 
-ENTITY_COLUMNS = ["request_id", "user_id", "ad_id", "event_timestamp", "site_id", "device", "hour", "position"]
+ENTITY_COLUMNS = [
+    "request_id",
+    "user_id",
+    "ad_id",
+    "event_timestamp",
+    "site_id",
+    "device",
+    "hour",
+    "position",
+]
 
 
 def training_rows(repo, log: pd.DataFrame) -> pd.DataFrame:  # noqa: ANN001
