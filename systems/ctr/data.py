@@ -56,7 +56,7 @@ class Shift:
     activity_offset: float = 0.0  # added to every user's activity (a covariate shift)
     new_advertisers: float = 0.0  # share of traffic served by ads of advertisers never seen in training
     concept_drift: float = 0.0  # 0..1: how far the segment x category tastes move to new ones
-    novelty: float = 0.0  # extra logit on ads a user has never been shown (novelty effect)
+    user_propensity: float = 0.0  # sd of a per-user click propensity no model feature carries
 
 
 @dataclass
@@ -147,9 +147,7 @@ def ad_snapshot(market: Market) -> pd.DataFrame:
     return market.ads.drop(columns=["bid"]).assign(event_timestamp=EPOCH - pd.Timedelta(days=1))
 
 
-def true_logit_seen(
-    market: Market, frame: pd.DataFrame, shift: Shift = Shift(), seen_before: np.ndarray | None = None
-) -> np.ndarray:
+def true_logit_seen(market: Market, frame: pd.DataFrame, shift: Shift = Shift()) -> np.ndarray:
     """logit P(click | seen) for each row of an impression frame (needs the true activity columns)."""
     w = market.weights
     seg = frame["user_segment"].to_numpy()
@@ -173,9 +171,14 @@ def true_logit_seen(
         + activity_term
         + 0.35 * np.sin(2 * np.pi * (hour - 14) / 24 + np.pi / 2)  # evening peak
     )
-    if shift.novelty and seen_before is not None:
-        logit = logit + shift.novelty * (~seen_before)
+    if shift.user_propensity:
+        logit = logit + shift.user_propensity * user_propensity(market)[frame["user_id"].to_numpy()]
     return logit
+
+
+def user_propensity(market: Market) -> np.ndarray:
+    """A per-user N(0, 1) click propensity, switched on by Shift.user_propensity."""
+    return np.random.default_rng([market.config.seed, 13]).normal(0, 1, market.config.n_users)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

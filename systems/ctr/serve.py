@@ -10,6 +10,7 @@ training is held fixed, so it cannot masquerade as relevance.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -101,10 +102,9 @@ class ServingLog:
         self._thread.start()
 
     def append(self, entry: dict) -> None:
-        try:
+        # never block serving on the log; a dropped entry shows as a gap in the skew join
+        with contextlib.suppress(queue.Full):
             self._queue.put_nowait(entry)
-        except queue.Full:  # never block serving on the log; the drop shows as a gap in the join
-            pass
 
     def _write(self) -> None:
         with self.path.open("a") as f:

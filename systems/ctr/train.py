@@ -217,7 +217,7 @@ def run_train(epochs: int | None = None, register: bool = True, progress: bool =
     for kind, alias in (("lr", CHAMPION), ("deepfm", CHALLENGER)):
         config = TrainConfig(kind=kind, seed=get_settings().seed, **({"epochs": epochs} if epochs else {}))
         fitted, q = train_and_evaluate(config, train_rows, test_rows, progress=progress)
-        onnx_path = export_onnx(fitted, out / kind / "model.onnx")
+        export_onnx(fitted, out / kind / "model.onnx")
         (out / kind / "config.json").write_text(
             json.dumps({**asdict(config), "cat_fields": list(config.cat_fields)})
         )
