@@ -139,10 +139,183 @@ def step_bench(argv: list[str]) -> int:
     return code if quality_ok else max(code, 1)
 
 
+def _scorers() -> tuple:
+    """((deepfm scorer, version), (lr scorer, version)): the registered versions `train` logged."""
+    from infra.registry import Registry
+    from systems.ctr.experiment import onnx_scorer
+    from systems.ctr.train import MODEL_NAME, system_dir
+
+    metrics = ensure_trained()
+    registry = Registry()
+    out = []
+    for kind in ("deepfm", "lr"):
+        version = metrics[kind]["version"]
+        run_id = registry.client.get_model_version(MODEL_NAME, version).run_id
+        folder = registry._mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path="model", dst_path=str(system_dir() / "registry" / kind),
+            tracking_uri=registry.tracking_uri,
+        )  # fmt: skip
+        out.append((onnx_scorer(Path(folder) / "model.onnx"), version))
+    return tuple(out)
+
+
+def run_experiments(names: list[str] | None, requests_per_day: int, days: int, promote: bool) -> list[dict]:
+    from systems.ctr.experiment import run_scenarios
+    from systems.ctr.train import load_market, system_dir
+
+    (deepfm, deepfm_version), (lr, _) = _scorers()
+    with console.status("simulating A/B tests against the known click model"):
+        results = run_scenarios(
+            load_market(), deepfm, lr, names, requests_per_day=requests_per_day, days=days
+        )
+    (system_dir() / "experiments.json").write_text(json.dumps(results, indent=2, default=float))
+    rows = []
+    for r in results:
+        ab = r["ab"]
+        rows.append([r["scenario"], f"{r['auc_control']:.4f}", f"{r['auc_treatment']:.4f}",
+                     f"{ab['lift']:+.2%} [{ab['ci'][0]:+.2%}, {ab['ci'][1]:+.2%}]", f"{ab['true_lift']:+.2%}",
+                     f"{min(ab['sequential_p']):.3g}", f"{ab['srm_p']:.2f}", f"{ab['variance_reduction']:.0%}",
+                     ("FOUND: " if r["flagged"] else "") + r["diagnostic"]])  # fmt: skip
+    _table("ctr experiment (per-user A/B, CUPED; lift of treatment over control)",
+           ["scenario", "AUC ctl", "AUC trt", "online lift [95% CI]", "true lift", "mSPRT p", "SRM p",
+            "CUPED var cut", "diagnostic"], rows)  # fmt: skip
+    main_ab = next((r for r in results if r["scenario"] == "deepfm-vs-lr"), None)
+    if promote and main_ab is not None:
+        ab = main_ab["ab"]
+        if min(ab["sequential_p"]) < 0.05 and ab["ci"][0] > 0 and ab["srm_p"] >= 0.001:
+            from infra.registry import CHAMPION, Registry
+            from systems.ctr.train import MODEL_NAME
+
+            Registry().set_alias(MODEL_NAME, CHAMPION, deepfm_version)
+            console.print(
+                f"challenger won (lift {ab['lift']:+.2%}): {MODEL_NAME} v{deepfm_version} is now champion"
+            )
+        else:
+            console.print("challenger did not win: champion unchanged")
+    return results
+
+
+def step_experiment(argv: list[str]) -> int:
+    from systems.ctr.experiment import SCENARIO_NAMES
+
+    p = OneLineParser(
+        prog="mlsd ctr experiment", description="simulated online A/B tests and their diagnostics"
+    )
+    p.add_argument("--scenario", default="all", choices=["all", *SCENARIO_NAMES])
+    p.add_argument("--days", type=int, default=10)
+    p.add_argument("--requests-per-day", type=int, default=6000)
+    p.add_argument(
+        "--promote", action="store_true", help="make the challenger champion if it wins deepfm-vs-lr"
+    )
+    args = p.parse_args(argv)
+    if not 2 <= args.days <= 60:
+        p.error("--days must be between 2 and 60")
+    if not 100 <= args.requests_per_day <= 200_000:
+        p.error("--requests-per-day must be between 100 and 200000")
+    ensure_trained()
+    names = None if args.scenario == "all" else [args.scenario]
+    run_experiments(names, args.requests_per_day, args.days, args.promote)
+    return 0
+
+
+def step_monitor(argv: list[str]) -> int:
+    p = OneLineParser(
+        prog="mlsd ctr monitor", description="drift signals vs real degradation; windowed HTML report"
+    )
+    p.add_argument("--rows", type=int, default=30_000, help="impressions per window")
+    p.add_argument("--out", type=Path, default=None, help="report folder (default .mlsd/ctr/monitoring)")
+    args = p.parse_args(argv)
+    if not 1000 <= args.rows <= 1_000_000:
+        p.error("--rows must be between 1000 and 1000000")
+    ensure_trained()
+    from systems.ctr import monitor
+    from systems.ctr.train import load_market, system_dir
+
+    (deepfm, _), _ = _scorers()
+    market = load_market()
+    rows = monitor.shift_table(market, deepfm, n=args.rows)
+    _table("ctr monitor: injected shifts (harm = gap to Bayes grew)",
+           ["shift", "drifted features", "pred PSI", "CBPE AUC drop", "AUC drop", "AUC gap rise", "regret rise",
+            "calibration", "harmed", "alerts"],
+           [[r["shift"], ",".join(r["features_drifted"]) or "-", r["prediction_psi"], r["cbpe_auc_drop"], r["auc_drop"],
+             r["auc_gap_rise"], r["regret_rise"], r["calibration"], r["harmed"], ",".join(r["alerts"]) or "-"]
+            for r in rows])  # fmt: skip
+    card = monitor.signal_scorecard(rows)
+    _table("which signals track real degradation", list(card.columns), card.values.tolist())
+    out = args.out or system_dir() / "monitoring"
+    json_path, html_path, _ = monitor.windowed_report(market, deepfm, out, n=min(args.rows, 20_000))
+    (out / "shifts.json").write_text(json.dumps(rows, indent=2, default=float))
+    console.print(f"windowed report: {html_path} and {json_path}")
+    return 0
+
+
+def step_skew(argv: list[str]) -> int:
+    p = OneLineParser(
+        prog="mlsd ctr skew", description="train/serving skew: serving log joined to training rows"
+    )
+    p.add_argument(
+        "--case", default="all", choices=["all", "clean", "missing-default", "timezone", "leaky-join"]
+    )
+    p.add_argument("--rows", type=int, default=3000, help="logged impressions to replay")
+    args = p.parse_args(argv)
+    if not 100 <= args.rows <= 100_000:
+        p.error("--rows must be between 100 and 100000")
+    ensure_trained()
+    import pandas as pd
+
+    from systems.ctr import skew
+    from systems.ctr.data import EPOCH, activity_snapshots
+    from systems.ctr.train import load_market, load_rows, system_dir
+
+    market = load_market()
+    rows = load_rows()
+    last_day = rows[rows["event_timestamp"] >= EPOCH + pd.Timedelta(days=market.config.n_days - 1)]
+    sample = last_day.sample(min(args.rows, len(last_day)), random_state=0)
+    cases = list(skew.CASES) if args.case == "all" else [args.case]
+    snapshots = activity_snapshots(market)
+    reports = []
+    for case in cases:
+        with console.status(f"replaying {len(sample)} requests through the serving path: {case}"):
+            reports.append(
+                skew.run_case(case, sample, snapshots, skew.ad_table(market.ads), system_dir() / "skew")
+            )
+    report = pd.concat(reports, ignore_index=True)
+    (system_dir() / "skew.json").write_text(report.to_json(orient="records", indent=2))
+    shown = report[(report["mismatch_rate"] > 0) | (report["feature"] == "user_activity")]
+    _table("ctr skew: serving log joined to training rows by (request_id, ad_id)",
+           ["case", "feature", "joined rows", "mismatch rate", "PSI", "JS"],
+           [[r.case, r.feature, r.joined_rows, r.mismatch_rate, r.psi, r.jensen_shannon] for r in shown.itertuples()])  # fmt: skip
+    return 0
+
+
+def step_eval(argv: list[str]) -> int:
+    p = OneLineParser(
+        prog="mlsd ctr eval", description="LR and DeepFM over seeds: mean ± std; reliability plot"
+    )
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--out", type=Path, default=None, help="folder for eval.json and reliability.png")
+    args = p.parse_args(argv)
+    if not 1 <= args.seeds <= 10:
+        p.error("--seeds must be between 1 and 10")
+    ensure_trained()
+    from systems.ctr.evaluate import over_seeds
+
+    out = args.out or (Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "ctr" / "eval")
+    table = over_seeds(args.seeds, out)
+    _table(f"ctr eval: held-out last 3 days, mean ± std over {args.seeds} seeds",
+           ["model", "AUC", "gap to Bayes", "log loss", "NE", "calibration", "calibration w/o recal."], table)  # fmt: skip
+    console.print(f"written: {out / 'eval.json'}, {out / 'reliability.png'}")
+    return 0
+
+
 STEPS = {
     "data": step_data,
     "train": step_train,
+    "eval": step_eval,
     "serve": step_serve,
+    "experiment": step_experiment,
+    "monitor": step_monitor,
+    "skew": step_skew,
     "bench": step_bench,
 }
 

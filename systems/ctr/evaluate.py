@@ -109,3 +109,63 @@ def plot_reliability(curves: dict[str, list[dict[str, float]]], out: Path) -> Pa
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
+
+
+def over_seeds(seeds: int, out: Path) -> list[list[str]]:
+    """Train LR and DeepFM with `seeds` seeds on the same rows; mean ± std of each metric; reliability plot."""
+    import json
+
+    import torch
+
+    from systems.ctr.features import model_inputs
+    from systems.ctr.train import TrainConfig, bayes_quality, load_rows, split, train_and_evaluate
+
+    train_rows, test_rows = split(load_rows())
+    y = test_rows["click"].to_numpy()
+    ceiling = bayes_quality(test_rows)
+    runs: dict[str, list[dict[str, float]]] = {"lr": [], "deepfm": []}
+    curves: dict[str, list[dict[str, float]]] = {}
+    for seed in range(seeds):
+        for kind in ("lr", "deepfm"):
+            fitted, q = train_and_evaluate(
+                TrainConfig(kind=kind, seed=seed), train_rows, test_rows, progress=True
+            )
+            cat, num = model_inputs(test_rows)
+            p = fitted.predict(cat, num)
+            with torch.no_grad():  # the same model without undoing the negative downsampling
+                raw = torch.sigmoid(fitted.model(torch.from_numpy(cat), torch.from_numpy(num))).numpy()
+            runs[kind].append({**q.as_dict(), "calibration_raw": calibration_ratio(y, raw)})
+            if seed == 0:
+                curves[kind] = reliability(y, p)
+                if kind == "deepfm":
+                    curves["deepfm, not recalibrated"] = reliability(y, raw)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_reliability(curves, out / "reliability.png")
+    keys = ["auc", "gap", "log_loss", "ne", "calibration", "calibration_raw"]
+    summary: dict[str, dict[str, tuple[float, float]]] = {}
+    table = [
+        [
+            "bayes",
+            f"{ceiling.auc:.4f}",
+            "0",
+            f"{ceiling.log_loss:.4f}",
+            f"{ceiling.ne:.4f}",
+            f"{ceiling.calibration:.3f}",
+            "-",
+        ]
+    ]
+    for kind, rs in runs.items():
+        for r in rs:
+            r["gap"] = ceiling.auc - r["auc"]
+        summary[kind] = {
+            k: (float(np.mean([r[k] for r in rs])), float(np.std([r[k] for r in rs]))) for k in keys
+        }
+        table.append([kind, *[f"{summary[kind][k][0]:.4f} ± {summary[kind][k][1]:.4f}" for k in keys]])
+    (out / "eval.json").write_text(
+        json.dumps(
+            {"seeds": seeds, "bayes": ceiling.as_dict(), "runs": runs, "summary": summary},
+            indent=2,
+            default=float,
+        )
+    )
+    return table

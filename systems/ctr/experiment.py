@@ -35,6 +35,8 @@ from systems.ctr.evaluate import calibration_ratio, grouped_auc, log_loss
 from systems.ctr.features import model_inputs
 
 Scorer = Callable[[pd.DataFrame], np.ndarray]  # candidate frame -> P(click | seen at the top)
+SCENARIO_NAMES = ("deepfm-vs-lr", "leaked-feature", "position-as-relevance", "miscalibration",
+                  "offline-metric-not-kpi", "novelty")  # fmt: skip
 FIRST_DAY = 14  # experiments run on the days after the training log
 PRE_DAYS = 7  # pre-period (CUPED covariate): everyone sees the champion
 
@@ -284,7 +286,8 @@ class Scenario:
 
 
 def build_scenarios(market: Market, champion: Scorer, incumbent: Scorer, log: pd.DataFrame) -> list[Scenario]:
-    """The A/B cases. `champion`: DeepFM; `incumbent`: LR; `log`: offline exploration log (position-biased)."""
+    """The A/B cases. `champion`: the DeepFM scorer, base of every constructed challenger; `incumbent`: LR;
+    `log`: the offline exploration log (position-biased)."""
     # position learned as relevance: a model without the position feature, fitted on the biased log,
     # credits `promoted` with the clicks the top slots earned
     from sklearn.linear_model import LogisticRegression

@@ -28,7 +28,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from infra.serving import Resources, create_app, error_body, require_ready, stage
-from systems.ctr.data import MISSING_ACTIVITY
 from systems.ctr.features import CAT_FIELDS, PROJECT, model_inputs
 
 AD_COLUMNS = ["advertiser_id", "ad_category", "ad_quality", "promoted"]
@@ -61,7 +60,7 @@ class OnlinePath:
     """How the serving path turns raw values into features. The defaults match training exactly;
     the skew cases change one of them, as a real second code path drifts from the first."""
 
-    missing_activity: float = MISSING_ACTIVITY
+    missing_fill: float | None = None  # None: leave missing for the shared transform (as training does)
     hour_offset_h: int = 0  # 0: UTC hour, as in training; -5: the server's local time
 
 
@@ -75,6 +74,8 @@ def request_frame(
     hour = (ts.astimezone(UTC).hour + path.hour_offset_h) % 24
     n = len(ads)
     activity = user.get("user_activity")
+    if activity is None and path.missing_fill is not None:
+        activity = path.missing_fill
     return pd.DataFrame(
         {
             "ad_id": ads.index.to_numpy(),
