@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from infra.cli import OneLineParser
+from infra.features import OnlineStoreUnavailable
 from infra.system import BenchSpec
 
 console = Console()
@@ -134,6 +136,22 @@ def step_bench(argv: list[str]) -> int:
         f"Targets: DeepFM AUC within 0.01 of Bayes (gap {gap:.4f}), calibration within 2% ({calib:.3f}): "
         f"**{'met' if quality_ok else 'MISSED'}**",
     ]
+    experiments = run_experiments(None, requests_per_day=6000, days=10, promote=True)
+    extra["experiments"] = experiments
+    lines += [
+        "",
+        "## Simulated online A/B (`mlsd ctr experiment`; per-user Welch + CUPED, mSPRT read daily)",
+        "",
+        "| scenario | offline AUC control | offline AUC treatment | online lift [95% CI] | true lift | mSPRT p | diagnostic |",
+        "|---|---:|---:|---:|---:|---:|---|",
+        *[
+            f"| {r['scenario']} | {r['auc_control']:.4f} | {r['auc_treatment']:.4f} | {r['ab']['lift']:+.2%} "
+            f"[{r['ab']['ci'][0]:+.2%}, {r['ab']['ci'][1]:+.2%}] | {r['ab']['true_lift']:+.2%} | "
+            f"{min(r['ab']['sequential_p']):.3g} | {r['diagnostic'] or '-'} |"
+            for r in experiments
+        ],
+    ]
+    os.environ["MLSD_CTR_ALIAS"] = "champion"
     code = run_bench("ctr", BENCH, out_dir=args.out, duration_s=args.duration, rate=args.rate,
                      extra=extra, extra_md="\n".join(lines))  # fmt: skip
     return code if quality_ok else max(code, 1)
@@ -174,11 +192,14 @@ def run_experiments(names: list[str] | None, requests_per_day: int, days: int, p
         ab = r["ab"]
         rows.append([r["scenario"], f"{r['auc_control']:.4f}", f"{r['auc_treatment']:.4f}",
                      f"{ab['lift']:+.2%} [{ab['ci'][0]:+.2%}, {ab['ci'][1]:+.2%}]", f"{ab['true_lift']:+.2%}",
-                     f"{min(ab['sequential_p']):.3g}", f"{ab['srm_p']:.2f}", f"{ab['variance_reduction']:.0%}",
-                     ("FOUND: " if r["flagged"] else "") + r["diagnostic"]])  # fmt: skip
+                     f"{min(ab['sequential_p']):.3g}", f"{ab['srm_p']:.2f}", f"{ab['variance_reduction']:.0%}"])  # fmt: skip
     _table("ctr experiment (per-user A/B, CUPED; lift of treatment over control)",
            ["scenario", "AUC ctl", "AUC trt", "online lift [95% CI]", "true lift", "mSPRT p", "SRM p",
-            "CUPED var cut", "diagnostic"], rows)  # fmt: skip
+            "CUPED var cut"], rows)  # fmt: skip
+    for r in results:
+        if r["diagnostic"]:
+            mark = "[green]found[/]" if r["flagged"] else "[red]missed[/]"
+            console.print(f"  {r['scenario']}: {mark} — {r['diagnostic']}")
     main_ab = next((r for r in results if r["scenario"] == "deepfm-vs-lr"), None)
     if promote and main_ab is not None:
         ab = main_ab["ab"]
@@ -326,10 +347,10 @@ def main(argv: list[str]) -> int:
         return 0
     step = STEPS.get(argv[0])
     if step is None:
-        console.print(f"mlsd ctr: unknown step '{argv[0]}'; steps: {', '.join(STEPS)}", style="red")
+        sys.stderr.write(f"mlsd ctr: unknown step '{argv[0]}'; steps: {', '.join(STEPS)}\n")
         return 2
     try:
         return step(argv[1:])
-    except (FileNotFoundError, LookupError) as exc:
-        console.print(f"mlsd ctr {argv[0]}: {exc}", style="red")
+    except (FileNotFoundError, LookupError, OnlineStoreUnavailable) as exc:
+        sys.stderr.write(f"mlsd ctr {argv[0]}: {exc}\n")
         return 1

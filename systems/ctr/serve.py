@@ -65,31 +65,58 @@ class OnlinePath:
 
 
 def request_frame(
-    req: PredictRequest, user: dict[str, Any], ads: pd.DataFrame, path: OnlinePath = OnlinePath()
-) -> pd.DataFrame:
-    """One row per candidate: user, ad and context features, position fixed at 1."""
+    req: PredictRequest, user: dict[str, Any], ads: AdTable, path: OnlinePath = OnlinePath()
+) -> dict[str, np.ndarray]:
+    """One row per candidate (columns as arrays): user, ad and context features, position fixed at 1."""
     ts = req.timestamp or datetime.now(UTC)
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=UTC)
     hour = (ts.astimezone(UTC).hour + path.hour_offset_h) % 24
-    n = len(ads)
+    rows = ads.rows(req.candidates)
+    n = rows.size
     activity = user.get("user_activity")
     if activity is None and path.missing_fill is not None:
         activity = path.missing_fill
-    return pd.DataFrame(
-        {
-            "ad_id": ads.index.to_numpy(),
-            "user_segment": np.full(
-                n, user.get("user_segment") if user.get("user_segment") is not None else -1
-            ),
-            "user_activity": np.full(n, np.nan if activity is None else activity, dtype=np.float64),
-            **{c: ads[c].to_numpy() for c in AD_COLUMNS},
-            "site_id": np.full(n, req.site_id),
-            "device": np.full(n, req.device),
-            "hour": np.full(n, hour),
-            "position": np.ones(n, dtype=np.int64),
+    segment = user.get("user_segment")
+    return {
+        "ad_id": ads.ad_id[rows],
+        "user_segment": np.full(n, -1 if segment is None else segment, dtype=np.int64),
+        "user_activity": np.full(n, np.nan if activity is None else activity, dtype=np.float64),
+        **{c: ads.columns[c][rows] for c in AD_COLUMNS},
+        "site_id": np.full(n, req.site_id, dtype=np.int64),
+        "device": np.full(n, req.device, dtype=np.int64),
+        "hour": np.full(n, hour, dtype=np.int64),
+        "position": np.ones(n, dtype=np.int64),
+    }
+
+
+class AdTable:
+    """The ad catalogue's features as arrays, read once from the online store; rows(ids) is a lookup."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        frame = frame.dropna()
+        self.ad_id = frame.index.to_numpy(dtype=np.int64)
+        self.columns = {
+            c: frame[c].to_numpy(np.float64 if c == "ad_quality" else np.int64) for c in AD_COLUMNS
         }
-    )
+        self._row = {int(a): i for i, a in enumerate(self.ad_id)}
+
+    def __contains__(self, ad_id: int) -> bool:
+        return ad_id in self._row
+
+    def rows(self, ad_ids: list[int]) -> np.ndarray:
+        return np.fromiter((self._row[a] for a in ad_ids), dtype=np.int64, count=len(ad_ids))
+
+
+def loggable(features: dict[str, np.ndarray]) -> dict[str, list]:
+    """Feature arrays as JSON-ready lists (NaN -> null)."""
+    out = {}
+    for k, v in features.items():
+        if v.dtype.kind == "f":
+            out[k] = [None if x != x else x for x in v.tolist()]
+        else:
+            out[k] = v.tolist()
+    return out
 
 
 class ServingLog:
@@ -156,7 +183,7 @@ def load(resources: Resources) -> None:
     ad_ids = market.ads["ad_id"].tolist()
     values, _ = repo.online(repo.feature_service("ctr_ad"), [{"ad_id": a} for a in ad_ids])
     ads = pd.DataFrame({c: values[c] for c in AD_COLUMNS}, index=pd.Index(values["ad_id"], name="ad_id"))
-    resources["ads"] = ads.dropna()
+    resources["ads"] = AdTable(ads)
     resources["log"] = ServingLog(system_dir() / "serving_log" / f"{os.getpid()}.jsonl")
     resources["close"] = resources["log"].close
 
@@ -166,8 +193,8 @@ def build_app() -> FastAPI:
 
     @app.post("/predict", response_model=PredictResponse)
     def predict(req: PredictRequest, res: Resources = Depends(require_ready)) -> Any:
-        ads: pd.DataFrame = res["ads"]
-        unknown = [i for i, a in enumerate(req.candidates) if a not in ads.index]
+        ads: AdTable = res["ads"]
+        unknown = [i for i, a in enumerate(req.candidates) if a not in ads]
         if unknown:
             fields = [{"field": f"candidates.{i}", "loc": ["body", "candidates", str(i)],
                        "message": f"unknown ad id {req.candidates[i]}"} for i in unknown[:10]]  # fmt: skip
@@ -180,19 +207,20 @@ def build_app() -> FastAPI:
             except Exception as exc:
                 raise HTTPException(status_code=503, detail=f"online store: {exc}") from exc
             user = {k: v[0] for k, v in values.items()}
-            frame = request_frame(req, user, ads.loc[req.candidates])
+            frame = request_frame(req, user, ads)
             cat, num = model_inputs(frame, n_buckets=res["n_buckets"])
         with stage("model"):
             p = res["session"].run(None, {"cat": cat, "num": num})[0]
         with stage("rank"):
             order = np.argsort(-p, kind="stable")
-            ranked = [ScoredAd(ad_id=int(frame["ad_id"].iat[i]), p_click=float(p[i])) for i in order]
+            ad_ids = frame["ad_id"]
+            ranked = [ScoredAd(ad_id=int(ad_ids[i]), p_click=float(p[i])) for i in order]
         res["log"].append(
             {
                 "request_id": req.request_id,
                 "ts": time.time(),
                 "model_version": res["version"],
-                "features": frame.replace({np.nan: None}).to_dict(orient="list"),
+                "features": loggable(frame),
                 "scores": p.tolist(),
             }
         )

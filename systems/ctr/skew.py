@@ -24,9 +24,11 @@ from infra.monitoring import jensen_shannon, psi
 from systems.ctr.data import MISSING_ACTIVITY
 from systems.ctr.serve import (
     AD_COLUMNS,
+    AdTable,
     OnlinePath,
     PredictRequest,
     ServingLog,
+    loggable,
     read_serving_log,
     request_frame,
 )
@@ -77,9 +79,9 @@ def replay(
             user = users.loc[r.user_id].to_dict() if r.user_id in users.index else {}
             if user and pd.isna(user.get("user_activity")):
                 user["user_activity"] = None
-            frame = request_frame(req, user, ads.loc[req.candidates], path)
+            frame = request_frame(req, user, ads, path)
             log.append({"request_id": r.request_id, "ts": 0.0, "model_version": "replay",
-                        "features": frame.replace({np.nan: None}).to_dict(orient="list"), "scores": [0.0]})  # fmt: skip
+                        "features": loggable(frame), "scores": [0.0]})  # fmt: skip
     log.close()
     return read_serving_log(log_path)
 
@@ -121,5 +123,5 @@ def run_case(
     return report
 
 
-def ad_table(ads: pd.DataFrame) -> pd.DataFrame:
-    return ads.set_index("ad_id")[AD_COLUMNS]
+def ad_table(ads: pd.DataFrame) -> AdTable:
+    return AdTable(ads.set_index("ad_id")[AD_COLUMNS])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -123,11 +124,13 @@ def export_onnx(fitted: Fitted, path: Path) -> Path:
     n_fields = len(fitted.config.cat_fields)
     example = (torch.zeros(4, n_fields, dtype=torch.int64), torch.zeros(4, len(NUM_FIELDS)))
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(
+    with warnings.catch_warnings():  # the legacy exporter warns it is legacy; onnxscript is not installed
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
         scorer, example, str(path), input_names=["cat", "num"], output_names=["p_click"],
         dynamic_axes={"cat": {0: "batch"}, "num": {0: "batch"}, "p_click": {0: "batch"}},
         opset_version=17, dynamo=False,
-    )  # fmt: skip
+        )  # fmt: skip
     rng = np.random.default_rng(0)
     cat = rng.integers(0, fitted.config.n_buckets, (50, n_fields)).astype(np.int64)
     num = rng.normal(size=(50, len(NUM_FIELDS))).astype(np.float32)
@@ -205,7 +208,9 @@ def train_and_evaluate(
     return fitted, quality(test_rows["click"].to_numpy(), fitted.predict(cat_t, num_t))
 
 
-def run_train(epochs: int | None = None, register: bool = True, progress: bool = True) -> dict[str, dict]:
+def run_train(
+    epochs: int | None = None, register: bool = True, progress: bool = True, batch_size: int | None = None
+) -> dict[str, dict]:
     """Train LR and DeepFM, export both to ONNX, log to MLflow and set champion / challenger."""
     from infra.registry import CHALLENGER, CHAMPION, Registry
 
@@ -215,7 +220,8 @@ def run_train(epochs: int | None = None, register: bool = True, progress: bool =
     results: dict[str, dict] = {"bayes": ceiling.as_dict()}
     registry = Registry() if register else None
     for kind, alias in (("lr", CHAMPION), ("deepfm", CHALLENGER)):
-        config = TrainConfig(kind=kind, seed=get_settings().seed, **({"epochs": epochs} if epochs else {}))
+        overrides = {k: v for k, v in (("epochs", epochs), ("batch_size", batch_size)) if v}
+        config = TrainConfig(kind=kind, seed=get_settings().seed, **overrides)
         fitted, q = train_and_evaluate(config, train_rows, test_rows, progress=progress)
         export_onnx(fitted, out / kind / "model.onnx")
         (out / kind / "config.json").write_text(

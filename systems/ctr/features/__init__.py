@@ -8,6 +8,7 @@ context        request -> site_id, device, hour, position  (arrives with the req
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 
@@ -63,18 +64,22 @@ def activity_bucket(activity: np.ndarray, missing_activity: float = MISSING_ACTI
 
 
 def model_inputs(
-    frame: pd.DataFrame,
+    frame: pd.DataFrame | Mapping[str, np.ndarray],
     missing_activity: float = MISSING_ACTIVITY,
     cat_fields: tuple[str, ...] = CAT_FIELDS,
     n_buckets: int = N_BUCKETS,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Feature columns -> (cat (N, F) int64 bucket ids, num (N, 2) float32). Used offline and online."""
-    activity = frame["user_activity"].to_numpy(dtype=np.float64)
+    """Feature columns (a DataFrame, or a dict of arrays on the serving path) -> (cat (N, F) int64 bucket
+    ids, num (N, 2) float32). The one transform training rows and requests both go through."""
+    activity = np.asarray(frame["user_activity"], dtype=np.float64)
     derived = {"activity_bucket": activity_bucket(activity, missing_activity)}
-    columns = [derived[f] if f in derived else frame[f].to_numpy(dtype=np.int64) for f in cat_fields]
+    columns = [derived[f] if f in derived else np.asarray(frame[f], dtype=np.int64) for f in cat_fields]
     cat = hash_fields(np.stack(columns, axis=1), n_buckets)
     num = np.stack(
-        [np.where(np.isnan(activity), missing_activity, activity), frame["ad_quality"].to_numpy(np.float64)],
+        [
+            np.where(np.isnan(activity), missing_activity, activity),
+            np.asarray(frame["ad_quality"], np.float64),
+        ],
         axis=1,
     ).astype(np.float32)
     return cat, num
