@@ -34,7 +34,7 @@ def test_train_serve_and_log_what_was_served() -> None:
         for r in rows.itertuples():
             body = {"request_id": r.request_id, "user_id": int(r.user_id), "site_id": int(r.site_id),
                     "device": int(r.device), "timestamp": r.event_timestamp.isoformat(),
-                    "candidates": [int(r.ad_id), *range(10)]}  # fmt: skip
+                    "candidates": [int(r.ad_id), *(a for a in range(10) if a != r.ad_id)]}  # fmt: skip
             resp = client.post("/predict", json=body)
             assert resp.status_code == 200, resp.text
             scores = [a["p_click"] for a in resp.json()["ads"]]
@@ -52,7 +52,7 @@ def test_train_serve_and_log_what_was_served() -> None:
             joined[f"{c}_train"].to_numpy(np.int64), joined[f"{c}_serve"].to_numpy(np.int64)
         ), c
     np.testing.assert_allclose(joined["ad_quality_train"], joined["ad_quality_serve"], rtol=1e-6)
-    assert (joined["position"] == 1).all()  # scored at the top slot, whatever slot the log shows
+    assert (joined["position_serve"] == 1).all()  # scored at the top slot, whatever slot the log shows
 
 
 @pytest.mark.parametrize(
