@@ -11,10 +11,12 @@ from rich.console import Console
 from rich.table import Table
 
 from infra.cli import OneLineParser
+from infra.config import REPO_ROOT
 from infra.features import OnlineStoreUnavailable
 from infra.system import BenchSpec
 
 console = Console()
+RESULTS = REPO_ROOT / "benchmarks" / "results" / "ctr"  # small reports DESIGN.md quotes (committed)
 
 BENCH = BenchSpec(
     app="systems.ctr.serve:build_app",
@@ -244,13 +246,13 @@ def step_monitor(argv: list[str]) -> int:
         prog="mlsd ctr monitor", description="drift signals vs real degradation; windowed HTML report"
     )
     p.add_argument("--rows", type=int, default=30_000, help="impressions per window")
-    p.add_argument("--out", type=Path, default=None, help="report folder (default .mlsd/ctr/monitoring)")
+    p.add_argument("--out", type=Path, default=RESULTS / "monitoring", help="report folder")
     args = p.parse_args(argv)
     if not 1000 <= args.rows <= 1_000_000:
         p.error("--rows must be between 1000 and 1000000")
     ensure_trained()
     from systems.ctr import monitor
-    from systems.ctr.train import load_market, system_dir
+    from systems.ctr.train import load_market
 
     (deepfm, _), _ = _scorers()
     market = load_market()
@@ -263,7 +265,7 @@ def step_monitor(argv: list[str]) -> int:
             for r in rows])  # fmt: skip
     card = monitor.signal_scorecard(rows)
     _table("which signals track real degradation", list(card.columns), card.values.tolist())
-    out = args.out or system_dir() / "monitoring"
+    out = args.out
     json_path, html_path, _ = monitor.windowed_report(market, deepfm, out, n=min(args.rows, 20_000))
     (out / "shifts.json").write_text(json.dumps(rows, indent=2, default=float))
     console.print(f"windowed report: {html_path} and {json_path}")
@@ -321,7 +323,7 @@ def step_eval(argv: list[str]) -> int:
     ensure_trained()
     from systems.ctr.evaluate import over_seeds
 
-    out = args.out or (Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "ctr" / "eval")
+    out = args.out or RESULTS / "eval"
     table = over_seeds(args.seeds, out)
     _table(f"ctr eval: held-out last 3 days, mean ± std over {args.seeds} seeds",
            ["model", "AUC", "gap to Bayes", "log loss", "NE", "calibration", "calibration w/o recal."], table)  # fmt: skip

@@ -148,16 +148,19 @@ class ServingLog:
 
 def read_serving_log(path: Path) -> pd.DataFrame:
     """The serving log as one row per (request, candidate): features as served, and the score."""
-    frames = []
+    columns: dict[str, list] = {}
     with path.open() as f:
         for line in f:
             entry = json.loads(line)
-            frame = pd.DataFrame(entry["features"])
-            frame["request_id"] = entry["request_id"]
-            frame["p_click"] = entry["scores"]
-            frame["model_version"] = entry["model_version"]
-            frames.append(frame)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+            n = len(entry["scores"])
+            extra = {"request_id": [entry["request_id"]] * n, "p_click": entry["scores"],
+                     "model_version": [entry["model_version"]] * n}  # fmt: skip
+            for k, v in {**entry["features"], **extra}.items():
+                columns.setdefault(k, []).extend(v)
+    frame = pd.DataFrame(columns)
+    if "user_activity" in frame:
+        frame["user_activity"] = frame["user_activity"].astype(np.float64)  # null -> NaN
+    return frame
 
 
 def load(resources: Resources) -> None:
