@@ -1,8 +1,18 @@
 """Small markets for the ctr tests: a few thousand impressions a day, so each test runs in seconds."""
 
 import pytest
+import torch
 
 from systems.ctr.data import Market, MarketConfig, make_market
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models on a shared 2-core box: a second intra-op thread only adds contention (10x slower here)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
