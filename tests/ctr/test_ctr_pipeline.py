@@ -13,7 +13,6 @@ TINY = MarketConfig(
 )
 
 
-@pytest.mark.slow
 def test_train_serve_and_log_what_was_served() -> None:
     from fastapi.testclient import TestClient
 
