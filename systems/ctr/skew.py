@@ -66,7 +66,7 @@ def leaky_rows(rows: pd.DataFrame, snapshots: pd.DataFrame) -> pd.DataFrame:
 
 
 def replay(
-    rows: pd.DataFrame, snapshots: pd.DataFrame, ads: pd.DataFrame, path: OnlinePath, log_path: Path
+    rows: pd.DataFrame, snapshots: pd.DataFrame, ads: AdTable, path: OnlinePath, log_path: Path
 ) -> pd.DataFrame:
     """Serve every logged impression (one candidate per request) through the online path; log it."""
     log = ServingLog(log_path)
@@ -113,11 +113,13 @@ def compare(training: pd.DataFrame, served: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_case(
-    name: str, rows: pd.DataFrame, snapshots: pd.DataFrame, ads: pd.DataFrame, out_dir: Path
+    name: str, rows: pd.DataFrame, snapshots: pd.DataFrame, ads: AdTable, out_dir: Path
 ) -> pd.DataFrame:
     path, leaky = CASES[name]
     training = leaky_rows(rows, snapshots) if leaky else rows
-    served = replay(rows, snapshots, ads, path, out_dir / f"serving_log_{name}.jsonl")
+    log_path = out_dir / f"serving_log_{name}.jsonl"
+    log_path.unlink(missing_ok=True)  # the serving log appends; a rerun starts a fresh one
+    served = replay(rows, snapshots, ads, path, log_path)
     report = compare(training, served)
     report.insert(0, "case", name)
     return report
