@@ -1,0 +1,171 @@
+"""Offline CTR metrics: AUC, log loss, normalized entropy, calibration, reliability; and the ceiling.
+
+NE = log loss / entropy of the base CTR (He et al. 2014, "Practical lessons from predicting clicks on
+ads at Facebook"): 1.0 is no better than always predicting the average CTR; lower is better.
+Calibration = mean predicted / observed CTR: 1.0 is calibrated, 1.10 over-predicts clicks by 10%.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+EPS = 1e-7
+
+
+def log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    p = np.clip(np.asarray(p, dtype=np.float64), EPS, 1 - EPS)
+    y = np.asarray(y, dtype=np.float64)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def normalized_entropy(y: np.ndarray, p: np.ndarray) -> float:
+    base = float(np.clip(np.mean(y), EPS, 1 - EPS))
+    entropy = -(base * np.log(base) + (1 - base) * np.log(1 - base))
+    return log_loss(y, p) / entropy
+
+
+def calibration_ratio(y: np.ndarray, p: np.ndarray) -> float:
+    return float(np.mean(p) / max(np.mean(y), EPS))
+
+
+def recalibrate(p: np.ndarray, negative_keep_rate: float) -> np.ndarray:
+    """Undo negative downsampling: q = p / (p + (1 - p) / w), w = share of negatives kept."""
+    p = np.asarray(p, dtype=np.float64)
+    return p / (p + (1 - p) / negative_keep_rate)
+
+
+def reliability(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> list[dict[str, float]]:
+    """Predicted vs observed CTR in equal-count bins of the prediction."""
+    order = np.argsort(p, kind="stable")
+    rows = []
+    for chunk in np.array_split(order, n_bins):
+        if chunk.size:
+            rows.append(
+                {
+                    "predicted": float(np.mean(p[chunk])),
+                    "observed": float(np.mean(y[chunk])),
+                    "n": int(chunk.size),
+                }
+            )
+    return rows
+
+
+@dataclass(frozen=True)
+class Quality:
+    auc: float
+    log_loss: float
+    ne: float
+    calibration: float
+    n: int
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def quality(y: np.ndarray, p: np.ndarray) -> Quality:
+    y = np.asarray(y)
+    return Quality(
+        auc=float(roc_auc_score(y, p)),
+        log_loss=log_loss(y, p),
+        ne=normalized_entropy(y, p),
+        calibration=calibration_ratio(y, p),
+        n=int(y.size),
+    )
+
+
+def grouped_auc(y: np.ndarray, p: np.ndarray, groups: np.ndarray) -> float:
+    """Impression-weighted mean AUC within groups (e.g. within a request or a position) that have both labels."""
+    total, weight = 0.0, 0
+    order = np.argsort(groups, kind="stable")
+    g, y, p = groups[order], np.asarray(y)[order], np.asarray(p)[order]
+    bounds = np.flatnonzero(np.diff(g)) + 1
+    for ys, ps in zip(np.split(y, bounds), np.split(p, bounds), strict=True):
+        if 0 < ys.sum() < ys.size:
+            total += roc_auc_score(ys, ps) * ys.size
+            weight += ys.size
+    return total / weight if weight else float("nan")
+
+
+def plot_reliability(curves: dict[str, list[dict[str, float]]], out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    top = max(max(r["predicted"], r["observed"]) for rows in curves.values() for r in rows)
+    ax.plot([0, top], [0, top], color="grey", linestyle=":", label="perfect")
+    for name, rows in curves.items():
+        ax.plot([r["predicted"] for r in rows], [r["observed"] for r in rows], marker="o", label=name)
+    ax.set_xlabel("mean predicted CTR (decile)")
+    ax.set_ylabel("observed CTR")
+    ax.set_title("reliability on the held-out days")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def over_seeds(seeds: int, out: Path) -> list[list[str]]:
+    """Train LR and DeepFM with `seeds` seeds on the same rows; mean ± std of each metric; reliability plot."""
+    import json
+
+    import torch
+
+    from systems.ctr.features import model_inputs
+    from systems.ctr.train import TrainConfig, bayes_quality, load_rows, split, train_and_evaluate
+
+    train_rows, test_rows = split(load_rows())
+    y = test_rows["click"].to_numpy()
+    ceiling = bayes_quality(test_rows)
+    runs: dict[str, list[dict[str, float]]] = {"lr": [], "deepfm": []}
+    curves: dict[str, list[dict[str, float]]] = {}
+    for seed in range(seeds):
+        for kind in ("lr", "deepfm"):
+            fitted, q = train_and_evaluate(
+                TrainConfig(kind=kind, seed=seed), train_rows, test_rows, progress=True
+            )
+            cat, num = model_inputs(test_rows)
+            p = fitted.predict(cat, num)
+            with torch.no_grad():  # the same model without undoing the negative downsampling
+                raw = torch.sigmoid(fitted.model(torch.from_numpy(cat), torch.from_numpy(num))).numpy()
+            runs[kind].append({**q.as_dict(), "calibration_raw": calibration_ratio(y, raw)})
+            if seed == 0:
+                curves[kind] = reliability(y, p)
+                if kind == "deepfm":
+                    curves["deepfm, not recalibrated"] = reliability(y, raw)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_reliability(curves, out / "reliability.png")
+    keys = ["auc", "gap", "log_loss", "ne", "calibration", "calibration_raw"]
+    summary: dict[str, dict[str, tuple[float, float]]] = {}
+    table = [
+        [
+            "bayes",
+            f"{ceiling.auc:.4f}",
+            "0",
+            f"{ceiling.log_loss:.4f}",
+            f"{ceiling.ne:.4f}",
+            f"{ceiling.calibration:.3f}",
+            "-",
+        ]
+    ]
+    for kind, rs in runs.items():
+        for r in rs:
+            r["gap"] = ceiling.auc - r["auc"]
+        summary[kind] = {
+            k: (float(np.mean([r[k] for r in rs])), float(np.std([r[k] for r in rs]))) for k in keys
+        }
+        table.append([kind, *[f"{summary[kind][k][0]:.4f} ± {summary[kind][k][1]:.4f}" for k in keys]])
+    (out / "eval.json").write_text(
+        json.dumps(
+            {"seeds": seeds, "bayes": ceiling.as_dict(), "runs": runs, "summary": summary},
+            indent=2,
+            default=float,
+        )
+    )
+    return table

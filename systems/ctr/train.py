@@ -1,0 +1,244 @@
+"""Training: the logged impressions -> Feast point-in-time rows -> LR and DeepFM -> ONNX -> MLflow.
+
+Split by time (train on the first days, test on the last ones), downsample negatives for training and
+undo it in the exported scorer, register both models: LR as `champion` (the incumbent), DeepFM as
+`challenger` (what `mlsd ctr experiment` A/B-tests and promotes when it wins).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from infra.config import get_settings
+from systems.ctr.data import EPOCH, Market, MarketConfig, make_market, simulate_log
+from systems.ctr.evaluate import Quality, quality
+from systems.ctr.features import CAT_FIELDS, N_BUCKETS, NUM_FIELDS, build_repo, model_inputs, training_rows
+from systems.ctr.model import CalibratedScorer, build_model
+
+MODEL_NAME = "ctr"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    kind: str = "deepfm"
+    epochs: int = 3
+    batch_size: int = 1024
+    lr: float = 1e-2
+    negative_keep_rate: float = 0.5  # w: share of negative impressions kept for training
+    seed: int = 0
+    cat_fields: tuple[str, ...] = CAT_FIELDS
+    n_buckets: int = N_BUCKETS
+
+
+@dataclass
+class Fitted:
+    """A trained model and what scoring it needs."""
+
+    model: nn.Module
+    config: TrainConfig
+    losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def predict(self, cat: np.ndarray, num: np.ndarray) -> np.ndarray:
+        """Calibrated click probabilities (negative downsampling undone)."""
+        scorer = CalibratedScorer(self.model, self.config.negative_keep_rate).eval()
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(cat), 65_536):
+                out.append(
+                    scorer(torch.from_numpy(cat[i : i + 65_536]), torch.from_numpy(num[i : i + 65_536]))
+                )
+        return torch.cat(out).numpy().astype(np.float64)
+
+
+def downsample_negatives(y: np.ndarray, keep_rate: float, rng: np.random.Generator) -> np.ndarray:
+    """Indices of all positives and a `keep_rate` share of negatives."""
+    keep = (y == 1) | (rng.random(y.size) < keep_rate)
+    return np.flatnonzero(keep)
+
+
+def fit(
+    config: TrainConfig, cat: np.ndarray, num: np.ndarray, y: np.ndarray, progress: bool = False
+) -> Fitted:
+    """Minibatch Adam on binary cross-entropy, on the negative-downsampled rows."""
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    idx = downsample_negatives(y, config.negative_keep_rate, rng)
+    cat_t, num_t = torch.from_numpy(cat[idx]), torch.from_numpy(num[idx])
+    y_t = torch.from_numpy(y[idx].astype(np.float32))
+    model = build_model(config.kind, config.n_buckets, cat.shape[1], num.shape[1])
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    steps = config.epochs * ((len(idx) + config.batch_size - 1) // config.batch_size)
+    # linear decay to zero: the last steps cannot leave the intercept wherever a noisy batch pushed it
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: max(0.0, 1.0 - step / steps))
+    loss_fn = nn.BCEWithLogitsLoss()
+    fitted = Fitted(model, config)
+    t0 = time.perf_counter()
+    bar = _progress(steps, f"train {config.kind}") if progress else None
+    for _epoch in range(config.epochs):
+        perm = torch.from_numpy(rng.permutation(len(idx)))
+        total, batches = 0.0, 0
+        model.train()
+        for i in range(0, len(idx), config.batch_size):
+            b = perm[i : i + config.batch_size]
+            loss = loss_fn(model(cat_t[b], num_t[b]), y_t[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            schedule.step()
+            total += loss.item()
+            batches += 1
+            if bar is not None:
+                bar[0].advance(bar[1])
+        fitted.losses.append(total / batches)
+    if bar is not None:
+        bar[0].stop()
+    model.eval()
+    fitted.seconds = time.perf_counter() - t0
+    return fitted
+
+
+def _progress(total: int, label: str):  # noqa: ANN202
+    from rich.progress import Progress
+
+    bar = Progress(transient=True)
+    task = bar.add_task(label, total=total)
+    bar.start()
+    return bar, task
+
+
+def export_onnx(fitted: Fitted, path: Path) -> Path:
+    """The calibrated scorer as ONNX with a dynamic batch; checked against PyTorch before it is kept."""
+    from infra.serving.onnx import make_session
+
+    scorer = CalibratedScorer(fitted.model, fitted.config.negative_keep_rate).eval()
+    n_fields = len(fitted.config.cat_fields)
+    example = (torch.zeros(4, n_fields, dtype=torch.int64), torch.zeros(4, len(NUM_FIELDS)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():  # the legacy exporter warns it is legacy; onnxscript is not installed
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+        scorer, example, str(path), input_names=["cat", "num"], output_names=["p_click"],
+        dynamic_axes={"cat": {0: "batch"}, "num": {0: "batch"}, "p_click": {0: "batch"}},
+        opset_version=17, dynamo=False,
+        )  # fmt: skip
+    rng = np.random.default_rng(0)
+    cat = rng.integers(0, fitted.config.n_buckets, (50, n_fields)).astype(np.int64)
+    num = rng.normal(size=(50, len(NUM_FIELDS))).astype(np.float32)
+    got = make_session(path, prefer_gpu=False).run(None, {"cat": cat, "num": num})[0]
+    want = fitted.predict(cat, num)
+    if not np.allclose(got, want, atol=1e-5):
+        raise RuntimeError(
+            f"ONNX export of {fitted.config.kind} disagrees with PyTorch (max diff {np.abs(got - want).max():.2e})"
+        )
+    return path
+
+
+# --- the pipeline steps ----------------------------------------------------------------------------------
+
+
+def system_dir() -> Path:
+    return get_settings().system_dir("ctr")
+
+
+def market_config() -> MarketConfig:
+    settings = get_settings()
+    return MarketConfig.for_scale(settings.scale, seed=settings.seed)
+
+
+def load_market() -> Market:
+    path = system_dir() / "market.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found; run `mlsd ctr data` first")
+    return make_market(MarketConfig(**json.loads(path.read_text())))
+
+
+def run_data(config: MarketConfig | None = None) -> dict[str, float]:
+    """Simulate the log, fill the Feast repo, and write the point-in-time training rows."""
+    config = config or market_config()
+    out = system_dir()
+    market = make_market(config)
+    (out / "market.json").write_text(json.dumps(asdict(config)))
+    log = simulate_log(market)
+    log.to_parquet(out / "log.parquet")
+    repo = build_repo(market, out / "features")
+    rows = training_rows(repo, log)
+    rows.to_parquet(out / "rows.parquet")
+    return {"impressions": len(log), "ctr": float(log["click"].mean()), "days": config.n_days}
+
+
+def split(rows: pd.DataFrame, test_days: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Temporal split: the last `test_days` days are the test set (no shuffling across time)."""
+    day = (rows["event_timestamp"] - EPOCH).dt.days
+    last = int(day.max())
+    return rows[day <= last - test_days].reset_index(drop=True), rows[day > last - test_days].reset_index(
+        drop=True
+    )
+
+
+def load_rows() -> pd.DataFrame:
+    path = system_dir() / "rows.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found; run `mlsd ctr data` first")
+    return pd.read_parquet(path)
+
+
+def bayes_quality(test_rows: pd.DataFrame) -> Quality:
+    """The ceiling: each test impression scored with its own true click probability."""
+    log = pd.read_parquet(system_dir() / "log.parquet", columns=["request_id", "p_true"])
+    p = test_rows[["request_id"]].merge(log, on="request_id", how="left")["p_true"].to_numpy()
+    return quality(test_rows["click"].to_numpy(), p)
+
+
+def train_and_evaluate(
+    config: TrainConfig, train_rows: pd.DataFrame, test_rows: pd.DataFrame, progress: bool = False
+) -> tuple[Fitted, Quality]:
+    cat, num = model_inputs(train_rows, cat_fields=config.cat_fields, n_buckets=config.n_buckets)
+    fitted = fit(config, cat, num, train_rows["click"].to_numpy(), progress=progress)
+    cat_t, num_t = model_inputs(test_rows, cat_fields=config.cat_fields, n_buckets=config.n_buckets)
+    return fitted, quality(test_rows["click"].to_numpy(), fitted.predict(cat_t, num_t))
+
+
+def run_train(
+    epochs: int | None = None, register: bool = True, progress: bool = True, batch_size: int | None = None
+) -> dict[str, dict]:
+    """Train LR and DeepFM, export both to ONNX, log to MLflow and set champion / challenger."""
+    from infra.registry import CHALLENGER, CHAMPION, Registry
+
+    train_rows, test_rows = split(load_rows())
+    out = system_dir() / "models"
+    ceiling = bayes_quality(test_rows)
+    results: dict[str, dict] = {"bayes": ceiling.as_dict()}
+    registry = Registry() if register else None
+    for kind, alias in (("lr", CHAMPION), ("deepfm", CHALLENGER)):
+        overrides = {k: v for k, v in (("epochs", epochs), ("batch_size", batch_size)) if v}
+        config = TrainConfig(kind=kind, seed=get_settings().seed, **overrides)
+        fitted, q = train_and_evaluate(config, train_rows, test_rows, progress=progress)
+        export_onnx(fitted, out / kind / "model.onnx")
+        (out / kind / "config.json").write_text(
+            json.dumps({**asdict(config), "cat_fields": list(config.cat_fields)})
+        )
+        results[kind] = {**q.as_dict(), "train_s": fitted.seconds, "losses": fitted.losses}
+        if registry is not None:
+            run_id = registry.log_run(
+                "ctr",
+                params={k: str(v) for k, v in asdict(config).items()},
+                metrics={**{k: v for k, v in q.as_dict().items()}, "auc_gap_to_bayes": ceiling.auc - q.auc},
+                artifacts={"model": out / kind},
+                run_name=kind,
+                step_metrics={"train_loss": fitted.losses},
+            )
+            ref = registry.register(MODEL_NAME, run_id, "model", alias=alias)
+            results[kind]["version"] = ref.version
+            results[kind]["alias"] = alias
+    (system_dir() / "train_metrics.json").write_text(json.dumps(results, indent=2))
+    return results
