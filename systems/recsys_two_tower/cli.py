@@ -7,6 +7,7 @@ runs whatever is missing first, so `make bench SYSTEM=recsys` works on a fresh c
 from __future__ import annotations
 
 import json
+import sys
 import os
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from infra.config import SCALES, get_settings
 from infra.system import BenchSpec
 from systems.recsys_two_tower import SYSTEM
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 120)
 
 BENCH = BenchSpec(
     app="systems.recsys_two_tower.serve:build_app",
