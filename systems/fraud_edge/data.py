@@ -89,6 +89,13 @@ def simulate_transactions(cfg: SimConfig) -> pd.DataFrame:
         ts = days * DAY + _daytime_seconds(rng, n)
         terms = rng.choice(usual[card], size=n)
         amounts = np.maximum(50, (rng.lognormal(np.log(card_mean[card]), 0.5, n) * 100).astype(np.int64))
+        # Legit noise the model must not flag: trips abroad (2%) and big-ticket purchases (1%).
+        abroad = rng.random(n) < 0.02
+        if abroad.any():
+            trip_city = (card_city[card] + 1 + rng.integers(len(CITIES) - 1)) % len(CITIES)
+            terms[abroad] = rng.choice(by_city[trip_city], size=int(abroad.sum()))
+        big = rng.random(n) < 0.01
+        amounts[big] = amounts[big] * rng.integers(5, 15, int(big.sum()))
         for t, term, amt in zip(ts, terms, amounts, strict=True):
             rows.append((int(t), card, int(term), int(amt), 0, "legit"))
 
@@ -100,7 +107,7 @@ def simulate_transactions(cfg: SimConfig) -> pd.DataFrame:
         if kind == "compromised_terminal":
             term = int(rng.integers(cfg.n_terminals))
             victims = rng.choice(cfg.n_cards, size=int(rng.integers(8, 20)), replace=False)
-            offsets = np.sort(rng.integers(0, 3600, len(victims)))
+            offsets = np.sort(rng.integers(0, int(rng.integers(1, 6)) * 3600, len(victims)))
             for card, off in zip(victims, offsets, strict=True):
                 amt = int(rng.uniform(80, 400) * 100)
                 rows.append((start + int(off), int(card), term, amt, 1, kind))
@@ -108,8 +115,8 @@ def simulate_transactions(cfg: SimConfig) -> pd.DataFrame:
             card = int(rng.integers(cfg.n_cards))
             far = by_city[(card_city[card] + 1 + rng.integers(len(CITIES) - 1)) % len(CITIES)]
             term = int(rng.choice(far))
-            n = int(rng.integers(5, 15))
-            offsets = np.sort(rng.integers(0, 600, n))
+            n = int(rng.integers(3, 15))
+            offsets = np.sort(rng.integers(0, 900, n))
             for off in offsets:
                 rows.append((start + int(off), card, term, int(rng.integers(50, 300)), 1, kind))
             rows.append((start + 620, card, term, int(rng.uniform(200, 900) * 100), 1, kind))
@@ -117,7 +124,7 @@ def simulate_transactions(cfg: SimConfig) -> pd.DataFrame:
             card = int(rng.integers(cfg.n_cards))
             for k in range(int(rng.integers(1, 4))):
                 term = int(rng.integers(cfg.n_terminals))
-                amt = int(card_mean[card] * rng.uniform(5, 30) * 100)
+                amt = int(card_mean[card] * rng.uniform(2, 30) * 100)
                 rows.append((start + k * int(rng.integers(300, 7200)), card, term, amt, 1, kind))
         else:  # geo_jump: a local purchase, then one far away within the hour
             card = int(rng.integers(cfg.n_cards))
