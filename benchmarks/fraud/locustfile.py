@@ -7,6 +7,7 @@ keep their history in the server's velocity store, so the features are real, not
 import itertools
 import json
 import os
+from pathlib import Path
 
 from locust import FastHttpUser, task
 
@@ -14,7 +15,7 @@ from infra.bench.users import FloorUser, system_wait_time
 
 __all__ = ["FloorUser", "ScoreUser"]
 
-STREAM = json.loads(open(os.environ["MLSD_FRAUD_STREAM"]).read())
+STREAM = json.loads(Path(os.environ["MLSD_FRAUD_STREAM"]).read_text())
 _user_ids = itertools.count()
 
 

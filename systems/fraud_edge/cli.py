@@ -50,7 +50,9 @@ def step_train(argv: list[str]) -> int:
     if not 1 <= args.epochs <= 200:
         p.error("--epochs must be between 1 and 200")
     try:
-        report = train(TrainConfig(epochs=args.epochs, seed=get_settings().seed), log_mlflow=not args.no_mlflow)
+        report = train(
+            TrainConfig(epochs=args.epochs, seed=get_settings().seed), log_mlflow=not args.no_mlflow
+        )
     except FileNotFoundError as exc:
         console.print(f"[red]{exc}[/]")
         return 1
@@ -170,8 +172,14 @@ def write_bench_stream(n: int = 5000) -> Path:
     rows = df.iloc[temporal_split(df).test[:n]]
     stream = [
         {
-            "tx_id": r.tx_id, "card_id": r.card_id, "terminal_id": r.terminal_id, "amount": r.amount_cents / 100,
-            "currency": "EUR", "lat": r.lat_e6 / 1e6, "lon": r.lon_e6 / 1e6, "ts": int(r.ts),
+            "tx_id": r.tx_id,
+            "card_id": r.card_id,
+            "terminal_id": r.terminal_id,
+            "amount": r.amount_cents / 100,
+            "currency": "EUR",
+            "lat": r.lat_e6 / 1e6,
+            "lon": r.lon_e6 / 1e6,
+            "ts": int(r.ts),
         }  # fmt: skip
         for r in rows.itertuples()
     ]
@@ -262,5 +270,7 @@ STEPS = {
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in STEPS:
         p = OneLineParser(prog="mlsd fraud")
-        p.error(f"unknown step {argv[0]!r}; steps: {', '.join(STEPS)}" if argv else f"steps: {', '.join(STEPS)}")
+        p.error(
+            f"unknown step {argv[0]!r}; steps: {', '.join(STEPS)}" if argv else f"steps: {', '.join(STEPS)}"
+        )
     return int(STEPS[argv[0]](argv[1:]) or 0)

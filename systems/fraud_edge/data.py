@@ -53,6 +53,11 @@ class SimConfig:
     seed: int = 0
 
     @classmethod
+    def tiny(cls, seed: int = 1) -> SimConfig:
+        """Five weeks of 500 cards: enough for every split and pattern, built in a second (tests)."""
+        return cls(n_cards=500, n_terminals=40, days=35, seed=seed)
+
+    @classmethod
     def for_scale(cls, scale: str, seed: int = 0) -> SimConfig:
         sizes = {"small": (3000, 400, 42), "medium": (20000, 2000, 60), "large": (100000, 8000, 90)}
         n_cards, n_terminals, days = sizes[scale]

@@ -72,7 +72,11 @@ def evaluate(out: Path | None = None) -> dict[str, Any]:
     known_now = labels_known_at(df, int(df["ts"].max()))[split.test]
     days = (ts_test - split.test_start) // DAY
     daily = [
-        {"day": int(d), "true": float(yte[days == d].mean()), "known_by_end": float(known_now[days == d].mean())}
+        {
+            "day": int(d),
+            "true": float(yte[days == d].mean()),
+            "known_by_end": float(known_now[days == d].mean()),
+        }
         for d in np.unique(days)
     ]
     report = {
@@ -117,7 +121,12 @@ def markdown_tables(train_report: dict[str, Any], eval_report: dict[str, Any]) -
             f"{v['rows_per_s_batch4096']:,.0f} | {v['pr_auc']:.4f} | {v['recall_at_1pct_fpr']:.4f} |"
         )
     lines += ["", f"Chosen: **{train_report['chosen']}** — {train_report['why']}.", ""]
-    lines += ["## Quality (test split, eventual labels)", "", "| model | PR-AUC | recall @1% FPR |", "|---|---:|---:|"]
+    lines += [
+        "## Quality (test split, eventual labels)",
+        "",
+        "| model | PR-AUC | recall @1% FPR |",
+        "|---|---:|---:|",
+    ]
     for name, q in eval_report["quality"].items():
         lines.append(f"| {name} | {q['pr_auc']:.4f} | {q['recall_at_1pct_fpr']:.4f} |")
     lines += [

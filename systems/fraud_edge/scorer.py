@@ -63,7 +63,9 @@ class EdgeScorer:
 
     def __init__(self, store: VelocityStore | None = None, fallback_store: MemoryVelocityStore | None = None):
         self.store = store or MemoryVelocityStore()
-        self.fallback_store = fallback_store or (self.store if isinstance(self.store, MemoryVelocityStore) else MemoryVelocityStore())
+        self.fallback_store = fallback_store or (
+            self.store if isinstance(self.store, MemoryVelocityStore) else MemoryVelocityStore()
+        )
         self.spec_hash = feature_spec()["spec_hash"]
         self.live: _LiveModel | None = None
         self._swap = threading.Lock()

@@ -8,7 +8,7 @@ import pytest
 
 from systems.fraud_edge.data import SimConfig
 
-TINY = SimConfig(n_cards=400, n_terminals=40, days=28, seed=1)
+TINY = SimConfig.tiny()
 
 
 @pytest.fixture(scope="session")
@@ -18,5 +18,5 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 
     out = tmp_path_factory.mktemp("fraud")
     build_data(TINY, out)
-    report = train(TrainConfig(epochs=4, lgbm_rounds=60), out=out, log_mlflow=False, progress=False)
+    report = train(TrainConfig(epochs=30, lgbm_rounds=60), out=out, log_mlflow=False, progress=False)
     return out, report

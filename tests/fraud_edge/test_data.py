@@ -9,6 +9,7 @@ import pytest
 from systems.fraud_edge.data import (
     CREDITCARD_COLUMNS,
     DAY,
+    SimConfig,
     creditcard_time_split,
     labels_known_at,
     load_creditcard_csv,
@@ -16,7 +17,7 @@ from systems.fraud_edge.data import (
     temporal_split,
 )
 
-from .conftest import TINY
+TINY = SimConfig.tiny()
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from systems.fraud_edge.data import simulate_transactions
+from systems.fraud_edge.data import SimConfig, simulate_transactions
 from systems.fraud_edge.features.store import MemoryVelocityStore, RedisVelocityStore
 from systems.fraud_edge.features.velocity import (
     RAW,
@@ -15,7 +15,7 @@ from systems.fraud_edge.features.velocity import (
     transactions,
 )
 
-from .conftest import TINY
+TINY = SimConfig.tiny()
 
 N_EVENTS = 3000
 
@@ -33,7 +33,9 @@ def _assert_batch_equals_online(stream, store) -> None:
         mismatch = np.flatnonzero(batch_raw[name] != online_raw[name])
         assert mismatch.size == 0, f"{name} differs at rows {mismatch[:5]}"
     batch_x = model_features(batch_raw)
-    online_x = np.concatenate([model_features({k: v[i : i + 1] for k, v in online_raw.items()}) for i in range(len(stream))])
+    online_x = np.concatenate(
+        [model_features({k: v[i : i + 1] for k, v in online_raw.items()}) for i in range(len(stream))]
+    )
     assert np.array_equal(batch_x, online_x)  # bit for bit, not allclose
     # The windows are not trivially empty: the stream has real velocity in it.
     assert batch_raw["card_cnt_24h"].max() >= 3 and batch_raw["term_cnt_1h"].max() >= 3
@@ -64,7 +66,9 @@ def test_skew_guard_catches_a_wrong_window(stream, monkeypatch) -> None:
 
 
 @pytest.mark.redis
-def test_redis_state_survives_restart_and_replays_are_not_double_counted(stream, redis_url, unique_name) -> None:
+def test_redis_state_survives_restart_and_replays_are_not_double_counted(
+    stream, redis_url, unique_name
+) -> None:
     txs = transactions(stream.iloc[:400])
     batch = batch_raw_aggregates(stream.iloc[:400].reset_index(drop=True))
     first = RedisVelocityStore(redis_url, unique_name)

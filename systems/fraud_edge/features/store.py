@@ -130,7 +130,12 @@ class RedisVelocityStore:
 
     def update_and_read(self, tx: Transaction) -> tuple[dict[str, int], bool]:
         p = self.prefix
-        keys = [f"{p}card:{tx.card_id}", f"{p}term:{tx.terminal_id}", f"{p}prof:{tx.card_id}", f"{p}seen:{tx.tx_id}"]
+        keys = [
+            f"{p}card:{tx.card_id}",
+            f"{p}term:{tx.terminal_id}",
+            f"{p}prof:{tx.card_id}",
+            f"{p}seen:{tx.tx_id}",
+        ]
         args = [tx.tx_id, tx.ts, tx.amount_cents, tx.terminal_id, tx.lat_e6, tx.lon_e6, HORIZON_S, self.ttl_s]
         replayed, snap = self._script(keys=keys, args=args)
         state = json.loads(snap)
