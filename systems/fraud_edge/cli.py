@@ -93,7 +93,13 @@ def step_eval(argv: list[str]) -> int:
         console.print(f"{name}: PR-AUC {q['pr_auc']:.4f}, recall@1%FPR {q['recall_at_1pct_fpr']:.4f}")
     console.print(
         f"cost saved vs rules only: {report['cost_saved_vs_rules_eur']:,.0f} EUR "
-        f"({report['cost_saved_vs_rules_pct']:.1f}%); score PSI valid->test {report['score_psi_valid_to_test']:.3f}"
+        f"({report['cost_saved_vs_rules_pct']:.1f}%); score PSI valid->test {report['score_psi_valid_to_test']:.3f}, "
+        f"valid->control stream {report['score_psi_valid_to_control']:.3f}, "
+        f"valid->attack stream {report['score_psi_valid_to_attack']:.3f}"
+    )
+    console.print(
+        "share above valid's top-1% score: "
+        + ", ".join(f"{k} {v:.4f}" for k, v in report["top1pct_rate"].items())
     )
     return 0
 

@@ -79,8 +79,38 @@ def evaluate(out: Path | None = None) -> dict[str, Any]:
         }
         for d in np.unique(days)
     ]
+    # An adversary adapts: a fresh draw of the same population with four times the incidents, against a
+    # control draw with the usual mix. Does the score PSI move before the chargebacks (days later) arrive?
+    from systems.fraud_edge.data import SimConfig, simulate_transactions
+    from systems.fraud_edge.features.velocity import batch_raw_aggregates, model_features
+
+    def fresh_stream_scores(incidents: float) -> tuple[np.ndarray, float]:
+        cfg = SimConfig(
+            n_cards=int(df["card_id"].nunique()), n_terminals=int(df["terminal_id"].nunique()), days=14,
+            seed=99, incidents_per_1k_cards_day=incidents,
+        )  # fmt: skip
+        stream = simulate_transactions(cfg)
+        warm = stream["ts"].to_numpy() >= 2 * DAY  # skip the cold-start days, as the split does
+        xs = model_features(batch_raw_aggregates(stream))[warm]
+        return sess.run(None, {"features": xs})[0][:, 0], float(stream["is_fraud"].to_numpy()[warm].mean())
+
+    control_scores, _ = fresh_stream_scores(SimConfig.incidents_per_1k_cards_day)
+    attack_scores, attack_rate = fresh_stream_scores(4 * SimConfig.incidents_per_1k_cards_day)
     report = {
         "bundle": bundle.version,
+        "score_psi_valid_to_control": psi(valid_scores, control_scores),
+        "score_psi_valid_to_attack": psi(valid_scores, attack_scores),
+        "attack_fraud_rate": attack_rate,
+        # The tail monitor: share of scores above validation's 99th percentile (1% by construction).
+        "top1pct_rate": {
+            name: float(np.mean(sc >= np.quantile(valid_scores, 0.99)))
+            for name, sc in (
+                ("valid", valid_scores),
+                ("test", scores),
+                ("control", control_scores),
+                ("attack", attack_scores),
+            )
+        },
         "variant": bundle.manifest["meta"]["variant"],
         "quality": {
             "lightgbm (reference)": {
@@ -145,6 +175,20 @@ def markdown_tables(train_report: dict[str, Any], eval_report: dict[str, Any]) -
         "",
         f"Cost saved vs rules only: **{eval_report['cost_saved_vs_rules_eur']:,.0f} EUR "
         f"({eval_report['cost_saved_vs_rules_pct']:.1f}%)**; score PSI valid→test "
-        f"{eval_report['score_psi_valid_to_test']:.3f}.",
+        f"{eval_report['score_psi_valid_to_test']:.3f}; valid→fresh stream, same fraud mix "
+        f"{eval_report['score_psi_valid_to_control']:.3f}; valid→attack stream (4x incidents, fraud rate "
+        f"{eval_report['attack_fraud_rate']:.4f}) {eval_report['score_psi_valid_to_attack']:.3f}.",
+        "",
+        "Tail monitor — share of scores above validation's 99th percentile: "
+        + ", ".join(f"{k} {v:.4f}" for k, v in eval_report["top1pct_rate"].items()),
+        "",
+        "## Fraud rate by test day: the truth vs what is known at the end of the window (label delay)",
+        "",
+        "| day | true | known by end |",
+        "|---:|---:|---:|",
+        *[
+            f"| {d['day']} | {d['true']:.4f} | {d['known_by_end']:.4f} |"
+            for d in eval_report["daily_fraud_rate"]
+        ],
     ]
     return "\n".join(lines)
