@@ -67,7 +67,22 @@ def step_train(argv: list[str]) -> int:
     lg = report["lightgbm"]
     table.add_row("lightgbm (ref)", "", "", "", "", f"{lg['pr_auc']:.4f}", f"{lg['recall_at_1pct_fpr']:.4f}")
     console.print(table)
-    console.print(f"why {report['chosen']}: {report['why']}; thresholds {report['thresholds']}")
+    console.print(f"why {report['chosen']}: {report['why']}")
+    _table(
+        "fraud train — data and decisions",
+        {
+            "rows train / valid / test": " / ".join(str(v) for v in report["rows"].values()),
+            "fraud rate train (labels known at cutoff)": report["fraud_rate"]["train_known"],
+            "fraud rate test (eventual truth)": report["fraud_rate"]["test_true"],
+            "frauds in train+valid hidden by label delay": (
+                f"{report['label_delay_missed']} of {report['frauds_in_train_valid']}"
+            ),
+            "denormal weights zeroed (torch, onnx files)": sum(report["denormals_zeroed"].values()),
+            "threshold review / decline": " / ".join(f"{v:.4f}" for v in report["thresholds"].values()),
+            "valid cost at those thresholds, EUR": report["valid_cost_eur"],
+            "seconds": report["seconds"],
+        },
+    )
     return 0
 
 
