@@ -57,12 +57,22 @@ def step_train(argv: list[str]) -> int:
         console.print(f"[red]{exc}[/]")
         return 1
     table = Table(title=f"fraud train — bundle {report['bundle']} serves {report['chosen']}")
-    for col in ("variant", "KB", "p50 ms", "p99 ms", "rows/s b4096", "PR-AUC", "recall@1%FPR"):
+    for col in (
+        "variant",
+        "KB",
+        "p50 ms",
+        "p99 ms",
+        "rows/s b4096",
+        "PR-AUC",
+        "recall@1%FPR",
+        "|dp| p99/max",
+    ):
         table.add_column(col, justify="right")
     for name, v in report["variants"].items():
         table.add_row(
             name, f"{v['size_kb']:.1f}", f"{v['p50_ms']:.4f}", f"{v['p99_ms']:.4f}",
             f"{v['rows_per_s_batch4096']:,.0f}", f"{v['pr_auc']:.4f}", f"{v['recall_at_1pct_fpr']:.4f}",
+            f"{v['p99_abs_diff_vs_fp32']:.3f}/{v['max_abs_diff_vs_fp32']:.3f}",
         )  # fmt: skip
     lg = report["lightgbm"]
     table.add_row("lightgbm (ref)", "", "", "", "", f"{lg['pr_auc']:.4f}", f"{lg['recall_at_1pct_fpr']:.4f}")

@@ -141,14 +141,16 @@ def markdown_tables(train_report: dict[str, Any], eval_report: dict[str, Any]) -
     lines = [
         "## Model micro-benchmark (ONNX Runtime, 1 thread; test split)",
         "",
-        "| variant | size KB | batch-1 p50 ms | batch-1 p99 ms | rows/s (batch 4096) | PR-AUC | recall @1% FPR |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| variant | size KB | batch-1 p50 ms | batch-1 p99 ms | rows/s (batch 4096) | PR-AUC | recall @1% FPR "
+        "| p99 / max abs diff vs fp32 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, v in train_report["variants"].items():
         mark = " (served)" if name == train_report["chosen"] else ""
         lines.append(
             f"| {name}{mark} | {v['size_kb']:.1f} | {v['p50_ms']:.4f} | {v['p99_ms']:.4f} | "
-            f"{v['rows_per_s_batch4096']:,.0f} | {v['pr_auc']:.4f} | {v['recall_at_1pct_fpr']:.4f} |"
+            f"{v['rows_per_s_batch4096']:,.0f} | {v['pr_auc']:.4f} | {v['recall_at_1pct_fpr']:.4f} | "
+            f"{v['p99_abs_diff_vs_fp32']:.3f} / {v['max_abs_diff_vs_fp32']:.3f} |"
         )
     lines += ["", f"Chosen: **{train_report['chosen']}** — {train_report['why']}.", ""]
     lines += [

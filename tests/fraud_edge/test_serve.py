@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import time
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -14,25 +18,25 @@ TX = {
 
 
 @pytest.fixture
-def client(pipeline, monkeypatch):
+def served_dir(pipeline, isolated_settings):
+    """A private copy of the tiny pipeline's artifacts in this test's data dir (tests may publish bundles)."""
     from infra.config import get_settings
 
     out, _ = pipeline
-    monkeypatch.setenv("MLSD_DATA_DIR", str(out.parent))
+    dst = get_settings().system_dir("fraud")
+    shutil.copytree(out, dst, dirs_exist_ok=True)
+    return dst
+
+
+@pytest.fixture
+def client(served_dir, monkeypatch):
     monkeypatch.setenv("MLSD_FRAUD_STORE", "memory")
-    get_settings.cache_clear()
-    # The fixture's artifacts live in <tmp>/fraudN; serve reads <data dir>/fraud, so link it.
-    link = out.parent / "fraud"
-    if not link.exists():
-        link.symlink_to(out, target_is_directory=True)
     from systems.fraud_edge.serve import build_app
 
     with TestClient(build_app()) as c:
         for _ in range(200):
             if c.get("/readyz").status_code == 200:
                 break
-            import time
-
             time.sleep(0.05)
         yield c
 
@@ -74,6 +78,65 @@ def test_bad_input_is_422_naming_the_field(client, change, field) -> None:
 def test_reload_rejects_unknown_version_and_keeps_serving(client) -> None:
     r = client.post("/bundle/reload", json={"version": "v0099"})
     assert r.status_code == 409 and "still serving v0001" in r.json()["message"]
+
+
+def test_publish_tampered_then_rollback(client, served_dir) -> None:
+    """v0002 is good, v0003 is tampered: reload to v0002, refuse v0003, roll back to v0001 via LIVE."""
+    from systems.fraud_edge.bundle import set_live, write_bundle
+
+    v1 = served_dir / "bundles" / "v0001"
+    manifest = json.loads((v1 / "manifest.json").read_text())
+    args = (
+        (v1 / "model.onnx").read_bytes(),
+        json.loads((v1 / "feature_spec.json").read_text()),
+        json.loads((v1 / "thresholds.json").read_text()),
+        manifest["canary"],
+        manifest["meta"],
+    )
+    write_bundle(served_dir / "bundles", *args)  # v0002, now LIVE
+    assert client.post("/bundle/reload", json={}).json() == {"serving": "v0002"}
+    v3 = write_bundle(served_dir / "bundles", *args, make_live=False)
+    (v3 / "model.onnx").write_bytes(b"not an onnx model")
+    r = client.post("/bundle/reload", json={"version": "v0003"})
+    assert (
+        r.status_code == 409
+        and "checksum" in r.json()["message"]
+        and "still serving v0002" in r.json()["message"]
+    )
+    assert client.post("/score", json={**TX, "tx_id": "after-reject"}).json()["bundle_version"] == "v0002"
+    set_live(served_dir / "bundles", "v0001")  # rollback
+    assert client.post("/bundle/reload", json={}).json() == {"serving": "v0001"}
+
+
+def test_redis_down_falls_back_to_local_features(pipeline) -> None:
+    from systems.fraud_edge.features.velocity import Transaction
+    from systems.fraud_edge.scorer import EdgeScorer
+
+    class DownStore:
+        def update_and_read(self, tx):
+            raise ConnectionError("redis went away")
+
+    out, _ = pipeline
+    scorer = EdgeScorer(DownStore())
+    scorer.load_live(out / "bundles")
+    d = scorer.score(Transaction("d1", 1000, "c1", "t1", 2500, 0, 0))
+    assert d.degraded == "local_features" and d.mode == "model+rules" and d.score is not None
+
+
+def test_model_failure_falls_back_to_rules(pipeline) -> None:
+    from systems.fraud_edge.features.velocity import Transaction
+    from systems.fraud_edge.scorer import EdgeScorer
+
+    out, _ = pipeline
+    scorer = EdgeScorer()
+    scorer.load_live(out / "bundles")
+
+    def broken(_x):
+        raise RuntimeError("onnxruntime crashed")
+
+    scorer.live.predict = broken
+    d = scorer.score(Transaction("m1", 1000, "c1", "t1", 300_000, 0, 0))
+    assert d.mode == "rules_only" and d.score is None and d.action == "review"
 
 
 @pytest.mark.parametrize(
