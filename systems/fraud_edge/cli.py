@@ -229,6 +229,9 @@ def step_bench(argv: list[str]) -> int:
     p.add_argument("--duration", type=int, default=60)
     p.add_argument("--rate", type=float, default=300.0)
     p.add_argument("--store", choices=("redis", "memory"), default="redis")
+    p.add_argument(
+        "--out", type=Path, default=None, help="report folder (default benchmarks/results/fraud/latest)"
+    )
     args = p.parse_args(argv)
     if not 1 <= args.duration <= 3600:
         p.error("--duration must be between 1 and 3600 seconds")
@@ -275,7 +278,9 @@ def step_bench(argv: list[str]) -> int:
         "cost_saved_vs_rules_eur": eval_report["cost_saved_vs_rules_eur"],
     }
     try:
-        code = run_bench("fraud", spec, extra=extra, extra_md=markdown_tables(train_report, eval_report))
+        code = run_bench(
+            "fraud", spec, out_dir=args.out, extra=extra, extra_md=markdown_tables(train_report, eval_report)
+        )
     finally:
         if redis_store is not None:
             redis_store.clear()

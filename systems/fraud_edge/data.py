@@ -72,9 +72,13 @@ def _daytime_seconds(rng: np.random.Generator, n: int) -> np.ndarray:
 
 def simulate_transactions(cfg: SimConfig) -> pd.DataFrame:
     """One row per transaction, sorted by (ts, tx_id); amounts in integer cents, locations in micro-degrees."""
+    if cfg.n_terminals < len(CITIES):
+        raise ValueError(f"n_terminals must be >= {len(CITIES)} (one per city), got {cfg.n_terminals}")
     rng = np.random.default_rng(cfg.seed)
-    # Terminals: a city each, scattered ~10 km around it.
-    term_city = rng.integers(0, len(CITIES), cfg.n_terminals)
+    # Terminals: a city each (every city gets at least one), scattered ~10 km around it.
+    term_city = np.concatenate(
+        [np.arange(len(CITIES)), rng.integers(0, len(CITIES), cfg.n_terminals - len(CITIES))]
+    )
     term_loc = CITIES[term_city] + rng.normal(0, 0.08, (cfg.n_terminals, 2))
     by_city = [np.flatnonzero(term_city == c) for c in range(len(CITIES))]
     # Cards: a home city, a handful of usual terminals there, a spend level and a rate.
