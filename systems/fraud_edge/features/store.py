@@ -1,14 +1,15 @@
 """Online velocity state: Redis (the cloud path, survives restarts) and in-process (the edge device).
 
 Both stores do the same thing for one event, `update_and_read(tx)`:
-  1. if tx.tx_id was seen, return the state snapshot stored for it (a replay is never counted twice,
+  1. if tx.tx_id was seen, return the RAW aggregates stored for it (a replay is never counted twice,
      and it gets the same features it got the first time);
   2. else read the card's lifetime profile, append the event to the card's and terminal's last-24h
-     event lists, trim events older than 24 h, update the profile, remember the snapshot by tx_id;
-  3. the caller turns the snapshot into RAW with `raw_from_state`, the same code for both stores.
+     event lists, trim events older than 24 h, update the profile, compute RAW, remember it by tx_id.
 
-In Redis, steps 1-2 are one Lua script: one round trip, atomic, so two requests for the same card
-cannot interleave between the read and the write.
+The in-process store computes RAW with `raw_from_state` (Python). Redis computes it inside one Lua
+script — one round trip, atomic (two requests for one card cannot interleave between read and write),
+and only ~20 integers cross the wire and sit in the dedupe key, however busy the terminal. That makes
+three implementations of RAW (batch numpy, Python, Lua); the skew guard proves all three agree.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Protocol
 
 from systems.fraud_edge.features.velocity import (
     HORIZON_S,
+    WINDOWS,
     CardProfile,
     Transaction,
     raw_from_state,
@@ -44,13 +46,13 @@ class MemoryVelocityStore:
         self.card_events: dict[str, deque[tuple[int, int, str]]] = {}
         self.term_events: dict[str, deque[tuple[int, int]]] = {}
         self.profiles: dict[str, CardProfile] = {}
-        self.seen: OrderedDict[str, tuple] = OrderedDict()
+        self.seen: OrderedDict[str, dict[str, int]] = OrderedDict()  # tx_id -> RAW (bounded)
         self.max_seen = max_seen
 
     def update_and_read(self, tx: Transaction) -> tuple[dict[str, int], bool]:
-        snap = self.seen.get(tx.tx_id)
-        if snap is not None:
-            return raw_from_state(tx, *snap), True
+        done = self.seen.get(tx.tx_id)
+        if done is not None:
+            return done, True
         profile = self.profiles.get(tx.card_id, CardProfile())
         lo = tx.ts - HORIZON_S
         card = self.card_events.setdefault(tx.card_id, deque())
@@ -69,44 +71,74 @@ class MemoryVelocityStore:
             profile.lon + tx.lon_e6,
             tx.ts,
         )
-        snap = (tuple(card), tuple(term), profile)
-        self.seen[tx.tx_id] = snap
+        raw = raw_from_state(tx, card, term, profile)
+        self.seen[tx.tx_id] = raw
         if len(self.seen) > self.max_seen:
             self.seen.popitem(last=False)
-        return raw_from_state(tx, *snap), False
+        return raw, False
 
 
-# KEYS: card events zset, terminal events zset, card profile hash, seen-snapshot key.
-# ARGV: tx_id, ts, amount_cents, terminal_id, lat_e6, lon_e6, horizon_s, ttl_s.
+# KEYS: card events zset, terminal events zset, card profile hash, seen key (RAW of a scored tx_id).
+# ARGV: tx_id, ts, amount_cents, terminal_id, lat_e6, lon_e6, ttl_s, then the windows in seconds
+# (the last is the horizon). Returns {replayed, json array of RAW_LUA}. Mirrors `raw_from_state`.
 _UPDATE_LUA = """
-local snap = redis.call('GET', KEYS[4])
-if snap then return {1, snap} end
+local done = redis.call('GET', KEYS[4])
+if done then return {1, done} end
 local ts = tonumber(ARGV[2])
-local lo = ts - tonumber(ARGV[7])
-local ttl = tonumber(ARGV[8])
+local amount = tonumber(ARGV[3])
+local ttl = tonumber(ARGV[7])
+local windows = {}
+for i = 8, #ARGV do windows[#windows + 1] = tonumber(ARGV[i]) end
+local lo = ts - windows[#windows]
 local p = redis.call('HMGET', KEYS[3], 'n', 'amt', 'lat', 'lon', 'last')
+local n_prev = tonumber(p[1]) or 0
 redis.call('ZADD', KEYS[1], ts, ARGV[1] .. '|' .. ARGV[3] .. '|' .. ARGV[4])
 redis.call('ZADD', KEYS[2], ts, ARGV[1] .. '|' .. ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', lo)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', lo)
-local card = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. lo, '+inf', 'WITHSCORES')
-local term = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. lo, '+inf', 'WITHSCORES')
+local card = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. lo, ts, 'WITHSCORES')
+local term = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. lo, ts, 'WITHSCORES')
+local out = {}
+for _, w in ipairs(windows) do
+  local cc, ca, tc, ta, seen_terms, distinct = 0, 0, 0, 0, {}, 0
+  for i = 1, #card, 2 do
+    if tonumber(card[i + 1]) > ts - w then
+      local amt, t = string.match(card[i], '^[^|]*|(%d+)|(.*)$')
+      cc = cc + 1
+      ca = ca + tonumber(amt)
+      if not seen_terms[t] then seen_terms[t] = true; distinct = distinct + 1 end
+    end
+  end
+  for i = 1, #term, 2 do
+    if tonumber(term[i + 1]) > ts - w then
+      tc = tc + 1
+      ta = ta + tonumber(string.match(term[i], '|(%d+)$'))
+    end
+  end
+  out[#out + 1] = cc; out[#out + 1] = ca; out[#out + 1] = tc; out[#out + 1] = ta
+  out[#out + 1] = distinct
+end
+local since = -1
+if n_prev > 0 then since = ts - tonumber(p[5]) end
+out[#out + 1] = since
+out[#out + 1] = n_prev
+for i = 2, 4 do out[#out + 1] = tonumber(p[i]) or 0 end
 redis.call('HINCRBY', KEYS[3], 'n', 1)
 redis.call('HINCRBY', KEYS[3], 'amt', ARGV[3])
 redis.call('HINCRBY', KEYS[3], 'lat', ARGV[5])
 redis.call('HINCRBY', KEYS[3], 'lon', ARGV[6])
 redis.call('HSET', KEYS[3], 'last', ARGV[2])
 for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ttl) end
-snap = cjson.encode({card = card, term = term, p = p})
-redis.call('SET', KEYS[4], snap, 'EX', ttl)
-return {0, snap}
+local encoded = cjson.encode(out)
+redis.call('SET', KEYS[4], encoded, 'EX', ttl)
+return {0, encoded}
 """
-
-
-def _pairs(flat: list | dict) -> list[tuple[str, int]]:
-    """ZRANGE WITHSCORES as a flat list [member, score, ...] -> [(member, score)] (cjson turns [] into {})."""
-    flat = flat if isinstance(flat, list) else []
-    return [(flat[i], int(float(flat[i + 1]))) for i in range(0, len(flat), 2)]
+# The order the script writes its integers in: per window (card cnt, card amt, term cnt, term amt,
+# distinct terminals), then since-last, n_prev, amt_prev, lat_prev, lon_prev.
+_LUA_FIELDS = [
+    *[f for w in WINDOWS for f in (f"card_cnt_{w}", f"card_amt_{w}", f"term_cnt_{w}", f"term_amt_{w}", f"_distinct_{w}")],
+    "card_since_last_s", "card_n_prev", "card_amt_prev", "card_lat_prev", "card_lon_prev",
+]  # fmt: skip
 
 
 class RedisVelocityStore:
@@ -136,14 +168,22 @@ class RedisVelocityStore:
             f"{p}prof:{tx.card_id}",
             f"{p}seen:{tx.tx_id}",
         ]
-        args = [tx.tx_id, tx.ts, tx.amount_cents, tx.terminal_id, tx.lat_e6, tx.lon_e6, HORIZON_S, self.ttl_s]
-        replayed, snap = self._script(keys=keys, args=args)
-        state = json.loads(snap)
-        card = [(ts, int(m.split("|")[1]), m.split("|", 2)[2]) for m, ts in _pairs(state["card"])]
-        term = [(ts, int(m.split("|")[1])) for m, ts in _pairs(state["term"])]
-        n, amt, lat, lon, last = (int(v) if v else 0 for v in state["p"])
-        profile = CardProfile(n, amt, lat, lon, last if n else -1)
-        return raw_from_state(tx, card, term, profile), bool(replayed)
+        args = [
+            tx.tx_id,
+            tx.ts,
+            tx.amount_cents,
+            tx.terminal_id,
+            tx.lat_e6,
+            tx.lon_e6,
+            self.ttl_s,
+            *WINDOWS.values(),
+        ]
+        replayed, encoded = self._script(keys=keys, args=args)
+        values = dict(zip(_LUA_FIELDS, json.loads(encoded), strict=True))
+        raw = {"amount_cents": tx.amount_cents, "ts": tx.ts, "lat_e6": tx.lat_e6, "lon_e6": tx.lon_e6}
+        raw.update({k: int(v) for k, v in values.items() if not k.startswith("_")})
+        raw["card_distinct_terms_24h"] = int(values["_distinct_24h"])
+        return raw, bool(replayed)
 
     def clear(self) -> int:
         """Delete this namespace's keys (tests, bench restarts); returns how many."""
