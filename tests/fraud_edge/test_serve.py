@@ -147,3 +147,8 @@ def test_cli_bad_args_exit_2_with_one_line(argv, capsys) -> None:
         cli_main(argv)
     assert exc.value.code == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_malformed_json_is_422_not_500(client) -> None:
+    r = client.post("/score", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["fields"][0]["field"] == "body"
