@@ -7,6 +7,7 @@ uvicorn --factory systems.fraud_edge.serve:build_app
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from typing import Literal
@@ -82,6 +83,8 @@ def make_scorer():
 def build_app() -> FastAPI:
     def load(resources: Resources) -> None:
         resources["scorer"] = make_scorer()
+        gc.collect()
+        gc.freeze()  # loaded objects leave the GC's generations: fewer, shorter collection pauses in the tail
 
     app = create_app("fraud", load=load, access_log_enabled=os.environ.get("MLSD_ACCESS_LOG", "1") == "1")
 
