@@ -77,10 +77,11 @@ def test_select_variant_prefers_small_within_budget_and_parity() -> None:
         "int8_dynamic": {**row, "size_kb": 8.0, "pr_auc": 0.899, "max_abs_diff_vs_fp32": 0.1},
         "int8_static": {**row, "size_kb": 7.0, "pr_auc": 0.90, "max_abs_diff_vs_fp32": 0.9},  # saturates
     }
-    assert select_variant(table)[0] == "int8_dynamic"
+    name, why = select_variant(table)
+    assert name == "int8_dynamic" and "int8_static excluded: parity max |dp| 0.900 > 0.4" in why
     table["int8_dynamic"]["pr_auc"] = 0.80  # too much quality lost: fall back to fp32
     assert select_variant(table)[0] == "fp32"
     for v in table.values():
         v["p99_ms"] = 1.0  # nothing meets the latency budget: the fastest, and the reason says so
     name, why = select_variant(table)
-    assert "no variant met" in why
+    assert "no variant met" in why and "int8_static excluded" in why and "parity max" in why
