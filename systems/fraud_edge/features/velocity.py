@@ -10,7 +10,7 @@ Two layers, so that nothing is written twice:
 2. **Model features** (`FEATURE_NAMES`): one function, `model_features(raw)`, turns raw aggregates into the
    float32 matrix the model reads. Batch calls it on (N,) arrays, the online path on (1,) arrays.
 
-The skew guard (tests/fraud_edge/test_skew.py) replays one stream through both paths and asserts
+The skew guard (tests/fraud_edge/test_fraud_skew.py) replays one stream through both paths and asserts
 the raw aggregates and the model features are identical, on the in-process store and on Redis.
 
 Windows are event-time and half-open: an event at `ts` sees the earlier events of its card (terminal)
