@@ -152,3 +152,19 @@ def test_cli_bad_args_exit_2_with_one_line(argv, capsys) -> None:
 def test_malformed_json_is_422_not_500(client) -> None:
     r = client.post("/score", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 422 and r.json()["fields"][0]["field"] == "body"
+
+
+def test_edge_scorer_cli_scores_without_a_server(served_dir, capsys) -> None:
+    assert cli_main(["score", "--card", "c42", "--amount", "2500", "--tx-id", "cli1"]) == 0
+    out = capsys.readouterr().out
+    assert "model+rules" in out and "large_amount" in out and "v0001" in out
+
+
+def test_bench_with_redis_down_says_what_to_run(monkeypatch, capsys) -> None:
+    from infra.config import get_settings
+
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens on port 1
+    get_settings.cache_clear()
+    assert cli_main(["bench", "--duration", "1"]) == 1
+    out = capsys.readouterr().out
+    assert "redis-server" in out and "--store memory" in out
