@@ -95,3 +95,15 @@ def test_memory_store_replay_is_idempotent(stream) -> None:
     assert replayed and again == rows[120]
     nxt = store.update_and_read(txs[299].__class__(**{**txs[299].__dict__, "tx_id": "fresh"}))[0]
     assert nxt["card_n_prev"] == rows[299]["card_n_prev"] + 1  # the replay added nothing
+
+
+def test_memory_store_is_bounded_and_evicts_least_recent() -> None:
+    from systems.fraud_edge.features.velocity import Transaction
+
+    store = MemoryVelocityStore(max_seen=3, max_entities=2)
+    for i, card in enumerate(["a", "b", "a", "c"]):  # "b" is the least recently used when "c" arrives
+        store.update_and_read(Transaction(f"x{i}", 100 + i, card, f"t{card}", 1000, 0, 0))
+    assert list(store.card_events) == ["a", "c"] and list(store.profiles) == ["a", "c"]
+    assert len(store.term_events) == 2 and list(store.seen) == ["x1", "x2", "x3"]
+    raw, _ = store.update_and_read(Transaction("x4", 200, "b", "tb", 1000, 0, 0))
+    assert raw["card_n_prev"] == 0  # evicted: starts again (undercounts, never overcounts)

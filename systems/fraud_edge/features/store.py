@@ -40,14 +40,20 @@ class StoreUnavailable(RuntimeError):
 
 
 class MemoryVelocityStore:
-    """The edge device's own state: plain dicts and deques in the scorer's process."""
+    """The edge device's own state: plain dicts and deques in the scorer's process, bounded.
 
-    def __init__(self, max_seen: int = 200_000) -> None:
-        self.card_events: dict[str, deque[tuple[int, int, str]]] = {}
-        self.term_events: dict[str, deque[tuple[int, int]]] = {}
-        self.profiles: dict[str, CardProfile] = {}
-        self.seen: OrderedDict[str, dict[str, int]] = OrderedDict()  # tx_id -> RAW (bounded)
+    A device has fixed memory, so every map is capped and evicts the least recently updated entry:
+    an evicted card that comes back starts from an empty history (its features undercount, never
+    overcount — the hard rules and the model then see a quieter card than the truth).
+    """
+
+    def __init__(self, max_seen: int = 200_000, max_entities: int = 100_000) -> None:
+        self.card_events: OrderedDict[str, deque[tuple[int, int, str]]] = OrderedDict()
+        self.term_events: OrderedDict[str, deque[tuple[int, int]]] = OrderedDict()
+        self.profiles: OrderedDict[str, CardProfile] = OrderedDict()
+        self.seen: OrderedDict[str, dict[str, int]] = OrderedDict()  # tx_id -> RAW
         self.max_seen = max_seen
+        self.max_entities = max_entities
 
     def update_and_read(self, tx: Transaction) -> tuple[dict[str, int], bool]:
         done = self.seen.get(tx.tx_id)
@@ -73,8 +79,15 @@ class MemoryVelocityStore:
         )
         raw = raw_from_state(tx, card, term, profile)
         self.seen[tx.tx_id] = raw
-        if len(self.seen) > self.max_seen:
-            self.seen.popitem(last=False)
+        for entries, key, cap in (
+            (self.card_events, tx.card_id, self.max_entities),
+            (self.term_events, tx.terminal_id, self.max_entities),
+            (self.profiles, tx.card_id, self.max_entities),
+            (self.seen, tx.tx_id, self.max_seen),
+        ):
+            entries.move_to_end(key)  # most recently used last; evict from the front
+            while len(entries) > cap:
+                entries.popitem(last=False)
         return raw, False
 
 
