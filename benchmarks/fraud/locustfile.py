@@ -1,0 +1,34 @@
+"""Load for `mlsd bench fraud`: test-split transactions replayed against POST /score, beside /floor.
+
+Each request gets a fresh tx_id (so it is scored, not deduplicated as a replay); cards and terminals
+keep their history in the server's velocity store, so the features are real, not empty.
+"""
+
+import itertools
+import json
+import os
+from pathlib import Path
+
+from locust import FastHttpUser, task
+
+from infra.bench.users import FloorUser, system_wait_time
+
+__all__ = ["FloorUser", "ScoreUser"]
+
+STREAM = json.loads(Path(os.environ["MLSD_FRAUD_STREAM"]).read_text())
+_user_ids = itertools.count()
+
+
+class ScoreUser(FastHttpUser):
+    wait_time = system_wait_time()
+
+    def on_start(self) -> None:
+        self.user = next(_user_ids)
+        self.i = self.user * 997
+
+    @task
+    def score(self) -> None:
+        tx = dict(STREAM[self.i % len(STREAM)])
+        tx["tx_id"] = f"{tx['tx_id']}-u{self.user}-{self.i}"
+        self.i += 1
+        self.client.post("/score", json=tx, name="score")

@@ -1,0 +1,135 @@
+"""The edge artifact: a versioned folder the device verifies before it swaps to it.
+
+    bundles/v0003/
+      model.onnx          the selected variant (fp32 or int8)
+      feature_spec.json   names, order and windows of the features the model reads
+      thresholds.json     review / decline thresholds and the costs they were chosen for
+      manifest.json       version, sha256 of every file, a canary input and its expected score,
+                          and an HMAC-SHA256 over all of it (the device holds the key)
+    bundles/LIVE          the version the scorer serves; rollback = point it back
+
+sha256 catches corruption; the HMAC catches tampering by anyone without the key. (A fleet would sign
+with an asymmetric key, e.g. Ed25519, so a device holds only the public half; HMAC keeps the stdlib.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "manifest.json"
+FILES = ("model.onnx", "feature_spec.json", "thresholds.json")
+DEV_KEY = "mlsd-dev-bundle-key"  # demo only: a device gets its key at provisioning, never from git
+
+
+class BundleRejected(RuntimeError):
+    """A bundle failed verification; the scorer keeps the previous one."""
+
+
+def bundle_key() -> bytes:
+    return os.environ.get("MLSD_FRAUD_BUNDLE_KEY", DEV_KEY).encode()
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _sign(manifest: dict[str, Any], key: bytes) -> str:
+    body = json.dumps({k: v for k, v in manifest.items() if k != "hmac"}, sort_keys=True).encode()
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+def write_bundle(
+    root: Path,
+    model_onnx: bytes,
+    feature_spec: dict[str, Any],
+    thresholds: dict[str, Any],
+    canary: dict[str, Any],
+    meta: dict[str, Any],
+    key: bytes | None = None,
+    make_live: bool = True,
+) -> Path:
+    """A new version folder under root (v0001, v0002, ...); returns its path."""
+    root.mkdir(parents=True, exist_ok=True)
+    versions = sorted(p.name for p in root.glob("v[0-9][0-9][0-9][0-9]"))
+    version = f"v{int(versions[-1][1:]) + 1 if versions else 1:04d}"
+    path = root / version
+    path.mkdir()
+    (path / "model.onnx").write_bytes(model_onnx)
+    (path / "feature_spec.json").write_text(json.dumps(feature_spec, indent=2))
+    (path / "thresholds.json").write_text(json.dumps(thresholds, indent=2))
+    manifest = {
+        "version": version,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "files": {name: _sha256(path / name) for name in FILES},
+        "feature_spec_hash": feature_spec["spec_hash"],
+        "canary": canary,  # {"features": [[...]], "scores": [...], "atol": ...}
+        "meta": meta,
+    }
+    manifest["hmac"] = _sign(manifest, key or bundle_key())
+    (path / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    if make_live:
+        set_live(root, version)
+    return path
+
+
+def set_live(root: Path, version: str) -> None:
+    """Point LIVE at a version (atomic rename, so a reader never sees half a file)."""
+    tmp = root / "LIVE.tmp"
+    tmp.write_text(version)
+    tmp.replace(root / "LIVE")
+
+
+def live_path(root: Path) -> Path:
+    live = root / "LIVE"
+    if not live.exists():
+        raise FileNotFoundError(f"no live bundle under {root}; run `mlsd fraud train` first")
+    return root / live.read_text().strip()
+
+
+@dataclass(frozen=True)
+class VerifiedBundle:
+    path: Path
+    version: str
+    model_onnx: bytes
+    feature_spec: dict[str, Any]
+    thresholds: dict[str, Any]
+    manifest: dict[str, Any]
+
+
+def verify_bundle(path: Path, expected_spec_hash: str, key: bytes | None = None) -> VerifiedBundle:
+    """Check files, checksums, signature and feature spec; raise BundleRejected naming what is wrong."""
+    path = Path(path)
+    if not (path / MANIFEST).exists():
+        raise BundleRejected(f"bundle {path} has no {MANIFEST}")
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except json.JSONDecodeError as exc:
+        raise BundleRejected(f"bundle {path}: {MANIFEST} is not valid JSON ({exc})") from exc
+    if not hmac.compare_digest(str(manifest.get("hmac", "")), _sign(manifest, key or bundle_key())):
+        raise BundleRejected(f"bundle {path}: manifest signature does not match (tampered or wrong key)")
+    for name in FILES:
+        if not (path / name).exists():
+            raise BundleRejected(f"bundle {path}: {name} is missing")
+        if _sha256(path / name) != manifest["files"].get(name):
+            raise BundleRejected(f"bundle {path}: {name} checksum does not match the manifest")
+    spec = json.loads((path / "feature_spec.json").read_text())
+    if spec.get("spec_hash") != expected_spec_hash or manifest.get("feature_spec_hash") != expected_spec_hash:
+        raise BundleRejected(
+            f"bundle {path}: feature spec {spec.get('spec_hash')} != this scorer's {expected_spec_hash}; "
+            "the model was trained on different features"
+        )
+    return VerifiedBundle(
+        path=path,
+        version=manifest["version"],
+        model_onnx=(path / "model.onnx").read_bytes(),
+        feature_spec=spec,
+        thresholds=json.loads((path / "thresholds.json").read_text()),
+        manifest=manifest,
+    )

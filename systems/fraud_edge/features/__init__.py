@@ -1,0 +1,1 @@
+"""Velocity features: one definition (velocity.py), online state stores (store.py)."""

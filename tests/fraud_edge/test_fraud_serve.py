@@ -1,0 +1,170 @@
+"""POST /score: decisions with per-stage ms, 422 on bad input, replays flagged; the CLI's one-line errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from systems.fraud_edge.cli import main as cli_main
+
+TX = {
+    "tx_id": "s1", "card_id": "c000001", "terminal_id": "t00001", "amount": 25.0,
+    "currency": "EUR", "lat": 48.86, "lon": 2.35, "ts": 1_000_000,
+}  # fmt: skip
+
+
+@pytest.fixture
+def served_dir(pipeline, isolated_settings):
+    """A private copy of the tiny pipeline's artifacts in this test's data dir (tests may publish bundles)."""
+    from infra.config import get_settings
+
+    out, _ = pipeline
+    dst = get_settings().system_dir("fraud")
+    shutil.copytree(out, dst, dirs_exist_ok=True)
+    return dst
+
+
+@pytest.fixture
+def client(served_dir, monkeypatch):
+    monkeypatch.setenv("MLSD_FRAUD_STORE", "memory")
+    from systems.fraud_edge.serve import build_app
+
+    with TestClient(build_app()) as c:
+        for _ in range(200):
+            if c.get("/readyz").status_code == 200:
+                break
+            time.sleep(0.05)
+        yield c
+
+
+def test_score_returns_a_decision_with_stages(client) -> None:
+    r = client.post("/score", json=TX)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["action"] in ("approve", "review", "decline") and body["mode"] == "model+rules"
+    assert set(body["stages_ms"]) == {"features", "model", "decision"}
+    assert "features;dur=" in r.headers["server-timing"]
+    again = client.post("/score", json=TX).json()
+    assert again["replayed"] and again["score"] == body["score"]
+
+
+def test_card_testing_burst_is_declined(client) -> None:
+    for i in range(6):
+        tx = {**TX, "tx_id": f"ct{i}", "card_id": "c999999", "amount": 1.0, "ts": 2_000_000 + 30 * i}
+        last = client.post("/score", json=tx).json()
+    assert last["action"] == "decline" and "card_testing" in last["rules"]
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"amount": -5.0}, "amount"),
+        ({"currency": "XYZ"}, "currency"),
+        ({"card_id": None}, "card_id"),
+        ({"lat": 123.0}, "lat"),
+    ],
+)
+def test_bad_input_is_422_naming_the_field(client, change, field) -> None:
+    tx = {k: v for k, v in {**TX, **change}.items() if v is not None}
+    r = client.post("/score", json=tx)
+    assert r.status_code == 422
+    assert r.json()["error"] == "validation_error" and field in [f["field"] for f in r.json()["fields"]]
+
+
+def test_reload_rejects_unknown_version_and_keeps_serving(client) -> None:
+    r = client.post("/bundle/reload", json={"version": "v0099"})
+    assert r.status_code == 409 and "still serving v0001" in r.json()["message"]
+
+
+def test_publish_tampered_then_rollback(client, served_dir) -> None:
+    """v0002 is good, v0003 is tampered: reload to v0002, refuse v0003, roll back to v0001 via LIVE."""
+    from systems.fraud_edge.bundle import set_live, write_bundle
+
+    v1 = served_dir / "bundles" / "v0001"
+    manifest = json.loads((v1 / "manifest.json").read_text())
+    args = (
+        (v1 / "model.onnx").read_bytes(),
+        json.loads((v1 / "feature_spec.json").read_text()),
+        json.loads((v1 / "thresholds.json").read_text()),
+        manifest["canary"],
+        manifest["meta"],
+    )
+    write_bundle(served_dir / "bundles", *args)  # v0002, now LIVE
+    assert client.post("/bundle/reload", json={}).json() == {"serving": "v0002"}
+    v3 = write_bundle(served_dir / "bundles", *args, make_live=False)
+    (v3 / "model.onnx").write_bytes(b"not an onnx model")
+    r = client.post("/bundle/reload", json={"version": "v0003"})
+    assert (
+        r.status_code == 409
+        and "checksum" in r.json()["message"]
+        and "still serving v0002" in r.json()["message"]
+    )
+    assert client.post("/score", json={**TX, "tx_id": "after-reject"}).json()["bundle_version"] == "v0002"
+    set_live(served_dir / "bundles", "v0001")  # rollback
+    assert client.post("/bundle/reload", json={}).json() == {"serving": "v0001"}
+
+
+def test_redis_down_falls_back_to_local_features(pipeline) -> None:
+    from systems.fraud_edge.features.velocity import Transaction
+    from systems.fraud_edge.scorer import EdgeScorer
+
+    class DownStore:
+        def update_and_read(self, tx):
+            raise ConnectionError("redis went away")
+
+    out, _ = pipeline
+    scorer = EdgeScorer(DownStore())
+    scorer.load_live(out / "bundles")
+    d = scorer.score(Transaction("d1", 1000, "c1", "t1", 2500, 0, 0))
+    assert d.degraded == "local_features" and d.mode == "model+rules" and d.score is not None
+
+
+def test_model_failure_falls_back_to_rules(pipeline) -> None:
+    from systems.fraud_edge.features.velocity import Transaction
+    from systems.fraud_edge.scorer import EdgeScorer
+
+    out, _ = pipeline
+    scorer = EdgeScorer()
+    scorer.load_live(out / "bundles")
+
+    def broken(_x):
+        raise RuntimeError("onnxruntime crashed")
+
+    scorer.live.predict = broken
+    d = scorer.score(Transaction("m1", 1000, "c1", "t1", 300_000, 0, 0))
+    assert d.mode == "rules_only" and d.score is None and d.action == "review"
+
+
+@pytest.mark.parametrize(
+    "argv", [["nope"], ["data", "--scale", "huge"], ["train", "--epochs", "0"], ["bench", "--rate", "-1"]]
+)
+def test_cli_bad_args_exit_2_with_one_line(argv, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli_main(argv)
+    assert exc.value.code == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_malformed_json_is_422_not_500(client) -> None:
+    r = client.post("/score", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["fields"][0]["field"] == "body"
+
+
+def test_edge_scorer_cli_scores_without_a_server(served_dir, capsys) -> None:
+    assert cli_main(["score", "--card", "c42", "--amount", "2500", "--tx-id", "cli1"]) == 0
+    out = capsys.readouterr().out
+    assert "model+rules" in out and "large_amount" in out and "v0001" in out
+
+
+def test_bench_with_redis_down_says_what_to_run(monkeypatch, capsys) -> None:
+    from infra.config import get_settings
+
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens on port 1
+    get_settings.cache_clear()
+    assert cli_main(["bench", "--duration", "1"]) == 1
+    out = capsys.readouterr().out
+    assert "redis-server" in out and "--store memory" in out
