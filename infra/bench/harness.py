@@ -264,6 +264,7 @@ def run_bench(
         "PYTHONUNBUFFERED": "1",
     }
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    load_before = os.getloadavg()  # a FAIL on a busy machine reads differently from a regression
     console.print(
         f"[bold]bench {system}[/]: {spec.app} — {rate_asked:g} req/s on {spec.route} for {duration} s"
     )
@@ -300,9 +301,21 @@ def run_bench(
         if server.proc is not None and server.proc.poll() is not None:
             raise RuntimeError(f"server died during the run:\n{server.log_tail()}")
 
+    load_after = os.getloadavg()
     routes = parse_locust_stats(out / "locust_stats.csv")
     history = parse_locust_history(out / "locust_stats_history.csv")
-    report = judge(system, spec, routes, stages, rate_asked, n_users, duration, started, extra or {})
+    machine = {"cpus": os.cpu_count(), "loadavg_1m_before": load_before[0], "loadavg_1m_after": load_after[0]}
+    report = judge(
+        system,
+        spec,
+        routes,
+        stages,
+        rate_asked,
+        n_users,
+        duration,
+        started,
+        {**(extra or {}), "machine": machine},
+    )
     (out / "report.json").write_text(json.dumps(asdict(report), indent=2, default=float))
     plot_latency(history, [spec.route, "floor"], out / "latency.png", f"mlsd bench {system}")
     (out / "report.md").write_text(render_markdown(report, extra_md))
@@ -359,6 +372,11 @@ def render_markdown(report: BenchReport, extra_md: str = "") -> str:
         f"- SLO: {report.slo_percentile} <= {report.slo_p99_ms:g} ms"
         + (f"; target p99 <= {report.target_p99_ms:g} ms" if report.target_p99_ms else ""),
         f"- verdict: **{report.verdict}**",
+        "- machine: {cpus} CPUs, load average {loadavg_1m_before:.2f} before / {loadavg_1m_after:.2f} after the run".format(
+            **report.extra.get(
+                "machine", {"cpus": "?", "loadavg_1m_before": float("nan"), "loadavg_1m_after": float("nan")}
+            )
+        ),
         "",
         "## Client-side latency (locust CSV; locust rounds times under 100 ms to whole ms)",
         "",
