@@ -52,7 +52,9 @@ def _tower_vectors(towers: TwoTower, data: TrainingSet, idx: np.ndarray) -> tupl
     return towers.user(*b[:3]), towers.video(*b[3:7]), b[1], b[6]
 
 
-def train_cross(towers: TwoTower, data: TrainingSet, steps: int = 400, batch: int = 128, seed: int = 0) -> CrossModel:
+def train_cross(
+    towers: TwoTower, data: TrainingSet, steps: int = 400, batch: int = 128, seed: int = 0
+) -> CrossModel:
     """The towers' own objective, with the joint model as the scorer: every user of a batch against every
     video of the batch (B x B pairs), sampled softmax with the same logQ correction."""
     torch.manual_seed(seed)

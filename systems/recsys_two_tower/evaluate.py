@@ -121,7 +121,7 @@ def run_eval(
     t0 = time.perf_counter()
     recs["two-tower exact (Flat)"] = search_excluding(_flat(emb), queries, seens, k)
     exact_ms = (time.perf_counter() - t0) * 1000 / len(users)
-    serving = faiss.read_index(str(workdir / "index" / "serving.faiss"))
+    serving = _read_serving(workdir)
     t0 = time.perf_counter()
     recs["two-tower ANN (serving index)"] = search_excluding(serving, queries, seens, k)
     ann_ms = (time.perf_counter() - t0) * 1000 / len(users)
@@ -141,6 +141,12 @@ def run_eval(
 
 
 def _flat(emb: np.ndarray) -> faiss.Index:
-    index = faiss.IndexFlatIP(emb.shape[1])
-    index.add(emb)
-    return index
+    from systems.recsys_two_tower.index import exact_index, maybe_gpu
+
+    return maybe_gpu(exact_index(emb))
+
+
+def _read_serving(workdir: Path) -> faiss.Index:
+    from systems.recsys_two_tower.index import maybe_gpu
+
+    return maybe_gpu(faiss.read_index(str(workdir / "index" / "serving.faiss")))

@@ -51,7 +51,10 @@ def embed_catalog(
 def maybe_gpu(index: faiss.Index) -> faiss.Index:
     """The same index on GPU 0 when faiss was built with GPU support and sees a device."""
     if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
-        return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+        gpu = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+        if hasattr(index, "nprobe"):
+            faiss.GpuParameterSpace().set_index_parameter(gpu, "nprobe", index.nprobe)
+        return gpu
     return index
 
 

@@ -86,7 +86,9 @@ def load_resources(res: Resources) -> None:
     index_path = wd / "index" / "serving.faiss"
     if not index_path.exists():
         raise FileNotFoundError(f"{index_path} missing; run `mlsd recsys index --scale {scale}`")
-    res["index"] = faiss.read_index(str(index_path))
+    from systems.recsys_two_tower.index import maybe_gpu
+
+    res["index"] = maybe_gpu(faiss.read_index(str(index_path)))  # GPU when faiss sees one, else as is
     res["trending"] = np.load(wd / "trending.npy")
     res["features"] = OnlineFeatures(feature_repo(wd, scale))
     res["model_version"] = f"recsys_two_tower v{ref.version}"
