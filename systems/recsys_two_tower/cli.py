@@ -7,8 +7,8 @@ runs whatever is missing first, so `make bench SYSTEM=recsys` works on a fresh c
 from __future__ import annotations
 
 import json
-import sys
 import os
+import sys
 import time
 from pathlib import Path
 
