@@ -14,6 +14,8 @@ import pkgutil
 import sys
 from collections.abc import Callable, Sequence
 
+from pydantic import ValidationError
+
 from infra.system import SystemSpec
 
 
@@ -80,6 +82,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dispatch(argv)
     except CliError as exc:
         sys.stderr.write(f"mlsd: {exc}\n")
+        return 2
+    except ValidationError as exc:  # a bad MLSD_* environment variable
+        from infra.config import settings_error
+
+        sys.stderr.write(f"mlsd: bad setting: {settings_error(exc)}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("mlsd: interrupted\n")

@@ -57,3 +57,17 @@ def test_entry_point_installed() -> None:
     mlsd = Path(sys.executable).parent / "mlsd"
     proc = subprocess.run([str(mlsd), "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "mlsd list" in proc.stdout
+
+
+def test_bad_scale_flag_and_env_are_one_line_exit_2() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "infra.cli", "recsys", "data", "--scale", "huge"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "'huge'" in proc.stderr
+    env = {**__import__("os").environ, "MLSD_SCALE": "huge"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "infra.cli", "recsys", "data"], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "MLSD_SCALE" in proc.stderr
