@@ -87,20 +87,15 @@ class SupportJudge:
 def parse_cited_sentences(text: str) -> list[tuple[str, list[int]]]:
     """Split an answer into sentences and the [n] numbers each cites."""
     out = []
-    for s in split_sentences(re.sub(r"\s+", " ", text)):
+    text = re.sub(r"\s+", " ", text)
+    text = re.sub(r"([.!?])\s*((?:\[\d+\]\s*)+)", lambda m: " " + m.group(2).strip() + m.group(1) + " ", text)  # "x. [1]" -> "x [1]."
+    for s in split_sentences(text):
         cites = [int(x) for x in _CITE.findall(s)]
         clean = _CITE.sub("", s).strip()
         clean = re.sub(r"\s+([.,;:!?])", r"\1", clean)
         if clean:
             out.append((clean, cites))
-    # a citation written after the period belongs to the previous sentence: "... plan. [2]"
-    merged: list[tuple[str, list[int]]] = []
-    for s, c in out:
-        if not s.strip(" .") and merged:
-            merged[-1] = (merged[-1][0], merged[-1][1] + c)
-        else:
-            merged.append((s, c))
-    return merged
+    return out
 
 
 def verify(raw: str, passages: list[Passage], judge: SupportJudge) -> Answer:
@@ -135,7 +130,7 @@ class ExtractiveGenerator:
     def generate(self, question: str, qvec: np.ndarray, passages: list[Passage]) -> str:
         parts, seen = [], set()
         for i, p in enumerate(passages):
-            if i > 0 and p.score < self.min_passage_score:
+            if p.score < self.min_passage_score:
                 continue
             options = [(float(p.sent_emb[j] @ qvec), s) for j, s in enumerate(p.chunk.sentences) if not looks_like_injection(s)]
             if not options:

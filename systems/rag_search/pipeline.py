@@ -32,6 +32,18 @@ def redact_pii(text: str) -> str:
     return text
 
 
+_PART_SPLIT = re.compile(
+    r"\?\s+|;\s+|,?\s+(?:and also|also|and)\s+(?=(?:how|what|where|when|why|which|who|is|are|can|could|do|does|will|should)\b)",
+    re.I,
+)
+
+
+def split_question(question: str) -> list[str]:
+    """A multi-part question into its parts: "how much is Plus and also is there a trial?" -> two questions."""
+    parts = [p.strip(" ?") for p in _PART_SPLIT.split(question) if p and len(p.strip(" ?").split()) >= 2]
+    return parts if len(parts) > 1 else [question]
+
+
 def artifacts() -> dict[str, Path]:
     root = get_settings().system_dir(SYSTEM)
     return {"root": root, "kb": root / "kb", "articles": root / "kb" / "articles", "questions": root / "kb" / "questions.jsonl",
@@ -77,6 +89,20 @@ class RagPipeline:
         return {"n": n, "chunk_id": c.chunk_id, "article_id": c.article_id, "version": c.version, "title": c.title,
                 "section": c.section, "url": c.anchor, "status": c.status, "snippet": c.text[:300], "score": round(score, 4)}  # fmt: skip
 
+    def retrieve(self, question: str, k: int, q) -> list:  # noqa: ANN001
+        """Reranked hits; a multi-part question is retrieved part by part and the lists interleaved."""
+        parts = split_question(question)
+        if len(parts) == 1:
+            return self.searcher.search(question, k, "rerank", q=q)
+        per_part = [self.searcher.search(p, k, "rerank") for p in parts]
+        merged, seen = [], set()
+        for rank in range(k):
+            for hits in per_part:
+                if rank < len(hits) and hits[rank].idx not in seen:
+                    seen.add(hits[rank].idx)
+                    merged.append(hits[rank])
+        return merged[:k]
+
     def ask(self, question: str, k: int | None = None, generator: str = "extractive") -> dict:
         """Answer with inline [n] citations, the sources they point to, and per-stage milliseconds."""
         k = k or self.config.k
@@ -86,10 +112,10 @@ class RagPipeline:
             q = self.searcher.embed(question)
         ms["embed"], t = (time.perf_counter() - t) * 1000, time.perf_counter()
         with stage("retrieve_rerank"):
-            hits = self.searcher.search(question, k, "rerank", q=q)
+            hits = self.retrieve(question, k, q)
         ms["retrieve_rerank"], t = (time.perf_counter() - t) * 1000, time.perf_counter()
         passages = [Passage(i + 1, self.index.chunks[h.idx], h.score, self.index.sent_emb[h.idx]) for i, h in enumerate(hits)]
-        if not passages or passages[0].score < self.config.refuse_below:
+        if not passages or max(p.score for p in passages) < self.config.refuse_below:
             answer = Answer(REFUSAL, True, flags=["low_retrieval_confidence"])
         else:
             gen = self.generators.get(generator)
