@@ -14,11 +14,22 @@ SEARCH_RATE = float(os.environ.get("MLSD_RAG_SEARCH_RATE", str(RATE)))
 __all__ = ["FloorUser", "AskUser", "SearchUser"]
 
 QUESTIONS = [
-    "how do I reset my password on iOS", "what does error E117 mean", "how much is the Plus plan",
-    "can i get my money back", "how do i connect Slack", "work offline", "is there a student discount",
-    "E124 won't go away on my mobile, what do I do", "what is your trash policy", "export to docx",
-    "set up 2FA on Android", "is there a free trial", "Is there a Lumen Notes app for the Apple Watch?",
-    "how many people can join a Team workspace", "my payment failed", "system requirements for Linux",
+    "how do I reset my password on iOS",
+    "what does error E117 mean",
+    "how much is the Plus plan",
+    "can i get my money back",
+    "how do i connect Slack",
+    "work offline",
+    "is there a student discount",
+    "E124 won't go away on my mobile, what do I do",
+    "what is your trash policy",
+    "export to docx",
+    "set up 2FA on Android",
+    "is there a free trial",
+    "Is there a Lumen Notes app for the Apple Watch?",
+    "how many people can join a Team workspace",
+    "my payment failed",
+    "system requirements for Linux",
 ]
 
 

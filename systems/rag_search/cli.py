@@ -8,7 +8,7 @@ from pathlib import Path
 
 from infra.cli import OneLineParser
 
-STEPS = ("data", "index", "update", "train", "serve", "ask", "eval", "bench")
+STEPS = ("data", "index", "update", "train", "serve", "ask", "eval", "cost", "bench")
 
 
 def _console():  # noqa: ANN202
@@ -74,14 +74,21 @@ def step_update(add: list[Path], delete: list[str]) -> dict:
             articles += load_folder(p)
         elif p.exists():
             stem = p.stem.split("@")[0]
-            articles.append(parse_markdown(p.read_text(), stem) if p.suffix == ".md" else parse_html(p.read_text(), stem))
+            articles.append(
+                parse_markdown(p.read_text(), stem) if p.suffix == ".md" else parse_html(p.read_text(), stem)
+            )
         else:
             raise FileNotFoundError(f"{p} does not exist")
     before = len(index)
     added = index.add_articles(articles, MiniLM()) if articles else 0
     deleted = sum(index.delete_article(a) for a in delete)
     index.save(paths["index"])
-    return {"chunks before": before, "chunks embedded": added, "chunks deleted": deleted, "chunks after": len(index)}
+    return {
+        "chunks before": before,
+        "chunks embedded": added,
+        "chunks deleted": deleted,
+        "chunks after": len(index),
+    }
 
 
 def step_train(seed: int) -> dict:
@@ -139,12 +146,16 @@ def step_eval(args) -> tuple[dict, str]:  # noqa: ANN001
     if args.beir:
         ds = load_beir(args.beir, args.beir_split)
         res = beir_table(ds, MiniLM())
-        return {"beir": res}, _md_table(f"BEIR {args.beir.name}: {len(ds.queries)} queries, {len(ds.corpus)} docs", res)
+        return {"beir": res}, _md_table(
+            f"BEIR {args.beir.name}: {len(ds.queries)} queries, {len(ds.corpus)} docs", res
+        )
     from systems.rag_search.pipeline import RagPipeline, artifacts
 
     bootstrap(args.seed)
     pipe = RagPipeline.load()
-    questions = [q for q in load_questions(artifacts()["questions"]) if args.split == "all" or q.split == args.split]
+    questions = [
+        q for q in load_questions(artifacts()["questions"]) if args.split == "all" or q.split == args.split
+    ]
     if args.limit:
         questions = questions[: args.limit]
     gens = ["extractive"]
@@ -174,7 +185,11 @@ def _md_table(title: str, rows: dict[str, dict]) -> str:
     cols = list(next(iter(rows.values())).keys())
     lines = [f"### {title}", "", "| | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
     for name, r in rows.items():
-        lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r.values()) + " |")
+        lines.append(
+            f"| {name} | "
+            + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r.values())
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -199,7 +214,14 @@ def step_bench(args) -> int:  # noqa: ANN001
     )
     extra_md = ("`ask` and `search` are loaded at the same rate each (the rate above is per route); "
                 "the SLO judges `ask` (extractive generator) on p95; the target is p99 <= 100 ms.")  # fmt: skip
-    return run_bench("rag", spec, duration_s=args.duration, rate=args.rate, extra={"generator": "extractive"}, extra_md=extra_md)
+    return run_bench(
+        "rag",
+        spec,
+        duration_s=args.duration,
+        rate=args.rate,
+        extra={"generator": "extractive"},
+        extra_md=extra_md,
+    )
 
 
 # ---------------------------------------------------------------------------------------------- entry
@@ -208,21 +230,40 @@ def main(argv: list[str]) -> int:
     p.add_argument("step", choices=STEPS)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--folder", type=Path, default=None, help="index: a folder of Markdown/HTML articles")
-    p.add_argument("--add", type=Path, action="append", default=[], help="update: an article file or folder to add/change")
+    p.add_argument(
+        "--add",
+        type=Path,
+        action="append",
+        default=[],
+        help="update: an article file or folder to add/change",
+    )
     p.add_argument("--delete", action="append", default=[], help="update: an article id to delete")
-    p.add_argument("--split", choices=("heldout", "tune", "all"), default="heldout", help="eval: which questions")
+    p.add_argument(
+        "--split", choices=("heldout", "tune", "all"), default="heldout", help="eval: which questions"
+    )
     p.add_argument("--limit", type=int, default=0, help="eval: only the first N questions")
     p.add_argument("--llm", action="store_true", help="eval: also score the SmolLM2 generator (slow on CPU)")
     p.add_argument("--llm-limit", type=int, default=40, help="eval: questions the LLM generators answer")
-    p.add_argument("--openai-url", default=None, help="eval/ask: an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000")
+    p.add_argument(
+        "--openai-url",
+        default=None,
+        help="eval/ask: an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000",
+    )
     p.add_argument("--openai-model", default="default")
-    p.add_argument("--beir", type=Path, default=None, help="eval: a BEIR folder (corpus.jsonl, queries.jsonl, qrels/)")
+    p.add_argument(
+        "--beir", type=Path, default=None, help="eval: a BEIR folder (corpus.jsonl, queries.jsonl, qrels/)"
+    )
     p.add_argument("--beir-split", default="test")
     p.add_argument("--out", type=Path, default=None, help="eval: also write the tables here (Markdown)")
     p.add_argument("--generator", choices=("extractive", "smollm", "openai"), default="extractive")
     p.add_argument("--rate", type=float, default=20.0, help="bench: requests/s on each of /ask and /search")
     p.add_argument("--duration", type=int, default=60, help="bench: seconds of load")
     p.add_argument("--port", type=int, default=8000, help="serve: port")
+    p.add_argument(
+        "--prompt-tokens", type=int, default=1000, help="cost: tokens per prompt (5 passages + question)"
+    )
+    p.add_argument("--answer-tokens", type=int, default=100, help="cost: tokens per answer")
+    p.add_argument("--batch", type=int, default=64, help="cost: concurrent sequences decoding together")
     p.add_argument("question", nargs="?", default=None, help="ask: the question")
     args = p.parse_args(argv)
     if args.step == "ask" and not (args.question or "").strip():
@@ -243,7 +284,9 @@ def main(argv: list[str]) -> int:
             console.print(_table("mlsd rag update", {"index": step_update(args.add, args.delete)}))
         elif args.step == "train":
             bootstrap_missing_index(args.seed)
-            console.print(_table("mlsd rag train (reranker, tune split)", {"reranker": step_train(args.seed)}))
+            console.print(
+                _table("mlsd rag train (reranker, tune split)", {"reranker": step_train(args.seed)})
+            )
         elif args.step == "ask":
             return step_ask(args)
         elif args.step == "serve":
@@ -255,6 +298,9 @@ def main(argv: list[str]) -> int:
             res, md = step_eval(args)
             for name, rows in res.items():
                 if isinstance(rows, dict):
+                    if name == "generation":  # many metrics, few generators: one row per metric
+                        metrics = list(next(iter(rows.values())))
+                        rows = {m: {g: r[m] for g, r in rows.items()} for m in metrics}
                     console.print(_table(f"mlsd rag eval — {name}", rows))
             from systems.rag_search.pipeline import artifacts
 
@@ -265,6 +311,16 @@ def main(argv: list[str]) -> int:
                 console.print(f"wrote {args.out}")
         elif args.step == "bench":
             return step_bench(args)
+        elif args.step == "cost":
+            from systems.rag_search.cost import GpuShape, LlmShape, serving_math
+
+            res = serving_math(LlmShape(), GpuShape(), args.prompt_tokens, args.answer_tokens, args.batch)
+            console.print(
+                _table(
+                    f"mlsd rag cost — {LlmShape().name} on {GpuShape().name} (arithmetic)",
+                    {k: {"value": v} for k, v in res.items()},
+                )
+            )
     except (FileNotFoundError, RuntimeError, ValueError) as exc:
         sys.stderr.write(f"mlsd rag {args.step}: {exc}\n")
         return 1

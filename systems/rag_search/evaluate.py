@@ -43,7 +43,9 @@ def ranked_keys(searcher: Searcher, text: str, mode: str, k: int) -> list[str]:
     return dedupe([c.key if c.status == "current" else f"{c.key}@archived" for c in chunks])
 
 
-def retrieval_table(searcher: Searcher, questions: list[Question], modes: tuple[str, ...] = MODES) -> dict[str, dict[str, float]]:
+def retrieval_table(
+    searcher: Searcher, questions: list[Question], modes: tuple[str, ...] = MODES
+) -> dict[str, dict[str, float]]:
     out = {}
     qs = [q for q in questions if q.answerable]
     for mode in modes:
@@ -51,7 +53,9 @@ def retrieval_table(searcher: Searcher, questions: list[Question], modes: tuple[
         for q in qs:
             ranked = ranked_keys(searcher, q.text, mode, 20)
             gold = set(q.gold)
-            rows.append((recall_at_k(ranked, gold, 5), mrr_at_k(ranked, gold, 10), ndcg_at_k(ranked, gold, 10)))
+            rows.append(
+                (recall_at_k(ranked, gold, 5), mrr_at_k(ranked, gold, 10), ndcg_at_k(ranked, gold, 10))
+            )
         arr = np.array(rows)
         out[mode] = {"recall@5": float(arr[:, 0].mean()), "mrr@10": float(arr[:, 1].mean()),
                      "ndcg@10": float(arr[:, 2].mean()), "questions": len(qs)}  # fmt: skip
@@ -70,7 +74,9 @@ def token_f1(prediction: str, reference: str) -> float:
     return 2 * prec * rec / (prec + rec)
 
 
-def alce_citation_scores(answer: str, passages: list[Passage], judge: SupportJudge) -> tuple[float, float, int]:
+def alce_citation_scores(
+    answer: str, passages: list[Passage], judge: SupportJudge
+) -> tuple[float, float, int]:
     """ALCE (Gao et al. 2023) on the generator's raw output: citation recall = share of sentences whose cited
     passages together support them; citation precision = share of citations that are not irrelevant, where a
     citation is irrelevant when it alone does not support its sentence and the other citations still do
@@ -89,12 +95,16 @@ def alce_citation_scores(answer: str, passages: list[Passage], judge: SupportJud
             continue
         for c in cites:
             rest = [by_n[x] for x in cites if x != c]
-            irrelevant = not judge.supports(sentence, [by_n[c]]) and bool(rest) and judge.supports(sentence, rest)
+            irrelevant = (
+                not judge.supports(sentence, [by_n[c]]) and bool(rest) and judge.supports(sentence, rest)
+            )
             precise += not irrelevant
     return (precise / total if total else 0.0), supported / len(sents), total
 
 
-def generation_table(pipeline, questions: list[Question], generators: list[str], encoder: MiniLM) -> dict[str, dict[str, float]]:  # noqa: ANN001
+def generation_table(
+    pipeline, questions: list[Question], generators: list[str], encoder: MiniLM
+) -> dict[str, dict[str, float]]:  # noqa: ANN001
     """One row per generator over `questions` (answerable and unanswerable)."""
     from tqdm import tqdm
 
@@ -145,13 +155,18 @@ def _idx(pipeline, chunk_id: str) -> int:  # noqa: ANN001
 
 
 # ---------------------------------------------------------------------------------------------- BEIR
-def beir_table(ds: BeirDataset, encoder: MiniLM, modes: tuple[str, ...] = ("bm25", "dense", "hybrid")) -> dict[str, dict[str, float]]:
+def beir_table(
+    ds: BeirDataset, encoder: MiniLM, modes: tuple[str, ...] = ("bm25", "dense", "hybrid")
+) -> dict[str, dict[str, float]]:
     """nDCG@10, Recall@100, MRR@10 on a BEIR dataset; each document is one chunk (title + text)."""
     from systems.rag_search.data import Article, Section
     from systems.rag_search.index import SearchIndex
 
     index = SearchIndex(encoder.dim)
-    articles = [Article(doc_id, 1, title or doc_id, "beir", [Section("text", text)]) for doc_id, (title, text) in ds.corpus.items()]
+    articles = [
+        Article(doc_id, 1, title or doc_id, "beir", [Section("text", text)])
+        for doc_id, (title, text) in ds.corpus.items()
+    ]
     index.add_articles(articles, encoder)
     searcher = Searcher(index, encoder)
     out = {}
@@ -161,7 +176,9 @@ def beir_table(ds: BeirDataset, encoder: MiniLM, modes: tuple[str, ...] = ("bm25
             gold = set(ds.qrels[qid])
             hits = searcher.search(text, 100, mode) if mode != "hybrid" else _hybrid_deep(searcher, text)
             ranked = dedupe([index.chunks[h.idx].article_id for h in hits])
-            rows.append((ndcg_at_k(ranked, gold, 10), recall_at_k(ranked, gold, 100), mrr_at_k(ranked, gold, 10)))
+            rows.append(
+                (ndcg_at_k(ranked, gold, 10), recall_at_k(ranked, gold, 100), mrr_at_k(ranked, gold, 10))
+            )
         arr = np.array(rows) if rows else np.zeros((0, 3))
         out[mode] = {"ndcg@10": float(arr[:, 0].mean()), "recall@100": float(arr[:, 1].mean()),
                      "mrr@10": float(arr[:, 2].mean()), "queries": len(rows)}  # fmt: skip

@@ -88,7 +88,9 @@ def parse_cited_sentences(text: str) -> list[tuple[str, list[int]]]:
     """Split an answer into sentences and the [n] numbers each cites."""
     out = []
     text = re.sub(r"\s+", " ", text)
-    text = re.sub(r"([.!?])\s*((?:\[\d+\]\s*)+)", lambda m: " " + m.group(2).strip() + m.group(1) + " ", text)  # "x. [1]" -> "x [1]."
+    text = re.sub(
+        r"([.!?])\s*((?:\[\d+\]\s*)+)", lambda m: " " + m.group(2).strip() + m.group(1) + " ", text
+    )  # "x. [1]" -> "x [1]."
     for s in split_sentences(text):
         cites = [int(x) for x in _CITE.findall(s)]
         clean = _CITE.sub("", s).strip()
@@ -124,15 +126,25 @@ class ExtractiveGenerator:
 
     name = "extractive"
 
-    def __init__(self, max_sentences: int = 3, min_passage_score: float = 0.3, min_sentence_cos: float = 0.2) -> None:
-        self.max_sentences, self.min_passage_score, self.min_sentence_cos = max_sentences, min_passage_score, min_sentence_cos
+    def __init__(
+        self, max_sentences: int = 3, min_passage_score: float = 0.3, min_sentence_cos: float = 0.2
+    ) -> None:
+        self.max_sentences, self.min_passage_score, self.min_sentence_cos = (
+            max_sentences,
+            min_passage_score,
+            min_sentence_cos,
+        )
 
     def generate(self, question: str, qvec: np.ndarray, passages: list[Passage]) -> str:
         parts, seen = [], set()
         for i, p in enumerate(passages):
             if p.score < self.min_passage_score:
                 continue
-            options = [(float(p.sent_emb[j] @ qvec), s) for j, s in enumerate(p.chunk.sentences) if not looks_like_injection(s)]
+            options = [
+                (float(p.sent_emb[j] @ qvec), s)
+                for j, s in enumerate(p.chunk.sentences)
+                if not looks_like_injection(s)
+            ]
             if not options:
                 continue
             cos, best = max(options)
@@ -154,8 +166,14 @@ SYSTEM_PROMPT = (
 
 
 def build_messages(question: str, passages: list[Passage]) -> list[dict[str, str]]:
-    ctx = "\n".join(f'<passage id="{p.n}" title="{p.chunk.title} — {p.chunk.section}">{p.chunk.text}</passage>' for p in passages)
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": f"{ctx}\n\nQuestion: {question}"}]
+    ctx = "\n".join(
+        f'<passage id="{p.n}" title="{p.chunk.title} — {p.chunk.section}">{p.chunk.text}</passage>'
+        for p in passages
+    )
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": f"{ctx}\n\nQuestion: {question}"},
+    ]
 
 
 class SmolLMGenerator:
@@ -177,7 +195,9 @@ class SmolLMGenerator:
         import torch
 
         messages = build_messages(question, passages[: self.max_passages])
-        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        ids = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
         with torch.inference_mode():
             out = self.model.generate(**ids, max_new_tokens=self.max_new_tokens, do_sample=False,
                                       pad_token_id=self.tokenizer.eos_token_id)  # fmt: skip
@@ -189,8 +209,14 @@ class OpenAIGenerator:
 
     name = "openai"
 
-    def __init__(self, base_url: str, model: str = "default", api_key: str = "none", timeout_s: float = 30.0,
-                 transport=None) -> None:  # noqa: ANN001 — httpx transport, for tests
+    def __init__(
+        self,
+        base_url: str,
+        model: str = "default",
+        api_key: str = "none",
+        timeout_s: float = 30.0,
+        transport=None,
+    ) -> None:  # noqa: ANN001 — httpx transport, for tests
         import httpx
 
         self.model = model
@@ -200,10 +226,17 @@ class OpenAIGenerator:
     def generate(self, question: str, qvec: np.ndarray, passages: list[Passage]) -> str:
         import httpx
 
-        body = {"model": self.model, "messages": build_messages(question, passages), "temperature": 0, "max_tokens": 200}
+        body = {
+            "model": self.model,
+            "messages": build_messages(question, passages),
+            "temperature": 0,
+            "max_tokens": 200,
+        }
         try:
             r = self.client.post("/v1/chat/completions", json=body)
             r.raise_for_status()
         except httpx.HTTPError as exc:
-            raise RuntimeError(f"the OpenAI-compatible endpoint at {self.client.base_url} failed: {exc}") from exc
+            raise RuntimeError(
+                f"the OpenAI-compatible endpoint at {self.client.base_url} failed: {exc}"
+            ) from exc
         return r.json()["choices"][0]["message"]["content"]

@@ -65,7 +65,9 @@ def chunk_article(a: Article, cfg: ChunkingConfig = ChunkingConfig()) -> list[Ch
             windows = [s.body]
         else:
             step = cfg.max_words - cfg.overlap_words
-            windows = [" ".join(words[i : i + cfg.max_words]) for i in range(0, len(words) - cfg.overlap_words, step)]
+            windows = [
+                " ".join(words[i : i + cfg.max_words]) for i in range(0, len(words) - cfg.overlap_words, step)
+            ]
         for k, text in enumerate(windows):
             suffix = f"~{k}" if len(windows) > 1 else ""
             out.append(
@@ -100,7 +102,9 @@ class SearchIndex:
             return 0
         ids = np.arange(self.next_id, self.next_id + len(chunks), dtype=np.int64)
         self.next_id += len(chunks)
-        vecs, toks = encoder.encode([c.indexed_text for c in chunks], max_length=256, batch_size=32, tokens=True)
+        vecs, toks = encoder.encode(
+            [c.indexed_text for c in chunks], max_length=256, batch_size=32, tokens=True
+        )
         sents = [s for c in chunks for s in c.sentences]
         sent_vecs, _ = encoder.encode(sents, max_length=96) if sents else (np.zeros((0, self.dim)), [])
         self.faiss.add_with_ids(vecs, ids)
@@ -166,7 +170,9 @@ class SearchIndex:
     def search_dense(self, query_vec: np.ndarray, k: int) -> list[tuple[int, float]]:
         if self.faiss.ntotal == 0:
             return []
-        scores, ids = self.faiss.search(query_vec.reshape(1, -1).astype(np.float32), min(k, self.faiss.ntotal))
+        scores, ids = self.faiss.search(
+            query_vec.reshape(1, -1).astype(np.float32), min(k, self.faiss.ntotal)
+        )
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
     def __len__(self) -> int:
@@ -182,7 +188,11 @@ class SearchIndex:
                  "token_emb": self.token_emb, "sent_emb": self.sent_emb}  # fmt: skip
         with (folder / "index.pkl").open("wb") as f:
             pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
-        (folder / "manifest.json").write_text(json.dumps({"chunks": len(self.chunks), "articles": len({c.article_id for c in self.chunks.values()})}))
+        (folder / "manifest.json").write_text(
+            json.dumps(
+                {"chunks": len(self.chunks), "articles": len({c.article_id for c in self.chunks.values()})}
+            )
+        )
 
     @classmethod
     def load(cls, folder: Path) -> SearchIndex:

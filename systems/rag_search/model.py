@@ -60,7 +60,11 @@ class MiniLM:
         sent, toks = [], []
         for i in range(0, len(texts), batch_size):
             batch = self.tokenizer(
-                texts[i : i + batch_size], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+                texts[i : i + batch_size],
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+                return_tensors="pt",
             )
             with torch.inference_mode():
                 hidden = self.model(**batch).last_hidden_state  # (B, L, D)
@@ -72,7 +76,9 @@ class MiniLM:
                 for j in range(hidden.shape[0]):
                     n = int(batch["attention_mask"][j].sum())
                     toks.append(normed[j, 1 : n - 1].numpy().astype(np.float16))  # drop [CLS] and [SEP]
-        return (np.concatenate(sent).astype(np.float32) if sent else np.zeros((0, self.dim), np.float32)), toks
+        return (
+            np.concatenate(sent).astype(np.float32) if sent else np.zeros((0, self.dim), np.float32)
+        ), toks
 
 
 def maxsim(query_tokens: np.ndarray, doc_tokens: np.ndarray) -> float:
@@ -84,11 +90,12 @@ def maxsim(query_tokens: np.ndarray, doc_tokens: np.ndarray) -> float:
 
 
 _WORD = re.compile(r"[a-z0-9]+")
-STOPWORDS = frozenset(
+_STOPWORD_TEXT = (
     "a an the to of in on for and or is are do does did i my me we you your it its this that with how what when "
     "can could be by at from as if not no so get got about there their they have has was were will would should "
-    "any all also just like into out up why which who".split()
+    "any all also just like into out up why which who"
 )
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 
 def content_words(text: str) -> list[str]:

@@ -52,7 +52,9 @@ def artifacts() -> dict[str, Path]:
 
 @dataclass
 class PipelineConfig:
-    refuse_below: float = 0.2  # top reranker probability under which the system says it does not know (train sets it)
+    refuse_below: float = (
+        0.2  # top reranker probability under which the system says it does not know (train sets it)
+    )
     k: int = 5  # passages handed to the generator
 
     @classmethod
@@ -66,7 +68,9 @@ class PipelineConfig:
 
 
 class RagPipeline:
-    def __init__(self, index: SearchIndex, encoder: MiniLM, reranker: Reranker | None, config: PipelineConfig) -> None:
+    def __init__(
+        self, index: SearchIndex, encoder: MiniLM, reranker: Reranker | None, config: PipelineConfig
+    ) -> None:
         self.index, self.encoder, self.config = index, encoder, config
         self.searcher = Searcher(index, encoder, reranker)
         self.judge = SupportJudge(encoder)
@@ -114,7 +118,10 @@ class RagPipeline:
         with stage("retrieve_rerank"):
             hits = self.retrieve(question, k, q)
         ms["retrieve_rerank"], t = (time.perf_counter() - t) * 1000, time.perf_counter()
-        passages = [Passage(i + 1, self.index.chunks[h.idx], h.score, self.index.sent_emb[h.idx]) for i, h in enumerate(hits)]
+        passages = [
+            Passage(i + 1, self.index.chunks[h.idx], h.score, self.index.sent_emb[h.idx])
+            for i, h in enumerate(hits)
+        ]
         if not passages or max(p.score for p in passages) < self.config.refuse_below:
             answer = Answer(REFUSAL, True, flags=["low_retrieval_confidence"])
         else:
@@ -135,7 +142,9 @@ class RagPipeline:
             "dropped": answer.dropped,
             "flags": answer.flags,
             "raw": answer.raw,
-            "sources": [self.source(p.n, h.idx, p.score) for p, h in zip(passages, hits, strict=True) if p.n in cited],
+            "sources": [
+                self.source(p.n, h.idx, p.score) for p, h in zip(passages, hits, strict=True) if p.n in cited
+            ],
             "passages": [self.source(p.n, h.idx, p.score) for p, h in zip(passages, hits, strict=True)],
             "generator": generator,
             "stages_ms": {k2: round(v, 3) for k2, v in ms.items()},

@@ -31,7 +31,9 @@ class Query:
 class Searcher:
     """One query in, ranked chunks out; `mode` picks how far down the pipeline to go."""
 
-    def __init__(self, index: SearchIndex, encoder: MiniLM, reranker: Reranker | None = None, depth: int = 30) -> None:
+    def __init__(
+        self, index: SearchIndex, encoder: MiniLM, reranker: Reranker | None = None, depth: int = 30
+    ) -> None:
         self.index, self.encoder, self.reranker, self.depth = index, encoder, reranker, depth
 
     def embed(self, text: str) -> Query:

@@ -24,7 +24,9 @@ PAGE = Path(__file__).with_name("page.html")
 
 
 class AskRequest(BaseModel):
-    question: str = Field(..., min_length=1, max_length=MAX_QUESTION_CHARS, description="the customer's question")
+    question: str = Field(
+        ..., min_length=1, max_length=MAX_QUESTION_CHARS, description="the customer's question"
+    )
     k: int = Field(5, ge=1, le=20, description="passages handed to the generator")
     generator: Literal["extractive", "smollm", "openai"] = "extractive"
 
@@ -51,7 +53,9 @@ def _load(resources: Resources) -> None:
     if os.environ.get("MLSD_RAG_OPENAI_URL"):
         from systems.rag_search.generate import OpenAIGenerator
 
-        pipe.generators["openai"] = OpenAIGenerator(os.environ["MLSD_RAG_OPENAI_URL"], os.environ.get("MLSD_RAG_OPENAI_MODEL", "default"))
+        pipe.generators["openai"] = OpenAIGenerator(
+            os.environ["MLSD_RAG_OPENAI_URL"], os.environ.get("MLSD_RAG_OPENAI_MODEL", "default")
+        )
     pipe.ask("warm up the encoder")
     resources["pipeline"] = pipe
 
@@ -71,7 +75,10 @@ def build_app(pipeline: RagPipeline | None = None):  # noqa: ANN201
         if req.generator not in pipe.generators:
             from fastapi import HTTPException
 
-            raise HTTPException(status_code=400, detail=f"generator {req.generator!r} is not loaded on this server; loaded: {sorted(pipe.generators)}")
+            raise HTTPException(
+                status_code=400,
+                detail=f"generator {req.generator!r} is not loaded on this server; loaded: {sorted(pipe.generators)}",
+            )
         out = pipe.ask(req.question, k=req.k, generator=req.generator)
         log.info(json.dumps({"event": "ask", "question": redact_pii(req.question), "refused": out["refused"],
                              "sources": [s["chunk_id"] for s in out["sources"]]}))  # fmt: skip

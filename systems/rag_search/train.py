@@ -9,7 +9,9 @@ from systems.rag_search.model import Reranker
 from systems.rag_search.retrieve import Searcher
 
 
-def candidate_table(searcher: Searcher, questions: list[Question], progress: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def candidate_table(
+    searcher: Searcher, questions: list[Question], progress: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Features (N, F), labels (N,), question index (N,) over every question's fused candidates."""
     from tqdm import tqdm
 
@@ -29,13 +31,18 @@ def best_threshold(top_scores: np.ndarray, answerable: np.ndarray) -> float:
     best_t, best_acc = 0.5, -1.0
     for t in np.unique(np.round(top_scores, 4)):
         refuse = top_scores < t
-        acc = 0.5 * (refuse[~answerable].mean() if (~answerable).any() else 1.0) + 0.5 * (~refuse[answerable]).mean()
+        acc = (
+            0.5 * (refuse[~answerable].mean() if (~answerable).any() else 1.0)
+            + 0.5 * (~refuse[answerable]).mean()
+        )
         if acc > best_acc:
             best_t, best_acc = float(t), float(acc)
     return best_t
 
 
-def train_reranker(searcher: Searcher, tune: list[Question], seed: int = 0, progress: bool = False) -> tuple[Reranker, float, dict]:
+def train_reranker(
+    searcher: Searcher, tune: list[Question], seed: int = 0, progress: bool = False
+) -> tuple[Reranker, float, dict]:
     """Fit on the tune split; the threshold comes from 2-fold out-of-fold scores so it is not picked in-sample."""
     X, y, g = candidate_table(searcher, tune, progress)
     folds = g % 2
@@ -47,5 +54,10 @@ def train_reranker(searcher: Searcher, tune: list[Question], seed: int = 0, prog
     answerable = np.array([q.answerable for q in tune])
     threshold = best_threshold(top, answerable)
     model = Reranker().fit(X, y, seed)
-    stats = {"rows": int(len(y)), "positives": int(y.sum()), "questions": len(tune), "refuse_below": round(threshold, 4)}
+    stats = {
+        "rows": int(len(y)),
+        "positives": int(y.sum()),
+        "questions": len(tune),
+        "refuse_below": round(threshold, 4),
+    }
     return model, threshold, stats

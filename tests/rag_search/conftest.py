@@ -7,8 +7,17 @@ from dataclasses import dataclass
 import pytest
 
 SUBSET_PREFIXES = (
-    "sync-error-e10", "sync-error-e11", "reset-your-password-", "plan-", "billing-refunds", "billing-free-trial",
-    "integration-slack", "integration-jira", "policy-trash", "troubleshoot-locked-out", "howto-export-",
+    "sync-error-e10",
+    "sync-error-e11",
+    "reset-your-password-",
+    "plan-",
+    "billing-refunds",
+    "billing-free-trial",
+    "integration-slack",
+    "integration-jira",
+    "policy-trash",
+    "troubleshoot-locked-out",
+    "howto-export-",
     "turn-on-two-factor-authentication-",
 )
 

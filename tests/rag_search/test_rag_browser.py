@@ -45,7 +45,9 @@ def server_url(world):
     from systems.rag_search.serve import build_app
 
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(build_app(pipeline=world.pipeline), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(build_app(pipeline=world.pipeline), host="127.0.0.1", port=port, log_level="warning")
+    )
     th = threading.Thread(target=server.run, daemon=True)
     th.start()
     url = f"http://127.0.0.1:{port}"
@@ -120,7 +122,11 @@ def page(server_url, tmp_path: Path):
             time.sleep(0.1)
         port = int(port_file.read_text().splitlines()[0])
         for _ in range(100):
-            targets = [t for t in httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=5).json() if t["type"] == "page"]
+            targets = [
+                t
+                for t in httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=5).json()
+                if t["type"] == "page"
+            ]
             if targets and targets[0]["url"].startswith(server_url):
                 break
             time.sleep(0.1)
@@ -146,6 +152,11 @@ def test_ask_and_click_a_citation_in_chromium(page) -> None:
     assert page.js("document.querySelector('#sources li.active')") is None
     page.click("#answer a.cite")
     n = page.js("document.querySelector('#answer a.cite').dataset.n")
-    assert page.wait_for("document.querySelector('#sources li.active') && document.querySelector('#sources li.active').dataset.n") == n
+    assert (
+        page.wait_for(
+            "document.querySelector('#sources li.active') && document.querySelector('#sources li.active').dataset.n"
+        )
+        == n
+    )
     assert page.js("location.hash") == f"#src-{n}"
     assert "sync-error-e105" in page.js("document.querySelector('#sources li.active').textContent")

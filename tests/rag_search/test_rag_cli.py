@@ -18,7 +18,14 @@ def _run(*args: str, timeout: int = 60) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize(
     "args",
-    [["nope"], ["ask"], ["update"], ["eval", "--split", "weird"], ["bench", "--rate", "-1"], ["eval", "--beir", "/no/such/dir"]],
+    [
+        ["nope"],
+        ["ask"],
+        ["update"],
+        ["eval", "--split", "weird"],
+        ["bench", "--rate", "-1"],
+        ["eval", "--beir", "/no/such/dir"],
+    ],
 )
 def test_bad_cli_input_is_one_line_and_exit_2(args) -> None:
     r = _run(*args)
@@ -27,7 +34,9 @@ def test_bad_cli_input_is_one_line_and_exit_2(args) -> None:
 
 
 def test_the_system_is_listed() -> None:
-    r = subprocess.run([sys.executable, "-m", "infra.cli", "list"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "infra.cli", "list"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=60
+    )
     assert r.returncode == 0 and "rag" in r.stdout
 
 
@@ -55,5 +64,7 @@ def test_end_to_end_meets_the_heldout_targets(tmp_path) -> None:
     beir = write_tiny_beir(tmp_path / "beir")
     r = _run("eval", "--beir", str(beir), timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
-    ndcg = json.loads((get_settings().system_dir("rag") / "eval.json").read_text())["beir"]["hybrid"]["ndcg@10"]
+    ndcg = json.loads((get_settings().system_dir("rag") / "eval.json").read_text())["beir"]["hybrid"][
+        "ndcg@10"
+    ]
     assert ndcg > 0.5

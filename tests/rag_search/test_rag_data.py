@@ -19,9 +19,17 @@ from systems.rag_search.data import (
 def test_kb_size_versions_and_eval_set() -> None:
     kb = generate_kb(0)
     assert len(kb.current()) >= 150
-    assert {a.category for a in kb.current()} >= {"billing", "accounts", "troubleshooting", "policies", "howto"}
+    assert {a.category for a in kb.current()} >= {
+        "billing",
+        "accounts",
+        "troubleshooting",
+        "policies",
+        "howto",
+    }
     archived = [a for a in kb.articles if a.status == "archived"]
-    assert archived and all(any(c.article_id == a.article_id and c.version > a.version for c in kb.current()) for a in archived)
+    assert archived and all(
+        any(c.article_id == a.article_id and c.version > a.version for c in kb.current()) for a in archived
+    )
     assert len(kb.questions) >= 300
     unanswerable = [q for q in kb.questions if not q.answerable]
     assert len(unanswerable) / len(kb.questions) >= 0.10

@@ -11,7 +11,13 @@ from systems.rag_search.retrieve import Searcher
 
 def test_chunking_follows_headings_and_overlaps_long_sections() -> None:
     long_body = " ".join(f"Sentence number {i} about sync." for i in range(60))  # 300 words
-    a = Article("guide", 3, "Sync guide", "howto", [Section("Short one", "Just this."), Section("Long one", long_body)])
+    a = Article(
+        "guide",
+        3,
+        "Sync guide",
+        "howto",
+        [Section("Short one", "Just this."), Section("Long one", long_body)],
+    )
     chunks = chunk_article(a, ChunkingConfig(max_words=120, overlap_words=30))
     assert chunks[0].section == "Short one" and chunks[0].text == "Just this."
     windows = [c for c in chunks if c.section == "Long one"]
@@ -23,7 +29,13 @@ def test_chunking_follows_headings_and_overlaps_long_sections() -> None:
 
 
 def _article(aid: str, version: int, fact: str) -> Article:
-    return Article(aid, version, f"Article {aid}", "howto", [Section("Answer", fact), Section("Other", "Unrelated text about themes.")])
+    return Article(
+        aid,
+        version,
+        f"Article {aid}",
+        "howto",
+        [Section("Answer", fact), Section("Other", "Unrelated text about themes.")],
+    )
 
 
 def test_incremental_add_change_delete(encoder) -> None:

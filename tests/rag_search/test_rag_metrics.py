@@ -43,7 +43,10 @@ def test_token_f1() -> None:
 def _passages() -> list[Passage]:
     a = Article("x", 1, "Plans", "billing", [Section("Price", "The Plus plan costs 6 dollars per month."),
                                             Section("Storage", "The Plus plan includes 20 GB of storage.")])  # fmt: skip
-    return [Passage(i + 1, c, 1.0, np.zeros((len(c.sentences), 384), np.float32)) for i, c in enumerate(chunk_article(a))]
+    return [
+        Passage(i + 1, c, 1.0, np.zeros((len(c.sentences), 384), np.float32))
+        for i, c in enumerate(chunk_article(a))
+    ]
 
 
 def test_alce_citation_precision_and_recall() -> None:

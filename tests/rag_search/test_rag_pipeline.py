@@ -39,7 +39,10 @@ def test_unanswerable_questions_are_refused(world) -> None:
 
 def _passages(world, question: str) -> list[Passage]:
     hits = world.pipeline.searcher.search(question, 3)
-    return [Passage(i + 1, world.index.chunks[h.idx], h.score, world.index.sent_emb[h.idx]) for i, h in enumerate(hits)]
+    return [
+        Passage(i + 1, world.index.chunks[h.idx], h.score, world.index.sent_emb[h.idx])
+        for i, h in enumerate(hits)
+    ]
 
 
 def test_verifier_drops_unsupported_and_miscited_sentences(world) -> None:
@@ -82,7 +85,9 @@ def test_openai_compatible_generator_goes_through_the_verifier(world) -> None:
         seen.update(body)
         passage = body["messages"][1]["content"]
         first = passage.split('">', 1)[1].split(". ")[0] + "."
-        return httpx.Response(200, json={"choices": [{"message": {"content": f"{first} [1] Also, you get a free pony. [2]"}}]})
+        return httpx.Response(
+            200, json={"choices": [{"message": {"content": f"{first} [1] Also, you get a free pony. [2]"}}]}
+        )
 
     gen = OpenAIGenerator("http://llm.invalid", model="m", transport=httpx.MockTransport(handler))
     world.pipeline.generators["openai"] = gen

@@ -18,11 +18,21 @@ def test_smollm_output_is_verified(world) -> None:
     assert res["raw"].strip()  # the model produced text
     assert res["refused"] or all(s["supported"] and s["citations"] for s in res["sentences"])
     for s in res["sentences"]:
-        assert world.pipeline.judge.supports(s["text"], [p for p in _passages(world, res) if p.n in s["citations"]])
+        assert world.pipeline.judge.supports(
+            s["text"], [p for p in _passages(world, res) if p.n in s["citations"]]
+        )
 
 
 def _passages(world, res):  # noqa: ANN001, ANN202
     from systems.rag_search.generate import Passage
 
     ids = {c.chunk_id: i for i, c in world.index.chunks.items()}
-    return [Passage(p["n"], world.index.chunks[ids[p["chunk_id"]]], p["score"], world.index.sent_emb[ids[p["chunk_id"]]]) for p in res["passages"]]
+    return [
+        Passage(
+            p["n"],
+            world.index.chunks[ids[p["chunk_id"]]],
+            p["score"],
+            world.index.sent_emb[ids[p["chunk_id"]]],
+        )
+        for p in res["passages"]
+    ]
