@@ -46,11 +46,13 @@ def ranked_keys(searcher: Searcher, text: str, mode: str, k: int) -> list[str]:
 def retrieval_table(
     searcher: Searcher, questions: list[Question], modes: tuple[str, ...] = MODES
 ) -> dict[str, dict[str, float]]:
+    from tqdm import tqdm
+
     out = {}
     qs = [q for q in questions if q.answerable]
     for mode in modes:
         rows = []
-        for q in qs:
+        for q in tqdm(qs, desc=f"retrieve ({mode})", leave=False):
             ranked = ranked_keys(searcher, q.text, mode, 20)
             gold = set(q.gold)
             rows.append(

@@ -181,7 +181,7 @@ class SmolLMGenerator:
 
     name = "smollm"
 
-    def __init__(self, max_new_tokens: int = 80, max_passages: int = 3) -> None:
+    def __init__(self, max_new_tokens: int = 64, max_passages: int = 2) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from systems.rag_search.model import smollm_gguf
