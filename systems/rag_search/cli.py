@@ -170,7 +170,9 @@ def step_eval(args) -> tuple[dict, str]:  # noqa: ANN001
 
         pipe.generators["openai"] = OpenAIGenerator(args.openai_url, args.openai_model)
         gens.append("openai")
-    if args.llm_only:  # the LLM rows alone, on the first --llm-limit questions (the extractive row beside them)
+    if (
+        args.llm_only
+    ):  # the LLM rows alone, on the first --llm-limit questions (the extractive row beside them)
         sub = questions[: args.llm_limit]
         generation = generation_table(pipe, sub, ["extractive", *gens[1:]], pipe.encoder)
         title = f"Generation, split={args.split}, first {len(sub)} questions ({sum(q.answerable for q in sub)} answerable)"
@@ -248,7 +250,9 @@ def main(argv: list[str]) -> int:
     )
     p.add_argument("--limit", type=int, default=0, help="eval: only the first N questions")
     p.add_argument("--llm", action="store_true", help="eval: also score the SmolLM2 generator (slow on CPU)")
-    p.add_argument("--llm-only", action="store_true", help="eval: only the generation rows, on --llm-limit questions")
+    p.add_argument(
+        "--llm-only", action="store_true", help="eval: only the generation rows, on --llm-limit questions"
+    )
     p.add_argument("--llm-limit", type=int, default=12, help="eval: questions the LLM generators answer")
     p.add_argument(
         "--openai-url",

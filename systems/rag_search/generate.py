@@ -100,20 +100,28 @@ def parse_cited_sentences(text: str) -> list[tuple[str, list[int]]]:
     return out
 
 
-def verify(raw: str, passages: list[Passage], judge: SupportJudge) -> Answer:
-    """Keep each sentence only when the passages it cites support it; refuse when nothing survives."""
+def verify(raw: str, passages: list[Passage], judge: SupportJudge, attribute: bool = True) -> Answer:
+    """Keep each sentence only when the passages it cites support it; refuse when nothing survives.
+
+    A sentence with no [n] at all (small LLMs often drop the format) is attributed to the first passage that
+    supports it when `attribute` is on, and flagged; a sentence with a wrong [n] is dropped, not re-cited."""
     by_n = {p.n: p for p in passages}
-    kept, dropped = [], []
+    kept, dropped, attributed = [], [], 0
     for sentence, cites in parse_cited_sentences(raw):
         if looks_like_injection(sentence):
             dropped.append(sentence)
             continue
         evidence = [by_n[c] for c in dict.fromkeys(cites) if c in by_n]
+        if not cites and attribute:  # post-hoc attribution: cite the first passage that supports the sentence
+            evidence = next(([p] for p in passages if judge.supports(sentence, [p])), [])
+            attributed += bool(evidence)
         if evidence and judge.supports(sentence, evidence):
             kept.append({"text": sentence, "citations": [p.n for p in evidence], "supported": True})
         else:
             dropped.append(sentence)
     flags = ["unsupported_sentences_dropped"] if dropped else []
+    if attributed:
+        flags.append("citations_added_by_verifier")
     if not kept:
         return Answer(REFUSAL, True, [], dropped, flags, raw)
     text = " ".join(f"{s['text']} " + "".join(f"[{c}]" for c in s["citations"]) for s in kept)

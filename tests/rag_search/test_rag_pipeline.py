@@ -112,3 +112,12 @@ def test_pii_is_redacted() -> None:
         assert secret not in red
     assert "[EMAIL]" in red and "[CARD]" in red and "[PHONE]" in red and "about refunds" in red
     assert redact_pii("error E117 on plan Plus") == "error E117 on plan Plus"
+
+
+def test_uncited_sentences_are_attributed_only_when_a_passage_supports_them(world) -> None:
+    ps = _passages(world, "how much is the Plus plan")
+    true = ps[0].chunk.sentences[0]
+    ans = verify(f"{true} Plus also includes a free pony.", ps, world.pipeline.judge)
+    assert [s["text"] for s in ans.sentences] == [true] and ans.sentences[0]["citations"] == [1]
+    assert "citations_added_by_verifier" in ans.flags and ans.dropped == ["Plus also includes a free pony."]
+    assert verify(true, ps, world.pipeline.judge, attribute=False).refused
