@@ -158,6 +158,7 @@ def step_eval(args) -> tuple[dict, str]:  # noqa: ANN001
     ]
     if args.limit:
         questions = questions[: args.limit]
+    pipe.config.attribute = not args.no_attribution
     gens = ["extractive"]
     if args.llm:
         from systems.rag_search.generate import SmolLMGenerator
@@ -252,6 +253,11 @@ def main(argv: list[str]) -> int:
     p.add_argument("--llm", action="store_true", help="eval: also score the SmolLM2 generator (slow on CPU)")
     p.add_argument(
         "--llm-only", action="store_true", help="eval: only the generation rows, on --llm-limit questions"
+    )
+    p.add_argument(
+        "--no-attribution",
+        action="store_true",
+        help="eval: drop uncited sentences instead of attributing them",
     )
     p.add_argument("--llm-limit", type=int, default=12, help="eval: questions the LLM generators answer")
     p.add_argument(

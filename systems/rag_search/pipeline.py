@@ -33,7 +33,7 @@ def redact_pii(text: str) -> str:
 
 
 _PART_SPLIT = re.compile(
-    r"\?\s+|;\s+|,?\s+(?:and also|also|and)\s+(?=(?:how|what|where|when|why|which|who|is|are|can|could|do|does|will|should)\b)",
+    r"\?\s+|;\s+|,?\s+and also\s+|,?\s+(?:also|and)\s+(?=(?:how|what|where|when|why|which|who|is|are|can|could|do|does|will|should)\b)",
     re.I,
 )
 
@@ -56,6 +56,7 @@ class PipelineConfig:
         0.2  # top reranker probability under which the system says it does not know (train sets it)
     )
     k: int = 5  # passages handed to the generator
+    attribute: bool = True  # cite uncited generator sentences post hoc when a passage supports them
 
     @classmethod
     def load(cls, model_dir: Path) -> PipelineConfig:
@@ -132,7 +133,7 @@ class RagPipeline:
                 raw = gen.generate(question, q.vec, passages)
             ms["generate"], t = (time.perf_counter() - t) * 1000, time.perf_counter()
             with stage("verify"):
-                answer = verify(raw, passages, self.judge)
+                answer = verify(raw, passages, self.judge, attribute=self.config.attribute)
             ms["verify"] = (time.perf_counter() - t) * 1000
         cited = sorted({c for s in answer.sentences for c in s["citations"]})
         return {

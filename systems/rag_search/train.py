@@ -27,14 +27,12 @@ def candidate_table(
 
 
 def best_threshold(top_scores: np.ndarray, answerable: np.ndarray) -> float:
-    """The refusal threshold that maximises accuracy of answer-vs-refuse (mean of both class accuracies)."""
+    """The refusal threshold that maximises balanced accuracy: mean of refusal accuracy on unanswerable questions
+    and answer rate on answerable ones (each class counts the same although unanswerables are ~10%)."""
     best_t, best_acc = 0.5, -1.0
     for t in np.unique(np.round(top_scores, 4)):
         refuse = top_scores < t
-        acc = (
-            0.5 * (refuse[~answerable].mean() if (~answerable).any() else 1.0)
-            + 0.5 * (~refuse[answerable]).mean()
-        )
+        acc = 0.5 * (refuse[~answerable].mean() if (~answerable).any() else 1.0) + 0.5 * (~refuse[answerable]).mean()
         if acc > best_acc:
             best_t, best_acc = float(t), float(acc)
     return best_t
