@@ -32,7 +32,10 @@ def best_threshold(top_scores: np.ndarray, answerable: np.ndarray) -> float:
     best_t, best_acc = 0.5, -1.0
     for t in np.unique(np.round(top_scores, 4)):
         refuse = top_scores < t
-        acc = 0.5 * (refuse[~answerable].mean() if (~answerable).any() else 1.0) + 0.5 * (~refuse[answerable]).mean()
+        acc = (
+            0.5 * (refuse[~answerable].mean() if (~answerable).any() else 1.0)
+            + 0.5 * (~refuse[answerable]).mean()
+        )
         if acc > best_acc:
             best_t, best_acc = float(t), float(acc)
     return best_t
