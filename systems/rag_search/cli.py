@@ -270,6 +270,9 @@ def main(argv: list[str]) -> int:
         "--beir", type=Path, default=None, help="eval: a BEIR folder (corpus.jsonl, queries.jsonl, qrels/)"
     )
     p.add_argument("--beir-split", default="test")
+    p.add_argument(
+        "--beir-out", type=Path, default=None, help="data: also write the KB as a small BEIR folder here"
+    )
     p.add_argument("--out", type=Path, default=None, help="eval: also write the tables here (Markdown)")
     p.add_argument("--generator", choices=("extractive", "smollm", "openai"), default="extractive")
     p.add_argument("--rate", type=float, default=20.0, help="bench: requests/s on each of /ask and /search")
@@ -294,6 +297,10 @@ def main(argv: list[str]) -> int:
     try:
         if args.step == "data":
             console.print(_table("mlsd rag data", {"kb": step_data(args.seed)}))
+            if args.beir_out:
+                from systems.rag_search.data import write_tiny_beir
+
+                console.print(f"wrote a BEIR folder from the KB: {write_tiny_beir(args.beir_out, args.seed)}")
         elif args.step == "index":
             console.print(_table("mlsd rag index", {"index": step_index(args.folder)}))
         elif args.step == "update":
