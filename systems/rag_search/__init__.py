@@ -1,0 +1,11 @@
+"""rag_search: customer-support search with citations (retrieval, reranking, grounded generation, evaluation)."""
+
+from infra.system import SystemSpec
+
+SYSTEM = SystemSpec(
+    name="rag",
+    package="systems.rag_search",
+    question="Design an LLM-powered customer-support search with citations: retrieval, reranking, generation, evaluation.",
+    steps=("data", "index", "update", "train", "serve", "ask", "eval", "cost", "bench"),
+    status="working",
+)

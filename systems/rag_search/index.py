@@ -1,0 +1,211 @@
+"""Ingestion: structure-aware chunking, metadata, and a hybrid index (BM25 + FAISS + token embeddings)
+that takes incremental updates: add, change or delete an article without re-embedding the rest.
+
+A chunk is one section (split into overlapping word windows when long), prefixed with its article title
+and section heading so that both retrievers see the context. Deleted chunks leave FAISS (remove_ids) and
+the BM25 index and are never returned again. A new version of an article marks the older versions
+archived (metadata only) and embeds just the new version's chunks.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from systems.rag_search.data import Article, slugify
+
+_SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+
+
+def split_sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENT.split(text.strip()) if s.strip()]
+
+
+@dataclass
+class Chunk:
+    chunk_id: str  # "<article>@v<version>#<section-slug>[~k]"
+    article_id: str
+    version: int
+    title: str
+    section: str
+    anchor: str  # url#anchor a reader can click
+    status: str  # current | archived
+    text: str  # the section text (what answers quote)
+    sentences: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        """What the evaluation set calls a section: article#slug (any window of it)."""
+        return f"{self.article_id}#{self.anchor.rsplit('#', 1)[-1]}"
+
+    @property
+    def indexed_text(self) -> str:
+        return f"{self.title}. {self.section}. {self.text}"
+
+
+@dataclass
+class ChunkingConfig:
+    max_words: int = 120  # a section longer than this is split into windows
+    overlap_words: int = 30  # words repeated between consecutive windows
+
+
+def chunk_article(a: Article, cfg: ChunkingConfig = ChunkingConfig()) -> list[Chunk]:
+    """One chunk per section (by heading); long sections become overlapping windows of sentences."""
+    out = []
+    for s in a.sections:
+        slug = slugify(s.title) or "overview"
+        anchor = f"https://help.lumen.example/{a.article_id}#{slug}"
+        words = s.body.split()
+        if len(words) <= cfg.max_words:
+            windows = [s.body]
+        else:
+            step = cfg.max_words - cfg.overlap_words
+            windows = [
+                " ".join(words[i : i + cfg.max_words]) for i in range(0, len(words) - cfg.overlap_words, step)
+            ]
+        for k, text in enumerate(windows):
+            suffix = f"~{k}" if len(windows) > 1 else ""
+            out.append(
+                Chunk(f"{a.article_id}@v{a.version}#{slug}{suffix}", a.article_id, a.version, a.title, s.title,
+                      anchor, a.status, text, split_sentences(text))
+            )  # fmt: skip
+    return out
+
+
+class SearchIndex:
+    """Chunks plus three views of them: BM25 (bm25s), dense vectors (FAISS IndexIDMap), token embeddings."""
+
+    def __init__(self, dim: int = 384) -> None:
+        import faiss
+
+        self.dim = dim
+        self.chunks: dict[int, Chunk] = {}  # faiss id -> chunk (live chunks only)
+        self.token_emb: dict[int, np.ndarray] = {}  # id -> (L, D) float16, for late interaction
+        self.sent_emb: dict[int, np.ndarray] = {}  # id -> (S, D) float32, one row per chunk sentence
+        self.faiss = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self.next_id = 0
+        self.bm25 = None
+        self.bm25_ids: np.ndarray = np.zeros(0, dtype=np.int64)
+
+    # ------------------------------------------------------------------ updates
+    def add_articles(self, articles: list[Article], encoder, show_progress: bool = False) -> int:  # noqa: ANN001
+        """Embed and add the chunks of these articles (replacing any chunks of the same article@version)."""
+        chunks = [c for a in articles for c in chunk_article(a)]
+        for a in articles:
+            self._remove(lambda c, a=a: c.article_id == a.article_id and c.version == a.version)
+        if not chunks:
+            return 0
+        ids = np.arange(self.next_id, self.next_id + len(chunks), dtype=np.int64)
+        self.next_id += len(chunks)
+        vecs, toks = encoder.encode(
+            [c.indexed_text for c in chunks], max_length=256, batch_size=32, tokens=True
+        )
+        sents = [s for c in chunks for s in c.sentences]
+        sent_vecs, _ = encoder.encode(sents, max_length=96) if sents else (np.zeros((0, self.dim)), [])
+        self.faiss.add_with_ids(vecs, ids)
+        pos = 0
+        for i, c, t in zip(ids, chunks, toks, strict=True):
+            self.chunks[int(i)] = c
+            self.token_emb[int(i)] = t
+            self.sent_emb[int(i)] = sent_vecs[pos : pos + len(c.sentences)]
+            pos += len(c.sentences)
+        self._refresh_status()
+        self._rebuild_bm25()
+        return len(chunks)
+
+    def delete_article(self, article_id: str) -> int:
+        """Remove every version of an article: it is never retrieved or cited again."""
+        n = self._remove(lambda c: c.article_id == article_id)
+        self._refresh_status()
+        self._rebuild_bm25()
+        return n
+
+    def _remove(self, pred) -> int:  # noqa: ANN001
+        gone = [i for i, c in self.chunks.items() if pred(c)]
+        if gone:
+            self.faiss.remove_ids(np.array(gone, dtype=np.int64))
+            for i in gone:
+                del self.chunks[i], self.token_emb[i], self.sent_emb[i]
+        return len(gone)
+
+    def _refresh_status(self) -> None:
+        """The newest version of each article is current; older versions are archived."""
+        latest: dict[str, int] = {}
+        for c in self.chunks.values():
+            latest[c.article_id] = max(latest.get(c.article_id, 0), c.version)
+        for c in self.chunks.values():
+            if c.version < latest[c.article_id]:
+                c.status = "archived"
+
+    def _rebuild_bm25(self) -> None:
+        """BM25 over the live chunks (a few ms for thousands of chunks; embeddings are what is expensive)."""
+        import bm25s
+
+        self.bm25_ids = np.array(sorted(self.chunks), dtype=np.int64)
+        self.bm25 = None
+        if len(self.bm25_ids):
+            retriever = bm25s.BM25()
+            corpus = [self.chunks[int(i)].indexed_text for i in self.bm25_ids]
+            retriever.index(bm25s.tokenize(corpus, stopwords="en", show_progress=False), show_progress=False)
+            self.bm25 = retriever
+
+    # ------------------------------------------------------------------ queries
+    def search_bm25(self, query: str, k: int) -> list[tuple[int, float]]:
+        import bm25s
+
+        if self.bm25 is None:
+            return []
+        tokens = bm25s.tokenize([query], stopwords="en", show_progress=False)
+        if not tokens.vocab:
+            return []
+        k = min(k, len(self.bm25_ids))
+        docs, scores = self.bm25.retrieve(tokens, k=k, show_progress=False, n_threads=1)
+        return [(int(self.bm25_ids[d]), float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
+
+    def search_dense(self, query_vec: np.ndarray, k: int) -> list[tuple[int, float]]:
+        if self.faiss.ntotal == 0:
+            return []
+        scores, ids = self.faiss.search(
+            query_vec.reshape(1, -1).astype(np.float32), min(k, self.faiss.ntotal)
+        )
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    # ------------------------------------------------------------------ storage
+    def save(self, folder: Path) -> None:
+        import faiss
+
+        folder.mkdir(parents=True, exist_ok=True)
+        faiss.write_index(self.faiss, str(folder / "dense.faiss"))
+        state = {"dim": self.dim, "next_id": self.next_id, "chunks": {i: asdict(c) for i, c in self.chunks.items()},
+                 "token_emb": self.token_emb, "sent_emb": self.sent_emb}  # fmt: skip
+        with (folder / "index.pkl").open("wb") as f:
+            pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
+        (folder / "manifest.json").write_text(
+            json.dumps(
+                {"chunks": len(self.chunks), "articles": len({c.article_id for c in self.chunks.values()})}
+            )
+        )
+
+    @classmethod
+    def load(cls, folder: Path) -> SearchIndex:
+        import faiss
+
+        if not (folder / "index.pkl").exists():
+            raise FileNotFoundError(f"no index in {folder}; run `mlsd rag index`")
+        with (folder / "index.pkl").open("rb") as f:
+            state = pickle.load(f)
+        idx = cls(state["dim"])
+        idx.faiss = faiss.read_index(str(folder / "dense.faiss"))
+        idx.next_id = state["next_id"]
+        idx.chunks = {int(i): Chunk(**c) for i, c in state["chunks"].items()}
+        idx.token_emb, idx.sent_emb = state["token_emb"], state["sent_emb"]
+        idx._rebuild_bm25()
+        return idx
