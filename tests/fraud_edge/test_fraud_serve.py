@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 
 import pytest
 from fastapi.testclient import TestClient
 
+from infra.serving.testing import wait_ready
 from systems.fraud_edge.cli import main as cli_main
 
 TX = {
@@ -34,10 +34,7 @@ def client(served_dir, monkeypatch):
     from systems.fraud_edge.serve import build_app
 
     with TestClient(build_app()) as c:
-        for _ in range(200):
-            if c.get("/readyz").status_code == 200:
-                break
-            time.sleep(0.05)
+        wait_ready(c)
         yield c
 
 

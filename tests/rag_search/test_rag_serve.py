@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import logging
-import time
 
 import pytest
 from fastapi.testclient import TestClient
 
+from infra.serving.testing import wait_ready
 from systems.rag_search.serve import MAX_QUESTION_CHARS, build_app
 
 
 @pytest.fixture(scope="module")
 def client(world):
     with TestClient(build_app(pipeline=world.pipeline)) as c:
-        for _ in range(100):
-            if c.get("/readyz").status_code == 200:
-                break
-            time.sleep(0.05)
+        wait_ready(c)
         yield c
 
 

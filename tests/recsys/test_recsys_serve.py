@@ -1,11 +1,10 @@
 """Serving tests: /recommend end to end on the small pipeline — known, unknown, degraded, bad input."""
 
-import time
-
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from infra.serving.testing import wait_ready
 from systems.recsys_two_tower import data
 from systems.recsys_two_tower.features.definitions import HISTORY_COLS
 
@@ -15,11 +14,7 @@ def client(recsys_env):
     from systems.recsys_two_tower.serve import build_app
 
     with TestClient(build_app()) as c:
-        for _ in range(600):
-            if c.get("/readyz").status_code == 200:
-                break
-            time.sleep(0.05)
-        assert c.get("/readyz").status_code == 200, c.get("/readyz").json()
+        wait_ready(c)
         yield c
 
 
@@ -119,8 +114,7 @@ def test_redis_online_store_serves_the_same(recsys_env, redis_url, monkeypatch, 
 
     uid = _known_user(recsys_env)
     with TestClient(build_app()) as c:
-        while c.get("/readyz").status_code != 200:
-            time.sleep(0.05)
+        wait_ready(c)
         want = c.post("/recommend", json={"user_id": uid, "k": 20}).json()["items"]
 
     redis_dir = recsys_env.data_dir / f"redis_{unique_name}"
@@ -136,9 +130,7 @@ def test_redis_online_store_serves_the_same(recsys_env, redis_url, monkeypatch, 
     shutil.rmtree(wd / "feature_repo")
     build_features(data.load(wd), wd, "small")
     with TestClient(build_app()) as c:
-        while (ready := c.get("/readyz")).status_code != 200:
-            if ready.json()["message"] != "loading models and indexes":
-                pytest.fail(ready.json()["message"])
+        wait_ready(c)
         res = c.app.state.resources
         assert res["features"].repo.online_store == "redis"
         got = c.post("/recommend", json={"user_id": uid, "k": 20}).json()
