@@ -211,28 +211,35 @@ class Server:
         self._log.close()
 
 
-def run_locust(
-    locustfile: Path, url: str, users: int, duration_s: int, csv_prefix: Path, env: dict[str, str]
-) -> subprocess.CompletedProcess:
+def start_locust(
+    locustfile: Path, url: str, users: int, duration_s: int, csv_prefix: Path, env: dict[str, str], log: Path
+) -> subprocess.Popen:
     cmd = [
         sys.executable, "-m", "locust", "-f", str(locustfile), "--headless",
         "-u", str(users), "-r", str(users), "-t", f"{duration_s}s", "--host", url,
         "--csv", str(csv_prefix), "--csv-full-history", "--only-summary",
         "--stop-timeout", "5", "--exit-code-on-error", "0", "--loglevel", "WARNING",
     ]  # fmt: skip
-    return subprocess.run(
-        cmd, env={**os.environ, **env}, cwd=REPO_ROOT, capture_output=True, text=True, timeout=duration_s + 90
-    )
+    with log.open("w") as out:
+        return subprocess.Popen(
+            cmd, env={**os.environ, **env}, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT
+        )
 
 
-def _progress_sleep(seconds: float, label: str, proc: subprocess.Popen) -> None:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+def wait_with_progress(proc: subprocess.Popen, seconds: int, label: str, grace_s: float = 90.0) -> None:
+    """Show a bar while proc runs; kill it if it outlives seconds + grace_s (the run is bounded)."""
+    from rich.progress import Progress
 
-    with Progress(TextColumn(label), BarColumn(), TimeRemainingColumn(), transient=True) as bar:
+    with Progress(transient=True) as bar:
         task = bar.add_task(label, total=seconds)
         t0 = time.monotonic()
         while proc.poll() is None:
-            bar.update(task, completed=min(seconds, time.monotonic() - t0))
+            elapsed = time.monotonic() - t0
+            if elapsed > seconds + grace_s:
+                proc.kill()
+                proc.wait()
+                raise TimeoutError(f"{label} still running {elapsed:.0f} s after a {seconds} s run; killed")
+            bar.update(task, completed=min(seconds, elapsed))
             time.sleep(0.5)
 
 
@@ -274,29 +281,16 @@ def run_bench(
             server.wait_ready(spec.ready_timeout_s)
         console.print(f"server ready in {time.monotonic() - t0:.1f} s at {server.url}")
         httpx.post(f"{server.url}/stats/reset", timeout=5)
-        csv_prefix = out / "locust"
-        cmd_env = {**env}
-        proc_holder: dict[str, Any] = {}
-
-        import threading
-
-        def _run() -> None:
-            proc_holder["result"] = run_locust(
-                REPO_ROOT / spec.locustfile, server.url, n_users, duration, csv_prefix, cmd_env
-            )
-
-        th = threading.Thread(target=_run)
-        th.start()
-        from rich.progress import Progress
-
-        with Progress(transient=True) as bar:
-            task = bar.add_task(f"locust: {n_users} users", total=duration)
-            t0 = time.monotonic()
-            while th.is_alive():
-                bar.update(task, completed=min(duration, time.monotonic() - t0))
-                th.join(0.5)
-        result: subprocess.CompletedProcess = proc_holder["result"]
-        (out / "locust.log").write_text(result.stdout + result.stderr)
+        locust = start_locust(
+            REPO_ROOT / spec.locustfile,
+            server.url,
+            n_users,
+            duration,
+            out / "locust",
+            env,
+            out / "locust.log",
+        )
+        wait_with_progress(locust, duration, f"locust: {n_users} users")
         stages = httpx.get(f"{server.url}/stats", timeout=10).json()
         if server.proc is not None and server.proc.poll() is not None:
             raise RuntimeError(f"server died during the run:\n{server.log_tail()}")

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -109,7 +110,7 @@ def step_index(scale: str, eval_users: int) -> dict:
     model = train.load_model(wd / "model")
     users, _, _ = evaluate.eval_users(feed, eval_users, get_settings().seed)
     queries = evaluate.user_vectors(
-        model, repo, users, feed.split_ts - 1, __import__("numpy").load(wd / "model" / "seen_videos.npy")
+        model, repo, users, feed.split_ts - 1, np.load(wd / "model" / "seen_videos.npy")
     )
     nlists = (64, 256) if feed.config.n_videos < 100_000 else (1024, 2048)
     summary = index.run_index(model, feed, repo, wd, queries, nlists)

@@ -19,9 +19,10 @@ from torch import nn
 
 from systems.recsys_two_tower.data import Feed
 from systems.recsys_two_tower.evaluate import _exclude, eval_users, ndcg_at_k, recall_at_k, user_vectors
+from systems.recsys_two_tower.features.definitions import USER_COLS
 from systems.recsys_two_tower.features.transform import user_inputs, video_inputs
 from systems.recsys_two_tower.model import USER_DENSE, VIDEO_DENSE, TwoTower
-from systems.recsys_two_tower.train import USER_COLS, TrainingSet
+from systems.recsys_two_tower.train import TrainingSet
 
 RERANK_DEPTH = 200
 

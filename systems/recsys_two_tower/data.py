@@ -69,7 +69,7 @@ class Feed:
         return self.user_pref[user_ids][:, cluster] * within[None, :]
 
 
-def generate(config: FeedConfig, progress: bool = False) -> Feed:
+def generate(config: FeedConfig) -> Feed:
     """Draw users, videos and watch events from the generating model (deterministic for a seed)."""
     rng = np.random.default_rng(config.seed)
     n_v, n_u = config.n_videos, config.n_users

@@ -13,9 +13,9 @@ import pandas as pd
 import torch
 
 from systems.recsys_two_tower.data import DAY, Feed
+from systems.recsys_two_tower.features.definitions import USER_COLS
 from systems.recsys_two_tower.features.transform import user_inputs
 from systems.recsys_two_tower.model import TwoTower
-from systems.recsys_two_tower.train import USER_COLS
 
 KS = (10, 100)
 

@@ -7,6 +7,7 @@ Each stage is timed into Server-Timing, /metrics and /stats.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
@@ -16,8 +17,8 @@ from fastapi import Depends, FastAPI
 from pydantic import BaseModel, Field
 
 from infra.config import get_settings
-from infra.serving import Resources, create_app, require_ready, stage
-from systems.recsys_two_tower.features.definitions import HISTORY_COLS
+from infra.serving import Resources, create_app, current_timings, require_ready, stage
+from systems.recsys_two_tower.features.definitions import HISTORY_COLS, USER_COLS
 from systems.recsys_two_tower.features.transform import user_inputs
 from systems.recsys_two_tower.model import TowerConfig
 
@@ -77,8 +78,6 @@ def load_resources(res: Resources) -> None:
     scale = os.environ.get("MLSD_SCALE", get_settings().scale)
     wd = workdir(scale)
     ref, model_dir = Registry().load("recsys_two_tower", CHAMPION, dst=wd / "serving_model")
-    import json
-
     meta = json.loads((model_dir / "config.json").read_text())
     res["cfg"] = TowerConfig(**meta["tower"])
     res["session"] = make_session(model_dir / "user_tower.onnx", threads=1)
@@ -98,8 +97,6 @@ def load_resources(res: Resources) -> None:
 
 
 def recommend_for(res: Resources, req: RecommendRequest) -> dict[str, Any]:
-    from infra.serving import current_timings
-
     cfg: TowerConfig = res["cfg"]
     with stage("features"):
         cols = res["features"].read(req.user_id)
@@ -111,8 +108,7 @@ def recommend_for(res: Resources, req: RecommendRequest) -> dict[str, Any]:
             items = [{"video_id": int(v), "score": 0.0} for v in ids]
         return {"items": items, "cold_start": True, "degraded": False}
     if degraded:  # the same defaults training used for a user without a snapshot
-        cols = {"user_id": [req.user_id], "watches_7d": [None], "watches_30d": [None],
-                "mean_completion_30d": [None]} | {c: [None] for c in cols_needed()}  # fmt: skip
+        cols = {"user_id": [req.user_id]} | {c: [None] for c in USER_COLS}
     with stage("transform"):
         bucket, dense, history = user_inputs(cols, cfg, res["seen_videos"])
     with stage("model"):
@@ -136,20 +132,12 @@ def recommend_for(res: Resources, req: RecommendRequest) -> dict[str, Any]:
     return {"items": items, "cold_start": False, "degraded": degraded}
 
 
-def cols_needed() -> list[str]:
-    from systems.recsys_two_tower.features.definitions import TOPIC_COLS
-
-    return [*TOPIC_COLS, *HISTORY_COLS]
-
-
 def build_app() -> FastAPI:
     """The app factory uvicorn calls (`--factory`)."""
     app = create_app("recsys", load=load_resources, title="mlsd recsys: two-tower video recommendations")
 
     @app.post("/recommend", response_model=RecommendResponse)
     async def recommend(req: RecommendRequest, res: Resources = Depends(require_ready)) -> dict[str, Any]:
-        from infra.serving import current_timings
-
         out = recommend_for(res, req)
         timings = current_timings()
         stages = {k: round(v, 3) for k, v in (timings.stages.items() if timings else [])}

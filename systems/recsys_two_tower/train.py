@@ -17,11 +17,9 @@ import pandas as pd
 import torch
 
 from systems.recsys_two_tower.data import Feed
-from systems.recsys_two_tower.features.definitions import HISTORY_COLS, TOPIC_COLS
+from systems.recsys_two_tower.features.definitions import USER_COLS
 from systems.recsys_two_tower.features.transform import user_inputs, video_inputs
 from systems.recsys_two_tower.model import TowerConfig, TwoTower, TwoTowerLoss
-
-USER_COLS = ["watches_7d", "watches_30d", "mean_completion_30d", *TOPIC_COLS, *HISTORY_COLS]
 
 
 @dataclass

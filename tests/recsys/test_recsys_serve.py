@@ -85,10 +85,10 @@ def test_online_path_matches_offline_inputs(recsys_env) -> None:
     """Skew guard: the tower inputs the server builds from an online read equal the offline ones."""
     import pandas as pd
 
+    from systems.recsys_two_tower.features.definitions import USER_COLS
     from systems.recsys_two_tower.features.repo import feature_repo
     from systems.recsys_two_tower.features.transform import user_inputs
     from systems.recsys_two_tower.model import TowerConfig
-    from systems.recsys_two_tower.train import USER_COLS
 
     repo = feature_repo(recsys_env.workdir, "small")
     cfg = TowerConfig()

@@ -16,6 +16,7 @@ HISTORY_LEN = 20
 TOPIC_COLS = [f"topic_share_{j}" for j in range(N_TOPICS)]  # share of the last 30 days' watches per topic
 HISTORY_COLS = [f"history_{j}" for j in range(HISTORY_LEN)]  # last watches, newest first, -1 = none
 CONTENT_COLS = [f"content_{j}" for j in range(CONTENT_DIM)]  # the content encoder's vector
+USER_COLS = ["watches_7d", "watches_30d", "mean_completion_30d", *TOPIC_COLS, *HISTORY_COLS]  # user_stats
 
 
 def build(offline_dir: Path) -> dict[str, object]:
