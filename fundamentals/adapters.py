@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from fundamentals.attention import CausalSelfAttention
-from infra.cli import OneLineParser
+from infra.steps import OneLineParser
 
 CACHE = Path(".mlsd/fundamentals/adapters_pretrained.pt")
 

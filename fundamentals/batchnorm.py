@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from infra.cli import OneLineParser
+from infra.steps import OneLineParser
 
 NORMS = ("batch", "layer", "group")
 

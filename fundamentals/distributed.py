@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from infra.cli import OneLineParser
+from infra.steps import OneLineParser
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

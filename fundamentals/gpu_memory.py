@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from fundamentals.attention import CausalSelfAttention
-from infra.cli import OneLineParser
+from infra.steps import OneLineParser
 
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1, "int4": 0.5}
 

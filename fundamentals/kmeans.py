@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from infra.cli import OneLineParser
+from infra.steps import OneLineParser
 
 
 @dataclass

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from infra.cli import OneLineParser
+from infra.steps import OneLineParser
 
 
 def make_data(n: int, seed: int, d_in: int = 256, n_classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:

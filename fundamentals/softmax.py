@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from infra.cli import OneLineParser
+from infra.steps import OneLineParser
 
 
 def naive_softmax_np(x: np.ndarray, axis: int = -1) -> np.ndarray:

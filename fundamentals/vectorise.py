@@ -16,7 +16,7 @@ from collections import deque
 import numpy as np
 import pandas as pd
 
-from infra.cli import OneLineParser
+from infra.steps import OneLineParser
 
 SESSION_GAP_S = 30 * 60
 WINDOW_S = 60 * 60

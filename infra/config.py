@@ -8,7 +8,11 @@
 | MLFLOW_TRACKING_URI    | sqlite:///<data dir>/mlflow.db           | MLflow backend store                      |
 | MLSD_DEVICE            | cuda when available, else cpu            | torch device                              |
 | MLSD_SEED              | 0                                        | seed for every generator and model        |
-| MLSD_SCALE             | small                                    | data scale: small, medium or large        |
+| MLSD_SCALE             | small                                    | data scale: small, medium, large, xlarge  |
+
+Each system adds its own settings under one prefix (MLSD_RECSYS_, MLSD_CTR_, MLSD_FRAUD_, MLSD_RAG_) in its
+config.py; `mlsd` checks every MLSD_* variable in the environment against all of them (`check_environment`),
+so a typo or a malformed value is one line and exit 2, not a setting silently ignored.
 """
 
 from __future__ import annotations
@@ -18,12 +22,22 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SCALES = ("small", "medium", "large")
-Scale = Literal["small", "medium", "large"]
+SCALES = ("small", "medium", "large", "xlarge")
+Scale = Literal["small", "medium", "large", "xlarge"]
+
+# Variables read outside any settings class: the test suite's and CI's switches.
+TEST_ENV = {
+    "MLSD_REQUIRE_SERVICES": "1 in CI: a test whose service (Redis, PostgreSQL) is missing fails instead of skipping",
+    "MLSD_POSTGRES_URL": "PostgreSQL for the tests marked postgres (default postgresql://postgres@127.0.0.1:5432/postgres)",
+}
+
+
+class ServiceUnavailable(RuntimeError):
+    """A service a step or server needs is down; the message says what to start or which setting to change."""
 
 # Feast phones home unless told not to; set before any feast import.
 os.environ.setdefault("FEAST_USAGE", "False")
@@ -44,22 +58,32 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="MLSD_", extra="ignore")
 
-    data_dir: Path = REPO_ROOT / ".mlsd"
-    online_store: Literal["sqlite", "redis"] = "sqlite"
+    data_dir: Path = Field(REPO_ROOT / ".mlsd", description="generated data, models, indexes, run outputs")
+    online_store: Literal["sqlite", "redis"] = Field("sqlite", description="Feast online store")
     redis_url: str = Field(
-        "redis://127.0.0.1:6379/0", validation_alias=AliasChoices("REDIS_URL", "MLSD_REDIS_URL")
+        "redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("REDIS_URL", "MLSD_REDIS_URL"),
+        description="Redis for the online store and streaming state",
     )
     mlflow_tracking_uri: str | None = Field(
-        None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "MLSD_MLFLOW_TRACKING_URI")
+        None,
+        validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "MLSD_MLFLOW_TRACKING_URI"),
+        description="MLflow backend (default sqlite:///<data dir>/mlflow.db)",
     )
-    device: str = Field(default_factory=_default_device)
-    seed: int = 0
-    scale: Scale = "small"
+    device: str = Field(default_factory=_default_device, description="torch device (cuda when available)")
+    seed: int = Field(0, description="seed for every generator and model")
+    scale: Scale = Field("small", description="data scale for steps (bench picks its own default)")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="level of mlsd.* logs")
 
     @field_validator("online_store", mode="before")
     @classmethod
     def _lower(cls, v: str) -> str:
         return v.lower() if isinstance(v, str) else v
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, v: str) -> str:
+        return v.upper() if isinstance(v, str) else v
 
     @property
     def tracking_uri(self) -> str:
@@ -77,7 +101,37 @@ def get_settings() -> Settings:
     return Settings()
 
 
-def settings_error(exc: Exception) -> str:
+def env_names(settings: type[BaseSettings]) -> dict[str, str]:
+    """The MLSD_* variables a settings class reads, each with its description (for checks and the README)."""
+    prefix = settings.model_config.get("env_prefix", "")
+    out = {}
+    for name, f in settings.model_fields.items():
+        alias = f.validation_alias
+        names = list(alias.choices) if isinstance(alias, AliasChoices) else [f"{prefix}{name}".upper()]
+        for env in names:
+            if isinstance(env, str) and env.startswith("MLSD_"):
+                out[env] = f.description or ""
+    return out
+
+
+def check_environment(settings_classes: list[type[BaseSettings]]) -> None:
+    """Every MLSD_* variable set must be one some class reads, and every class must validate.
+
+    Raises ValueError with one line naming the variable: unknown, or a value that does not validate."""
+    known = set(TEST_ENV)
+    for cls in settings_classes:
+        known |= set(env_names(cls))
+    unknown = sorted(k for k in os.environ if k.startswith("MLSD_") and k not in known)
+    if unknown:
+        raise ValueError(f"unknown setting {', '.join(unknown)} (the README lists every MLSD_* variable)")
+    for cls in settings_classes:
+        try:
+            cls()
+        except ValidationError as exc:
+            raise ValueError(settings_error(exc, cls.model_config.get("env_prefix", "MLSD_"))) from None
+
+
+def settings_error(exc: Exception, prefix: str = "MLSD_") -> str:
     """One line naming the env var that is wrong, for CLI output."""
     errors = getattr(exc, "errors", lambda: [])()
     if not errors:
@@ -85,6 +139,6 @@ def settings_error(exc: Exception) -> str:
     parts = []
     for err in errors:
         field = ".".join(str(x) for x in err.get("loc", ()))
-        env = "MLSD_" + field.upper() if field else "environment"
+        env = (prefix + field).upper() if field else "environment"
         parts.append(f"{env}: {err.get('msg')} (got {err.get('input')!r})")
     return "; ".join(parts)

@@ -25,8 +25,14 @@ class BenchSpec:
 
 @dataclass(frozen=True)
 class SystemSpec:
+    """A system as `mlsd` sees it, declared in the package's __init__.py (kept light: `mlsd list` imports it).
+
+    The package also has `pipeline.py` with STEPS (a list of `infra.steps.Step`, in pipeline order) and
+    `config.py` with SETTINGS (a pydantic-settings class with the system's own MLSD_<NAME>_ prefix); the
+    `mlsd` command imports them only when it runs a step. A test checks `steps` against STEPS."""
+
     name: str  # the CLI name: `mlsd <name> <step>`
     package: str  # "systems.recsys_two_tower"
     question: str  # the interview question it answers
-    steps: tuple[str, ...]  # steps its cli.main accepts as first argument
+    steps: tuple[str, ...]  # the names of pipeline.STEPS, in order (plus `all`)
     status: str = "in progress"

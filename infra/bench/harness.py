@@ -23,7 +23,9 @@ from typing import Any
 
 import httpx
 
+
 from infra.config import REPO_ROOT
+from infra.steps import OneLineParser
 from infra.system import BenchSpec
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
@@ -442,8 +444,6 @@ FLOOR_SPEC = BenchSpec(
 
 def floor_main(argv: list[str]) -> int:
     """`mlsd bench floor`: the harness on its own demo route (tests the harness, not a system)."""
-    from infra.cli import OneLineParser
-
     p = OneLineParser(prog="mlsd bench floor", description=floor_main.__doc__)
     p.add_argument("--duration", type=int, default=FLOOR_SPEC.duration_s, help="seconds of load")
     p.add_argument("--rate", type=float, default=FLOOR_SPEC.rate, help="req/s on /demo")

@@ -6,26 +6,23 @@ The harness passes the target rates through the environment; a locustfile import
 
 from __future__ import annotations
 
-import os
-
 from locust import FastHttpUser, constant_throughput, task
 
+from infra.bench.settings import BenchSettings
 
-def _env_float(name: str, default: float) -> float:
-    return float(os.environ.get(name, default))
+BENCH = BenchSettings()
 
 
 def system_wait_time():  # noqa: ANN201 — locust's wait-time callable
     """constant_throughput so that (users - 1) system users together send MLSD_BENCH_RATE requests/s."""
-    users = max(1, int(_env_float("MLSD_BENCH_USERS", 4)) - 1)
-    return constant_throughput(_env_float("MLSD_BENCH_RATE", 100.0) / users)
+    return constant_throughput(BENCH.rate / max(1, BENCH.users - 1))
 
 
 class FloorUser(FastHttpUser):
     """One user on the empty /floor route: the latency the stack costs with no work at all."""
 
     fixed_count = 1
-    wait_time = constant_throughput(_env_float("MLSD_BENCH_FLOOR_RATE", 20.0))
+    wait_time = constant_throughput(BENCH.floor_rate)
 
     @task
     def floor(self) -> None:

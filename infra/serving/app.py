@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,8 +22,10 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from infra.logs import configure_logging
 from infra.serving.timing import RequestTimings, StageStats, _current
 
+T = TypeVar("T")
 log = logging.getLogger("mlsd.serving")
 access_log = logging.getLogger("mlsd.access")
 
@@ -32,32 +33,19 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0
 INTERNAL_ROUTES = {"/healthz", "/readyz", "/metrics", "/stats", "/stats/reset"}
 
 
-class Resources:
-    """What `load` puts in place (models, indexes, stores); handlers read it after /readyz is true."""
+class AppState(Generic[T]):
+    """The app's loading state and, once `load()` has returned, the system's typed resources."""
 
     def __init__(self) -> None:
         self.ready = False
         self.error: str | None = None
-        self.items: dict[str, Any] = {}
+        self.resources: T | None = None
 
-    def __getitem__(self, key: str) -> Any:
-        return self.items[key]
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.items[key] = value
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.items.get(key, default)
-
-
-def _configure_access_log() -> None:
-    if access_log.handlers:
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    access_log.addHandler(handler)
-    access_log.setLevel(logging.INFO)
-    access_log.propagate = False
+    def get(self) -> T:
+        """The resources, or HTTP 503 while loading (or when loading failed, with the reason)."""
+        if not self.ready or self.resources is None:
+            raise HTTPException(status_code=503, detail=self.error or "still loading; poll /readyz")
+        return self.resources
 
 
 def error_body(kind: str, message: str, fields: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -161,21 +149,22 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 def create_app(
     name: str,
-    load: Callable[[Resources], None] | None = None,
+    load: Callable[[], Any] | None = None,
     *,
     title: str | None = None,
     access_log_enabled: bool = True,
     load_in_background: bool = True,
 ) -> FastAPI:
-    """An app with the mlsd endpoints; `load(resources)` fills resources and marks the app ready."""
-    _configure_access_log()
-    resources = Resources()
+    """An app with the mlsd endpoints; `load()` returns the system's resources (a typed object) and the app
+    turns ready. Handlers take them with a dependency: `res: Annotated[MyResources, Depends(require_ready)]`.
+    A resources object with a `close()` method is closed at shutdown."""
+    configure_logging()
+    resources: AppState[Any] = AppState()
 
     def _run_load() -> None:
         t0 = time.perf_counter()
         try:
-            if load is not None:
-                load(resources)
+            resources.resources = load() if load is not None else object()
             resources.ready = True
             log.info("%s ready in %.1f s", name, time.perf_counter() - t0)
         except Exception as exc:  # shown on /readyz, never as a crash loop
@@ -191,7 +180,7 @@ def create_app(
         else:
             _run_load()
         yield
-        closer = resources.get("close")
+        closer = getattr(resources.resources, "close", None)
         if callable(closer):
             closer()
 
@@ -252,12 +241,6 @@ def create_app(
     return app
 
 
-def require_ready(request: Request) -> Resources:
+def require_ready(request: Request) -> Any:
     """FastAPI dependency: the app's resources, or 503 while it is still loading."""
-    resources: Resources = request.app.state.resources
-    if not resources.ready:
-        raise HTTPException(status_code=503, detail=resources.error or "still loading; poll /readyz")
-    return resources
-
-
-__all__ = ["create_app", "require_ready", "Resources", "error_body", "HTTPException"]
+    return request.app.state.resources.get()

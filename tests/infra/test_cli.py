@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from infra import cli
-from infra.cli import discover_systems, main
+from mlsd.cli import discover_systems, main
 from infra.system import SystemSpec
 
 
@@ -38,7 +38,7 @@ def test_every_registered_system_names_a_cli_with_main() -> None:
 
 def test_bad_flag_is_one_line_exit_2() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "infra.cli", "bench", "floor", "--duration", "0"],
+        [sys.executable, "-m", "mlsd.cli", "bench", "floor", "--duration", "0"],
         capture_output=True,
         text=True,
     )
@@ -61,13 +61,13 @@ def test_entry_point_installed() -> None:
 
 def test_bad_scale_flag_and_env_are_one_line_exit_2() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "infra.cli", "recsys", "data", "--scale", "huge"],
+        [sys.executable, "-m", "mlsd.cli", "recsys", "data", "--scale", "huge"],
         capture_output=True,
         text=True,
     )
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "'huge'" in proc.stderr
     env = {**__import__("os").environ, "MLSD_SCALE": "huge"}
     proc = subprocess.run(
-        [sys.executable, "-m", "infra.cli", "recsys", "data"], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "mlsd.cli", "recsys", "data"], capture_output=True, text=True, env=env
     )
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "MLSD_SCALE" in proc.stderr

@@ -6,7 +6,15 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, Field
 
-from infra.serving import Resources, create_app, require_ready, stage
+from dataclasses import dataclass
+from typing import Annotated
+
+from infra.serving import create_app, require_ready, stage
+
+
+@dataclass
+class ToyResources:
+    multiplier: int
 
 
 class Ask(BaseModel):
@@ -20,11 +28,11 @@ def make_app(load=None, **kw):
     from fastapi import Depends
 
     @app.post("/work")
-    def work(req: Ask, res: Resources = Depends(require_ready)) -> dict:
+    def work(req: Ask, res: Annotated[ToyResources, Depends(require_ready)]) -> dict:
         with stage("features"):
             time.sleep(0.002)
         with stage("model"):
-            out = res["multiplier"] * req.k
+            out = res.multiplier * req.k
         return {"out": out}
 
     @app.get("/boom")
@@ -34,17 +42,17 @@ def make_app(load=None, **kw):
     return app
 
 
-def _load(res: Resources) -> None:
-    res["multiplier"] = 3
+def _load() -> ToyResources:
+    return ToyResources(multiplier=3)
 
 
 def test_ready_only_after_load() -> None:
     gate = {"go": False}
 
-    def slow_load(res: Resources) -> None:
+    def slow_load() -> ToyResources:
         while not gate["go"]:
             time.sleep(0.01)
-        _load(res)
+        return _load()
 
     with TestClient(make_app(slow_load)) as client:
         assert client.get("/healthz").status_code == 200
@@ -61,7 +69,7 @@ def test_ready_only_after_load() -> None:
 
 
 def test_failed_load_is_reported_on_readyz() -> None:
-    def bad(_res: Resources) -> None:
+    def bad() -> ToyResources:
         raise FileNotFoundError("index.faiss missing; run `mlsd recsys index`")
 
     with TestClient(make_app(bad, load_in_background=False)) as client:

@@ -12,7 +12,7 @@ from infra.config import REPO_ROOT, get_settings
 
 
 def _run(*args: str, timeout: int = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "infra.cli", "rag", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "mlsd.cli", "rag", *args], capture_output=True, text=True,
                           cwd=REPO_ROOT, timeout=timeout)  # fmt: skip
 
 
@@ -35,7 +35,7 @@ def test_bad_cli_input_is_one_line_and_exit_2(args) -> None:
 
 def test_the_system_is_listed() -> None:
     r = subprocess.run(
-        [sys.executable, "-m", "infra.cli", "list"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=60
+        [sys.executable, "-m", "mlsd.cli", "list"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=60
     )
     assert r.returncode == 0 and "rag" in r.stdout
 

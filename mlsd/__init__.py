@@ -1,0 +1,1 @@
+"""The `mlsd` command: the composition root above infra/, systems/ and fundamentals/."""

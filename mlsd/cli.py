@@ -1,0 +1,116 @@
+"""`mlsd` — the command line for every system, and the one module that knows them all (the composition root).
+
+mlsd list                            systems, their questions and steps
+mlsd <system> <step> [flags]         run one step (and whatever it needs that is missing); --help per step
+mlsd <system> all [--scale small]    every build step in order (data ... eval)
+mlsd bench <system>                  same as `mlsd <system> bench`; `mlsd bench floor` tests the harness alone
+mlsd fundamentals <topic>            the coding-round answers
+
+Layers: infra/ is the bottom (imports nothing above it); systems/ and fundamentals/ import infra; this module
+imports them all. System packages are imported lazily: `mlsd list` reads only their __init__.py.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+import systems
+from fundamentals.cli import main as fundamentals_main
+from infra.bench.harness import floor_main
+from infra.bench.settings import BenchSettings
+from infra.config import Settings, check_environment
+from infra.console import print_rows
+from infra.logs import configure_logging
+from infra.steps import StepConfig, run_cli
+from infra.system import SystemSpec
+
+
+class CliError(Exception):
+    """A user mistake on the command line: printed as one line, exit code 2."""
+
+
+def discover_systems() -> dict[str, SystemSpec]:
+    """Every package under systems/ that defines SYSTEM = SystemSpec(...)."""
+    found: dict[str, SystemSpec] = {}
+    for mod in pkgutil.iter_modules(systems.__path__):
+        if not mod.ispkg:
+            continue
+        spec = getattr(importlib.import_module(f"systems.{mod.name}"), "SYSTEM", None)
+        if isinstance(spec, SystemSpec):
+            found[spec.name] = spec
+    return dict(sorted(found.items()))
+
+
+def settings_classes(found: dict[str, SystemSpec]) -> list[type]:
+    """The shared settings and each system's own (its config.SETTINGS), for the environment check."""
+    classes: list[type] = [Settings]
+    for spec in found.values():
+        cls = getattr(importlib.import_module(f"{spec.package}.config"), "SETTINGS", None)
+        if cls is not None:
+            classes.append(cls)
+    return [*classes, BenchSettings]
+
+
+def print_list(found: dict[str, SystemSpec]) -> None:
+    rows = [(s.name, s.question, ", ".join(s.steps), s.status) for s in found.values()]
+    rows.append(("floor", "the bench harness on an empty route (self-test)", "bench", "ready"))
+    rows.append(("fundamentals", "coding-round answers", "mlsd fundamentals --help", ""))
+    print_rows("mlsd systems", ("system", "question", "steps", "status"), rows)
+
+
+def run_system_step(spec: SystemSpec, argv: list[str]) -> int:
+    """Import the system's pipeline (its heavy imports happen here, not at `mlsd list`) and run the step."""
+    pipeline = importlib.import_module(f"{spec.package}.pipeline")
+    return run_cli(spec.name, pipeline.STEPS, argv, getattr(pipeline, "ALL_CONFIG", StepConfig))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        found = discover_systems()
+        check_environment(settings_classes(found))
+        configure_logging()
+        return _dispatch(argv, found)
+    except CliError as exc:
+        sys.stderr.write(f"mlsd: {exc}\n")
+        return 2
+    except ValueError as exc:  # check_environment: an unknown or malformed MLSD_* variable
+        sys.stderr.write(f"mlsd: bad setting: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("mlsd: interrupted\n")
+        return 130
+
+
+def _dispatch(argv: list[str], found: dict[str, SystemSpec]) -> int:
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(__doc__.strip())
+        return 0
+    names = ", ".join([*found, "floor"])
+    head, rest = argv[0], argv[1:]
+    if head == "list":
+        print_list(found)
+        return 0
+    if head == "fundamentals":
+        return int(fundamentals_main(rest) or 0)
+    if head == "bench":
+        if not rest:
+            raise CliError(f"usage: mlsd bench <system>; systems: {names}")
+        target, rest = rest[0], rest[1:]
+        if target == "floor":
+            return floor_main(rest)
+        if target not in found:
+            raise CliError(f"unknown system '{target}'; systems: {names}")
+        return run_system_step(found[target], ["bench", *rest])
+    if head not in found:
+        raise CliError(f"unknown system '{head}'; systems: {names} (see `mlsd list`)")
+    if not rest:
+        raise CliError(f"usage: mlsd {head} <step>; steps: {', '.join(found[head].steps)}")
+    return run_system_step(found[head], rest)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
