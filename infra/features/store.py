@@ -23,10 +23,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
-from infra.config import get_settings  # noqa: E402
+from infra.config import ServiceUnavailable, get_settings  # noqa: E402
 
 
-class OnlineStoreUnavailable(RuntimeError):
+class OnlineStoreUnavailable(ServiceUnavailable):
     """The online store could not be reached; the message says how to start it or switch stores."""
 
 
