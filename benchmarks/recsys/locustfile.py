@@ -1,15 +1,14 @@
 """Load for `mlsd bench recsys`: Zipf-distributed known users plus ~5% unknown ones, beside the floor."""
 
-import os
-
 import numpy as np
 from locust import FastHttpUser, task
 
 from infra.bench.users import FloorUser, system_wait_time
+from systems.recsys_two_tower.config import SETTINGS
 
 __all__ = ["FloorUser", "RecommendUser"]
 
-N_USERS = int(os.environ.get("MLSD_RECSYS_USERS", "20000"))
+N_USERS = SETTINGS().users  # MLSD_RECSYS_USERS, set by `mlsd recsys bench` to the feed's user count
 UNKNOWN_SHARE = 0.05
 
 

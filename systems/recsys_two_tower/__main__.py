@@ -1,5 +1,7 @@
+"""`python -m systems.recsys_two_tower <step> [flags]` is `mlsd recsys <step> [flags]`."""
+
 import sys
 
-from systems.recsys_two_tower.cli import main
+from mlsd.cli import main
 
-raise SystemExit(main(sys.argv[1:]))
+raise SystemExit(main(["recsys", *sys.argv[1:]]))

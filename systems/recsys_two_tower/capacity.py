@@ -1,31 +1,19 @@
 """`mlsd recsys capacity`: the back-of-envelope for 100M users, as arithmetic you can re-run with other inputs.
 
-Measured inputs (server CPU ms per request, index bytes) come from this repo's own bench report and
-index when they exist; the rest are stated assumptions, printed beside the results.
+The measured input (server time per request) comes from this repo's own bench report when it exists; the
+rest are stated assumptions (CapacityConfig, each a flag), printed beside the results.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
-
-@dataclass
-class Assumptions:
-    users: float = 100e6
-    daily_active_share: float = 0.3
-    feed_requests_per_dau: float = 20.0
-    peak_to_mean: float = 3.0
-    videos: float = 50e6
-    dim: int = 64
-    user_feature_bytes: float = 400.0  # ~40 scalar features and 20 history ids, serialized
-    pq_bytes_per_vector: int = 16  # IVF-PQ m=16, 8 bits
-    cpu_ms_per_request: float | None = None  # measured: server-side total per request
+from systems.recsys_two_tower.config import CapacityConfig
 
 
-def capacity(a: Assumptions) -> list[tuple[str, str, str]]:
-    """(quantity, value, how) rows."""
+def capacity_rows(a: CapacityConfig, cpu_ms_per_request: float | None = None) -> list[tuple[str, str, str]]:
+    """(quantity, value, how) rows; cpu_ms_per_request is the bench's mean server time per request."""
     mean_qps = a.users * a.daily_active_share * a.feed_requests_per_dau / 86_400
     peak = mean_qps * a.peak_to_mean
     rows = [
@@ -56,19 +44,20 @@ def capacity(a: Assumptions) -> list[tuple[str, str, str]]:
             f"{a.pq_bytes_per_vector} B per vector: every replica holds the whole index in RAM",
         ),
     ]
-    if a.cpu_ms_per_request:
-        cores = peak * a.cpu_ms_per_request / 1000
+    if cpu_ms_per_request:
+        cores = peak * cpu_ms_per_request / 1000
         rows.append(
             (
                 "serving cores at peak",
                 f"{cores:,.0f}",
-                f"peak QPS x {a.cpu_ms_per_request:.2f} ms server time per request (mean, this repo's bench; one request at a time per core), before headroom",
+                f"peak QPS x {cpu_ms_per_request:.2f} ms server time per request (mean, this repo's bench; one request at a time per core), before headroom",
             )
         )
     return rows
 
 
 def measured_cpu_ms(report: Path) -> float | None:
+    """Mean server-side ms per /recommend request in a bench report.json (None when there is no report)."""
     if not report.exists():
         return None
     stages = json.loads(report.read_text()).get("stages", {}).get("/recommend", {})

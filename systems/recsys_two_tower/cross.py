@@ -10,6 +10,7 @@ path costs one user-tower pass plus an ANN lookup. So it is measured two ways: a
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -17,10 +18,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from systems.recsys_two_tower.data import Feed
-from systems.recsys_two_tower.evaluate import _exclude, eval_users, ndcg_at_k, recall_at_k, user_vectors
+from systems.recsys_two_tower.data import Feed, holdout_users
+from systems.recsys_two_tower.evaluate import drop_seen, ndcg_at_k, recall_at_k
 from systems.recsys_two_tower.features.definitions import USER_COLS
+from systems.recsys_two_tower.features.repo import RecsysFeatures
 from systems.recsys_two_tower.features.transform import user_inputs, video_inputs
+from systems.recsys_two_tower.index import user_vectors
 from systems.recsys_two_tower.model import USER_DENSE, VIDEO_DENSE, TwoTower
 from systems.recsys_two_tower.train import TrainingSet
 
@@ -87,24 +90,24 @@ def score_candidates(
 
 
 def run_cross_experiment(
-    towers: TwoTower, feed: Feed, repo, workdir, data: TrainingSet, catalog: pd.DataFrame,  # noqa: ANN001
-    users_full: int = 5, users_rerank: int = 300, seed: int = 0,
+    towers: TwoTower, feed: Feed, features: RecsysFeatures, root: Path, data: TrainingSet, catalog: pd.DataFrame,
+    users_full: int = 5, users_rerank: int = 300, steps: int = 400, seed: int = 0,
 ) -> dict:  # fmt: skip
     """Quality and cost of: two-tower ANN top-k, cross model over the full catalog, cross re-ranking ANN top 200."""
-    emb = np.load(workdir / "index" / "catalog_emb.npy")
-    seen = np.load(workdir / "model" / "seen_videos.npy")
+    emb = np.load(root / "index" / "catalog_emb.npy")
+    seen = np.load(root / "model" / "seen_videos.npy")
     vdense = video_inputs(catalog, towers.cfg, seen, feed.split_ts)[3]
     t0 = time.perf_counter()
-    cross = train_cross(towers, data, seed=seed)
+    cross = train_cross(towers, data, steps=steps, seed=seed)
     train_s = time.perf_counter() - t0
-    users, targets, seens = eval_users(feed, users_rerank, seed + 1)
+    users, targets, seens = holdout_users(feed, users_rerank, seed + 1)
     entity = pd.DataFrame(
         {"user_id": users, "event_timestamp": pd.Timestamp(feed.split_ts - 1, unit="s", tz="UTC")}
     )
-    frame = repo.historical(entity, repo.objects["user_serving"])
+    frame = features.repo.historical(entity, features.user_serving)
     udense = user_inputs({c: frame[c] for c in ["user_id", *USER_COLS]}, towers.cfg, seen)[1]
-    queries = user_vectors(towers, repo, users, feed.split_ts - 1, seen)
-    index = faiss.read_index(str(workdir / "index" / "serving.faiss"))
+    queries = user_vectors(towers, features, users, feed.split_ts - 1, seen)
+    index = faiss.read_index(str(root / "index" / "serving.faiss"))
     margin = max(len(s) for s in seens)
     t0 = time.perf_counter()
     _, cand = index.search(queries, RERANK_DEPTH + margin)
@@ -112,7 +115,7 @@ def run_cross_experiment(
     ann, reranked = [], []
     t0 = time.perf_counter()
     for i in range(len(users)):
-        c = _exclude(cand[i], seens[i], RERANK_DEPTH)
+        c = drop_seen(cand[i], seens[i], RERANK_DEPTH)
         c = c[c >= 0]
         ann.append(np.pad(c[:100], (0, 100 - len(c[:100])), constant_values=-1))
         s = score_candidates(cross, queries[i], udense[i], emb[c], vdense[c])

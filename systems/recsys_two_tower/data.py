@@ -21,30 +21,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from systems.recsys_two_tower.config import FeedConfig
+
 N_TOPICS, N_SUB = 16, 8
 N_CLUSTERS = N_TOPICS * N_SUB
 CONTENT_DIM = 8
 DAY = 86_400
 START_TS = 1_767_225_600  # 2026-01-01T00:00:00Z: the feed's first day
-
-
-@dataclass(frozen=True)
-class FeedConfig:
-    n_users: int
-    n_videos: int
-    events_per_user: float  # mean; the activity is heavy-tailed
-    days: int = 28
-    test_days: int = 4
-    zipf_a: float = 1.1  # popularity exponent
-    n_creators: int | None = None
-    seed: int = 0
-
-
-SCALES: dict[str, FeedConfig] = {
-    "small": FeedConfig(n_users=1_500, n_videos=6_000, events_per_user=40),
-    "medium": FeedConfig(n_users=20_000, n_videos=1_000_000, events_per_user=40),
-    "large": FeedConfig(n_users=200_000, n_videos=5_000_000, events_per_user=50),
-}
 
 
 @dataclass
@@ -155,6 +138,29 @@ def temporal_split(events: pd.DataFrame, split_ts: int) -> tuple[pd.DataFrame, p
     return events[events["ts"] < split_ts].copy(), events[events["ts"] >= split_ts].copy()
 
 
+def holdout_users(
+    feed: Feed, max_users: int, seed: int
+) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """Users with at least one new (unwatched in training) video in the test period, their targets and
+    their training watches (excluded from every ranking): who evaluation, the ANN sweep and the cross
+    experiment ask about."""
+    train = feed.events[feed.events["ts"] < feed.split_ts]
+    test = feed.events[feed.events["ts"] >= feed.split_ts]
+    seen = train.groupby("user_id")["video_id"].apply(lambda s: np.unique(s.to_numpy()))
+    target = test.groupby("user_id")["video_id"].apply(lambda s: np.unique(s.to_numpy()))
+    users, targets, seens = [], [], []
+    for uid, t in target.items():
+        s = seen.get(uid, np.empty(0, np.int64))
+        new = np.setdiff1d(t, s)
+        if len(new):
+            users.append(uid)
+            targets.append(new)
+            seens.append(s)
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(len(users), size=min(max_users, len(users)), replace=False))
+    return np.asarray(users)[pick], [targets[i] for i in pick], [seens[i] for i in pick]
+
+
 def save(feed: Feed, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     feed.videos.to_parquet(out / "videos.parquet")
@@ -166,8 +172,6 @@ def save(feed: Feed, out: Path) -> None:
 
 
 def load(out: Path) -> Feed:
-    if not (out / "events.parquet").exists():
-        raise FileNotFoundError(f"no generated data in {out}; run `mlsd recsys data` first")
     config = FeedConfig(**json.loads((out / "config.json").read_text()))
     return Feed(
         config,
@@ -215,12 +219,3 @@ def load_movielens(path: Path) -> pd.DataFrame:
     gap = events.groupby("user_id")["ts"].diff().fillna(np.inf)
     events["session_id"] = (np.cumsum(gap.to_numpy() > 1800) - 1).astype(np.int64)  # from 0
     return events
-
-
-def workdir(scale: str) -> Path:
-    """Where this scale's artifacts live: <data dir>/recsys/<scale>/."""
-    from infra.config import get_settings
-
-    path = get_settings().system_dir("recsys") / scale
-    path.mkdir(parents=True, exist_ok=True)
-    return path

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-import pandas as pd
-import torch
 
-from systems.recsys_two_tower.data import DAY, Feed
-from systems.recsys_two_tower.features.definitions import USER_COLS
-from systems.recsys_two_tower.features.transform import user_inputs
+from infra.console import markdown_table
+from systems.recsys_two_tower.data import DAY, Feed, holdout_users
+from systems.recsys_two_tower.features.repo import RecsysFeatures
+from systems.recsys_two_tower.index import exact_index, maybe_gpu, user_vectors
 from systems.recsys_two_tower.model import TwoTower
 
 KS = (10, 100)
@@ -36,50 +35,16 @@ def ndcg_at_k(recs: np.ndarray, targets: list[np.ndarray], k: int) -> float:
     return float(np.mean(scores))
 
 
-def eval_users(
-    feed: Feed, max_users: int, seed: int
-) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
-    """Users with at least one new (unwatched in training) video in the test period, their targets and
-    their training watches (excluded from every ranking)."""
-    train = feed.events[feed.events["ts"] < feed.split_ts]
-    test = feed.events[feed.events["ts"] >= feed.split_ts]
-    seen = train.groupby("user_id")["video_id"].apply(lambda s: np.unique(s.to_numpy()))
-    target = test.groupby("user_id")["video_id"].apply(lambda s: np.unique(s.to_numpy()))
-    users, targets, seens = [], [], []
-    for uid, t in target.items():
-        s = seen.get(uid, np.empty(0, np.int64))
-        new = np.setdiff1d(t, s)
-        if len(new):
-            users.append(uid)
-            targets.append(new)
-            seens.append(s)
-    rng = np.random.default_rng(seed)
-    pick = np.sort(rng.choice(len(users), size=min(max_users, len(users)), replace=False))
-    return np.asarray(users)[pick], [targets[i] for i in pick], [seens[i] for i in pick]
-
-
-def _exclude(candidates: np.ndarray, seen: np.ndarray, k: int) -> np.ndarray:
+def drop_seen(candidates: np.ndarray, seen: np.ndarray, k: int) -> np.ndarray:
+    """The first k candidates the user has not watched, padded with -1."""
     keep = candidates[(candidates >= 0) & ~np.isin(candidates, seen)]
     return np.pad(keep[:k], (0, max(0, k - len(keep[:k]))), constant_values=-1)
-
-
-def user_vectors(
-    model: TwoTower, repo, users: np.ndarray, as_of_ts: int, seen_videos: np.ndarray
-) -> np.ndarray:  # noqa: ANN001
-    """User-tower embeddings from features as of as_of_ts (point-in-time: nothing from the test period)."""
-    entity_df = pd.DataFrame(
-        {"user_id": users, "event_timestamp": pd.Timestamp(as_of_ts, unit="s", tz="UTC")}
-    )
-    frame = repo.historical(entity_df, repo.objects["user_serving"])
-    inputs = user_inputs({c: frame[c] for c in ["user_id", *USER_COLS]}, model.cfg, seen_videos)
-    with torch.no_grad():
-        return model.user(*[torch.from_numpy(a) for a in inputs]).numpy()
 
 
 def search_excluding(index: faiss.Index, queries: np.ndarray, seens: list[np.ndarray], k: int) -> np.ndarray:
     margin = max(len(s) for s in seens) if seens else 0
     _, ids = index.search(queries, min(index.ntotal, k + margin))
-    return np.stack([_exclude(row, s, k) for row, s in zip(ids, seens, strict=True)])
+    return np.stack([drop_seen(row, s, k) for row, s in zip(ids, seens, strict=True)])
 
 
 def oracle_recs(
@@ -96,32 +61,27 @@ def oracle_recs(
 
 
 def run_eval(
-    model: TwoTower,
-    feed: Feed,
-    repo,
-    workdir: Path,
-    max_users: int = 1000,
-    seed: int = 0,  # noqa: ANN001
+    model: TwoTower, feed: Feed, features: RecsysFeatures, root: Path, max_users: int = 1000, seed: int = 0
 ) -> dict:
-    """The offline quality table; also returns the user vectors it used (queries for the ANN sweep)."""
+    """The offline quality table (also written to eval.json)."""
     k = max(KS)
-    users, targets, seens = eval_users(feed, max_users, seed)
-    seen_videos = np.load(workdir / "model" / "seen_videos.npy")
-    queries = user_vectors(model, repo, users, feed.split_ts - 1, seen_videos)
+    users, targets, seens = holdout_users(feed, max_users, seed)
+    seen_videos = np.load(root / "model" / "seen_videos.npy")
+    queries = user_vectors(model, features, users, feed.split_ts - 1, seen_videos)
     train = feed.events[feed.events["ts"] < feed.split_ts]
     last_week = train[train["ts"] >= feed.split_ts - 7 * DAY]["video_id"].value_counts().index.to_numpy()
     rng = np.random.default_rng(seed)
     recs: dict[str, np.ndarray] = {
         "random": np.stack(
-            [_exclude(rng.choice(feed.config.n_videos, k + len(s), replace=False), s, k) for s in seens]
+            [drop_seen(rng.choice(feed.config.n_videos, k + len(s), replace=False), s, k) for s in seens]
         ),
-        "most-popular (last 7 days)": np.stack([_exclude(last_week[: k + len(s)], s, k) for s in seens]),
+        "most-popular (last 7 days)": np.stack([drop_seen(last_week[: k + len(s)], s, k) for s in seens]),
     }
-    emb = np.load(workdir / "index" / "catalog_emb.npy")
+    emb = np.load(root / "index" / "catalog_emb.npy")
     t0 = time.perf_counter()
-    recs["two-tower exact (Flat)"] = search_excluding(_flat(emb), queries, seens, k)
+    recs["two-tower exact (Flat)"] = search_excluding(maybe_gpu(exact_index(emb)), queries, seens, k)
     exact_ms = (time.perf_counter() - t0) * 1000 / len(users)
-    serving = _read_serving(workdir)
+    serving = maybe_gpu(faiss.read_index(str(root / "index" / "serving.faiss")))
     t0 = time.perf_counter()
     recs["two-tower ANN (serving index)"] = search_excluding(serving, queries, seens, k)
     ann_ms = (time.perf_counter() - t0) * 1000 / len(users)
@@ -136,17 +96,31 @@ def run_eval(
     }
     result = {"users": len(users), "table": table, "exact_ms_per_user_batched": exact_ms,
               "ann_ms_per_user_batched": ann_ms}  # fmt: skip
-    (workdir / "eval.json").write_text(json.dumps(result, indent=2))
-    return {**result, "queries": queries}
+    (root / "eval.json").write_text(json.dumps(result, indent=2))
+    return result
 
 
-def _flat(emb: np.ndarray) -> faiss.Index:
-    from systems.recsys_two_tower.index import exact_index, maybe_gpu
-
-    return maybe_gpu(exact_index(emb))
-
-
-def _read_serving(workdir: Path) -> faiss.Index:
-    from systems.recsys_two_tower.index import maybe_gpu
-
-    return maybe_gpu(faiss.read_index(str(workdir / "index" / "serving.faiss")))
+def report_markdown(scale: str, evaluation: dict, sweep: dict, cross: dict) -> str:
+    """The offline tables the bench report carries beside its latency tables (DESIGN.md quotes them)."""
+    cols = ("recall@10", "ndcg@10", "recall@100", "ndcg@100")
+    t = evaluation["table"]
+    parts = [markdown_table(
+        f"Offline quality ({scale} scale: {sweep['n_videos']:,} videos; {evaluation['users']} test users, "
+        "future split, new videos only) — `mlsd recsys eval`",
+        ("model", *cols), [(name, *(row[c] for c in cols)) for name, row in t.items()],
+    )]  # fmt: skip
+    pop = t["most-popular (last 7 days)"]["recall@100"]
+    tt = t["two-tower ANN (serving index)"]["recall@100"]
+    ann = sweep["chosen"]
+    parts.append(
+        f"Two-tower ANN recall@100 / most-popular: x{tt / pop:.2f} (target >= 3).\n"
+        f"Serving index: {ann['index']} nprobe={ann['nprobe']}, recall@100 vs exact {ann['recall_at_100']:.3f} "
+        f"(target >= 0.95), {ann['ms_per_query_batch1']:.3f} ms per query — `mlsd recsys sweep`.\n"
+    )
+    cross_cols = ("recall@10", "ndcg@10", "recall@100", "ms_per_request")
+    parts.append(markdown_table(
+        f"Two-tower vs cross model as the first stage ({cross['users']} users) — `mlsd recsys cross`",
+        ("first stage", "recall@10", "ndcg@10", "recall@100", "ms / request"),
+        [(name, *(row[c] for c in cross_cols)) for name, row in cross["table"].items()],
+    ))  # fmt: skip
+    return "\n".join(parts)

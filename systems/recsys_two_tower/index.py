@@ -1,5 +1,7 @@
 """The `index` step: embed the whole catalog with the video tower, build FAISS indexes, sweep ANN settings.
 
+The queries are user-tower vectors of held-out users as of the split (`user_vectors`; evaluation asks the same).
+
 Exact IndexFlatIP is the reference (and what evaluation uses); the serving index is IVF-Flat with the
 cheapest nprobe whose recall@100 against exact is >= 0.95. Indexes move to the GPU when faiss sees one.
 """
@@ -15,21 +17,24 @@ import faiss
 import numpy as np
 import pandas as pd
 import torch
+from tqdm import tqdm
 
 from systems.recsys_two_tower.data import Feed
-from systems.recsys_two_tower.features.transform import video_inputs
+from systems.recsys_two_tower.features.definitions import USER_COLS
+from systems.recsys_two_tower.features.repo import RecsysFeatures
+from systems.recsys_two_tower.features.transform import user_inputs, video_inputs
 from systems.recsys_two_tower.model import TwoTower
 
 RECALL_TARGET = 0.95
 
 
-def catalog_frame(feed: Feed, repo, as_of_ts: int) -> pd.DataFrame:  # noqa: ANN001 — FeatureRepo
+def catalog_frame(feed: Feed, features: RecsysFeatures, as_of_ts: int) -> pd.DataFrame:
     """Every video's content and popularity features as of as_of_ts (a point-in-time read from Feast)."""
     entity_df = pd.DataFrame(
         {"video_id": feed.videos["video_id"].to_numpy(),
          "event_timestamp": pd.Timestamp(as_of_ts, unit="s", tz="UTC")}
     )  # fmt: skip
-    frame = repo.historical(entity_df, repo.objects["catalog"])
+    frame = features.repo.historical(entity_df, features.catalog)
     return frame.fillna({"topic": 0, "creator_id": 0, "duration_s": 1, "upload_ts": as_of_ts})
 
 
@@ -38,14 +43,25 @@ def embed_catalog(
     model: TwoTower, frame: pd.DataFrame, seen: np.ndarray, as_of_ts: int, batch: int = 65_536
 ) -> np.ndarray:
     """(n_videos, D) float32 unit vectors, row i = video i."""
-    from tqdm import tqdm
-
     out = np.empty((len(frame), model.cfg.out_dim), dtype=np.float32)
     for start in tqdm(range(0, len(frame), batch), desc="embed catalog", leave=False):
         part = frame.iloc[start : start + batch]
         tensors = [torch.from_numpy(a) for a in video_inputs(part, model.cfg, seen, as_of_ts)]
         out[start : start + len(part)] = model.video(*tensors).numpy()
     return out
+
+
+def user_vectors(
+    model: TwoTower, features: RecsysFeatures, users: np.ndarray, as_of_ts: int, seen_videos: np.ndarray
+) -> np.ndarray:
+    """(len(users), D) user-tower vectors from features as of as_of_ts (point-in-time: nothing later)."""
+    entity_df = pd.DataFrame(
+        {"user_id": users, "event_timestamp": pd.Timestamp(as_of_ts, unit="s", tz="UTC")}
+    )
+    frame = features.repo.historical(entity_df, features.user_serving)
+    inputs = user_inputs({c: frame[c] for c in ["user_id", *USER_COLS]}, model.cfg, seen_videos)
+    with torch.no_grad():
+        return model.user(*[torch.from_numpy(a) for a in inputs]).numpy()
 
 
 def maybe_gpu(index: faiss.Index) -> faiss.Index:
@@ -138,18 +154,23 @@ def sweep(
 
 
 def run_index(
-    model: TwoTower, feed: Feed, repo, workdir: Path, queries: np.ndarray, nlists: tuple[int, ...]
-) -> dict:  # noqa: ANN001
+    model: TwoTower,
+    feed: Feed,
+    features: RecsysFeatures,
+    root: Path,
+    queries: np.ndarray,
+    nlists: tuple[int, ...],
+) -> dict:
     """Embed, sweep, save the chosen serving index and the exact one's embeddings."""
     faiss.omp_set_num_threads(max(1, faiss.omp_get_max_threads()))
-    seen = np.load(workdir / "model" / "seen_videos.npy")
+    seen = np.load(root / "model" / "seen_videos.npy")
     t0 = time.perf_counter()
-    frame = catalog_frame(feed, repo, feed.split_ts)
+    frame = catalog_frame(feed, features, feed.split_ts)
     emb = embed_catalog(model, frame, seen, feed.split_ts)
     embed_s = time.perf_counter() - t0
     rows, info = sweep(emb, queries, nlists)
     best = info["best"]
-    index_dir = workdir / "index"
+    index_dir = root / "index"
     index_dir.mkdir(parents=True, exist_ok=True)
     np.save(index_dir / "catalog_emb.npy", emb)
     if best["nlist"]:
@@ -166,3 +187,15 @@ def run_index(
     }
     (index_dir / "sweep.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+SWEEP_COLUMNS = ("index", "nprobe", "distances/query", "recall@100", "ms batch 1", "ms batched", "")
+
+
+def sweep_rows(summary: dict) -> list[tuple]:
+    """The sweep as table rows (SWEEP_COLUMNS), the chosen setting marked."""
+    return [
+        (r["index"], r["nprobe"] or "-", r.get("distances_per_query", 0), r["recall_at_100"],
+         r["ms_per_query_batch1"], r["ms_per_query_batched"], "← chosen" if r["chosen"] else "")
+        for r in summary["sweep"]
+    ]  # fmt: skip

@@ -8,32 +8,16 @@ with Q(v) the probability that v is in a batch (its share of training watches).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from systems.recsys_two_tower.config import TowerConfig
 from systems.recsys_two_tower.data import CONTENT_DIM, N_TOPICS
 
 USER_DENSE = 3 + N_TOPICS  # log watches 7d, log watches 30d, mean completion, topic mix
 VIDEO_DENSE = 4 + CONTENT_DIM  # log duration, log pop 7d, completion 7d, log age, content vector
-
-
-@dataclass
-class TowerConfig:
-    user_buckets: int = 1 << 15
-    video_buckets: int = 1 << 18
-    creator_buckets: int = 1 << 14
-    id_dim: int = 32
-    hidden: int = 128
-    out_dim: int = 64
-    history_len: int = 20
-    temperature: float = 0.05
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def hash_ids(ids: np.ndarray, buckets: int) -> np.ndarray:
@@ -135,6 +119,7 @@ def two_tower_loss(
     v = model.video(video_bucket, topic, creator_bucket, video_dense)  # (b, D)
     world, rank = 1, 0
     if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # imported here: torch.distributed.nn exists only in builds with distributed support
         from torch.distributed.nn.functional import all_gather
 
         world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()

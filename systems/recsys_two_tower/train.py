@@ -6,29 +6,27 @@ a slice of every global batch, and the result equals one process with the same g
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
 
+from infra.registry import CHAMPION, Registry
+from infra.serving.onnx import make_session
+from systems.recsys_two_tower.config import TowerConfig, TrainConfig
 from systems.recsys_two_tower.data import Feed
 from systems.recsys_two_tower.features.definitions import USER_COLS
+from systems.recsys_two_tower.features.repo import RecsysFeatures
 from systems.recsys_two_tower.features.transform import user_inputs, video_inputs
-from systems.recsys_two_tower.model import TowerConfig, TwoTower, TwoTowerLoss
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 4
-    batch_size: int = 1024
-    lr: float = 3e-3
-    max_rows: int = 400_000  # most recent training watches used (the point-in-time join's cost)
-    seed: int = 0
+from systems.recsys_two_tower.model import TwoTower, TwoTowerLoss
 
 
 @dataclass
@@ -48,7 +46,7 @@ class TrainingSet:
         return [torch.from_numpy(np.ascontiguousarray(p[idx])) for p in parts]
 
 
-def training_frame(feed: Feed, repo, max_rows: int) -> pd.DataFrame:  # noqa: ANN001 — FeatureRepo
+def training_frame(feed: Feed, features: RecsysFeatures, max_rows: int) -> pd.DataFrame:
     """Training watches joined point-in-time to user_stats, video_content and video_popularity."""
     train = feed.events[feed.events["ts"] < feed.split_ts]
     train = train.sort_values("ts").tail(max_rows)
@@ -56,7 +54,7 @@ def training_frame(feed: Feed, repo, max_rows: int) -> pd.DataFrame:  # noqa: AN
         {"user_id": train["user_id"].to_numpy(), "video_id": train["video_id"].to_numpy(),
          "event_timestamp": pd.to_datetime(train["ts"].to_numpy(), unit="s", utc=True)}
     )  # fmt: skip
-    frame = repo.historical(entity_df, repo.objects["training"])
+    frame = features.repo.historical(entity_df, features.training)
     # Feast's file store loses the odd row (duplicate video + second); keep rows whose video resolved
     return frame[frame["topic"].notna()].reset_index(drop=True)
 
@@ -88,8 +86,6 @@ def train_towers(
     model = TwoTower(cfg)
     wrapped: torch.nn.Module = TwoTowerLoss(model)
     if dist:
-        from torch.nn.parallel import DistributedDataParallel
-
         wrapped = DistributedDataParallel(wrapped)
     sparse = [m.weight for m in model.modules() if isinstance(m, torch.nn.Embedding) and m.sparse]
     dense = [p for p in model.parameters() if all(p is not q for q in sparse)]
@@ -100,8 +96,6 @@ def train_towers(
         raise ValueError(f"batch size {tc.batch_size} must divide evenly over {world} processes")
     shard = tc.batch_size // world
     losses = []
-    from tqdm import tqdm
-
     for epoch in range(tc.epochs):
         order = rng.permutation(len(data))  # same permutation in every process (same seed)
         total = 0.0
@@ -128,8 +122,6 @@ def train_towers(
 
 def export_user_tower(model: TwoTower, path: Path) -> float:
     """ONNX export of the user tower; returns the max |onnx - torch| on a random batch (must be < 1e-4)."""
-    from infra.serving.onnx import make_session
-
     cfg = model.cfg
     tower = model.user.eval()
     b = 8
@@ -168,32 +160,37 @@ def load_model(out: Path) -> TwoTower:
     return model.eval()
 
 
-def run_train(feed: Feed, repo, workdir: Path, tc: TrainConfig, cfg: TowerConfig | None = None) -> dict:  # noqa: ANN001
+def run_train(feed: Feed, features: RecsysFeatures, root: Path, tc: TrainConfig) -> dict:
     """The whole step: join, train, export, log to MLflow and register the user tower as champion."""
-    from infra.registry import CHAMPION, Registry
-
-    cfg = cfg or TowerConfig()
+    cfg = tc.tower()
     t0 = time.perf_counter()
-    frame = training_frame(feed, repo, tc.max_rows)
+    frame = training_frame(feed, features, tc.max_rows)
     join_s = time.perf_counter() - t0
     data = build_training_set(frame, feed, cfg)
     t1 = time.perf_counter()
     model, losses = train_towers(data, cfg, tc)
     train_s = time.perf_counter() - t1
-    model_dir = workdir / "model"
+    model_dir = root / "model"
     model_dir.mkdir(parents=True, exist_ok=True)
     parity = export_user_tower(model, model_dir / "user_tower.onnx")
     if parity > 1e-4:
         raise RuntimeError(f"ONNX user tower differs from PyTorch by {parity:.2e} (> 1e-4)")
     np.save(model_dir / "seen_videos.npy", data.seen_videos)
-    save_training_set(data, workdir / "training_set.npz")  # the cross-model experiment reuses it
+    save_training_set(data, root / "training_set.npz")  # the cross-model experiment reuses it
     metrics = {"final_loss": losses[-1], "onnx_max_abs_diff": parity, "join_seconds": join_s,
                "train_seconds": train_s, "rows": len(data)}  # fmt: skip
-    save_model(model, model_dir, {"train": asdict(tc), "metrics": metrics})
+    params = {
+        "epochs": tc.epochs,
+        "batch_size": tc.batch_size,
+        "lr": tc.lr,
+        "max_rows": tc.max_rows,
+        "seed": tc.seed,
+    }
+    save_model(model, model_dir, {"train": params, "metrics": metrics, "losses": losses})
     registry = Registry()
     run_id = registry.log_run(
         "recsys_two_tower",
-        params={**asdict(tc), **cfg.to_dict(), "scale_videos": feed.config.n_videos},
+        params={**params, **cfg.to_dict(), "scale_videos": feed.config.n_videos},
         metrics=metrics,
         artifacts={"model": model_dir},
         step_metrics={"epoch_loss": losses},
@@ -204,9 +201,7 @@ def run_train(feed: Feed, repo, workdir: Path, tc: TrainConfig, cfg: TowerConfig
 
 
 def ddp_main() -> None:
-    """Entry point for `torchrun -m systems.recsys_two_tower.train`: trains on the small scale's features."""
-    import argparse
-
+    """Entry point for `torchrun -m systems.recsys_two_tower.train`: trains on a saved training set."""
     p = argparse.ArgumentParser()
     p.add_argument(
         "--data", type=Path, required=True, help="a training_set.npz written by `save_training_set`"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,7 +20,24 @@ CONTENT_COLS = [f"content_{j}" for j in range(CONTENT_DIM)]  # the content encod
 USER_COLS = ["watches_7d", "watches_30d", "mean_completion_30d", *TOPIC_COLS, *HISTORY_COLS]  # user_stats
 
 
-def build(offline_dir: Path) -> dict[str, object]:
+@dataclass(frozen=True)
+class Definitions:
+    """Every Feast object of the recsys repo (what `feast apply` registers)."""
+
+    user: Entity
+    video: Entity
+    user_stats: FeatureView
+    video_content: FeatureView
+    video_popularity: FeatureView
+    user_serving: FeatureService  # what /recommend reads
+    training: FeatureService  # the point-in-time training join
+    catalog: FeatureService  # what the catalog is embedded from
+
+    def all(self) -> list[Entity | FeatureView | FeatureService]:
+        return [getattr(self, f.name) for f in fields(self)]  # not astuple: it deep-copies
+
+
+def build(offline_dir: Path) -> Definitions:
     """Every Feast object, pointing at the parquet files the `features` step writes in offline_dir."""
     user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64, description="a viewer")
     video = Entity(name="video", join_keys=["video_id"], value_type=ValueType.INT64, description="a video")
@@ -69,8 +87,6 @@ def build(offline_dir: Path) -> dict[str, object]:
     user_serving = FeatureService(name="user_serving", features=[user_stats])
     training = FeatureService(name="training", features=[user_stats, video_content, video_popularity])
     catalog = FeatureService(name="catalog", features=[video_content, video_popularity])
-    return {
-        "user": user, "video": video, "user_stats": user_stats, "video_content": video_content,
-        "video_popularity": video_popularity, "user_serving": user_serving, "training": training,
-        "catalog": catalog,
-    }  # fmt: skip
+    return Definitions(
+        user, video, user_stats, video_content, video_popularity, user_serving, training, catalog
+    )

@@ -1,28 +1,45 @@
-"""The `features` step: write the offline parquet snapshots, register them in Feast, fill the online store."""
+"""The `features` step: write the offline parquet snapshots, register them in Feast, fill the online store.
+
+`open_features` is the one way a later stage gets the Feast handle: the repo plus the three services it reads.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from feast import FeatureService
 
 from infra.features import FeatureRepo
 from systems.recsys_two_tower.data import DAY, START_TS, Feed
 from systems.recsys_two_tower.features import compute, definitions
 
-
-def feature_repo(workdir: Path, scale: str, online_store: str | None = None) -> FeatureRepo:
-    """The Feast repo of this scale (SQLite or Redis online store per MLSD_ONLINE_STORE)."""
-    repo = FeatureRepo(f"recsys_{scale}", workdir / "feature_repo", online_store=online_store)
-    repo.objects = definitions.build(workdir / "offline")  # type: ignore[attr-defined]
-    return repo
+OFFLINE_DIR, REPO_DIR = "offline", "feature_repo"  # under the scale's artifact folder
 
 
-def build_features(feed: Feed, workdir: Path, scale: str, online_store: str | None = None) -> dict[str, int]:
+@dataclass(frozen=True)
+class RecsysFeatures:
+    """The recsys Feast repo of one scale and the services its stages read."""
+
+    repo: FeatureRepo
+    user_serving: FeatureService  # user_stats: what /recommend reads online
+    training: FeatureService  # user_stats + video_content + video_popularity, joined point-in-time
+    catalog: FeatureService  # video_content + video_popularity: what the catalog is embedded from
+
+
+def open_features(root: Path, scale: str, online_store: str | None = None) -> RecsysFeatures:
+    """The Feast repo under an artifact folder (SQLite or Redis online store per MLSD_ONLINE_STORE)."""
+    defs = definitions.build(root / OFFLINE_DIR)
+    repo = FeatureRepo(f"recsys_{scale}", root / REPO_DIR, online_store=online_store)
+    return RecsysFeatures(repo, defs.user_serving, defs.training, defs.catalog)
+
+
+def build_features(feed: Feed, root: Path, scale: str, online_store: str | None = None) -> dict[str, int]:
     """Compute snapshots from all events, apply definitions, materialize user_stats online."""
-    offline = workdir / "offline"
+    offline = root / OFFLINE_DIR
     offline.mkdir(parents=True, exist_ok=True)
     users = compute.user_snapshots(feed.events, feed.videos, feed.users)
     videos = compute.video_content(feed.videos)
@@ -31,10 +48,10 @@ def build_features(feed: Feed, workdir: Path, scale: str, online_store: str | No
     videos.to_parquet(offline / "video_content.parquet")
     popularity.to_parquet(offline / "video_popularity.parquet")
     trending = trending_videos(feed.events, START_TS + feed.config.days * DAY, 500)
-    np.save(workdir / "trending.npy", trending)
+    np.save(root / "trending.npy", trending)
 
-    repo = feature_repo(workdir, scale, online_store)
-    repo.apply(list(repo.objects.values()))  # type: ignore[attr-defined]
+    repo = FeatureRepo(f"recsys_{scale}", root / REPO_DIR, online_store=online_store)
+    repo.apply(definitions.build(offline).all())
     end = datetime.fromtimestamp(START_TS + feed.config.days * DAY, UTC)
     start = datetime.fromtimestamp(START_TS - DAY, UTC)
     repo.materialize(start, end, views=["user_stats"])

@@ -1,0 +1,209 @@
+"""recsys settings (MLSD_RECSYS_*), the data scales, the tower shape and one config per step (its CLI flags).
+
+Light to import (pydantic and dataclasses only): `mlsd` reads SETTINGS to check the environment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from infra.config import Scale
+from infra.steps import ConfigError, StepConfig, StepError, flag
+
+
+class RecsysSettings(BaseSettings):
+    """What the recsys server and its load test read from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="MLSD_RECSYS_", extra="ignore")
+
+    scale: Scale | None = Field(
+        None,
+        description="the artifact scale the recsys server loads (default: MLSD_SCALE); "
+        "`mlsd recsys serve/bench --scale` set it for the server they start",
+    )
+    users: int = Field(
+        20_000, ge=1, description="known users the recsys load test draws from (set by `mlsd recsys bench`)"
+    )
+
+
+SETTINGS = RecsysSettings
+
+
+# ------------------------------------------------------------------------------------------ data scales
+@dataclass(frozen=True)
+class FeedConfig:
+    """The size and shape of a generated feed (data.generate draws it)."""
+
+    n_users: int
+    n_videos: int
+    events_per_user: float  # mean; the activity is heavy-tailed
+    days: int = 28
+    test_days: int = 4
+    zipf_a: float = 1.1  # popularity exponent
+    n_creators: int | None = None
+    seed: int = 0
+
+
+SCALES: dict[str, FeedConfig] = {
+    "small": FeedConfig(n_users=1_500, n_videos=6_000, events_per_user=40),
+    "medium": FeedConfig(n_users=20_000, n_videos=1_000_000, events_per_user=40),
+    "large": FeedConfig(n_users=200_000, n_videos=5_000_000, events_per_user=50),
+}
+
+
+def feed_config(scale: str, seed: int) -> FeedConfig:
+    """The feed of a scale, drawn with this seed; StepError for a scale recsys does not define."""
+    if scale not in SCALES:
+        raise StepError(f"recsys has no '{scale}' scale; supported: {', '.join(SCALES)}")
+    return replace(SCALES[scale], seed=seed)
+
+
+# ------------------------------------------------------------------------------------------ the model's shape
+@dataclass
+class TowerConfig:
+    """Both towers' sizes (model.TwoTower builds them; saved beside the weights)."""
+
+    user_buckets: int = 1 << 15
+    video_buckets: int = 1 << 18
+    creator_buckets: int = 1 << 14
+    id_dim: int = 32
+    hidden: int = 128
+    out_dim: int = 64
+    history_len: int = 20
+    temperature: float = 0.05
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ------------------------------------------------------------------------------------------ step configs
+@dataclass
+class DataConfig(StepConfig):
+    """`mlsd recsys data`: the feed of --scale (small: 1,500 users x 6,000 videos; medium: 20,000 x 1M)."""
+
+
+@dataclass
+class FeaturesConfig(StepConfig):
+    """`mlsd recsys features`: snapshots -> Feast offline files -> online store (MLSD_ONLINE_STORE)."""
+
+
+@dataclass
+class TrainConfig(StepConfig):
+    epochs: int = flag(4, "training epochs")
+    batch_size: int = flag(1024, "global batch (the in-batch softmax's negatives)")
+    lr: float = flag(3e-3, "Adam learning rate")
+    max_rows: int = flag(400_000, "most recent training watches joined point-in-time from Feast")
+    user_buckets: int = flag(TowerConfig.user_buckets, "hash buckets for user ids")
+    video_buckets: int = flag(TowerConfig.video_buckets, "hash buckets for video ids")
+    creator_buckets: int = flag(TowerConfig.creator_buckets, "hash buckets for creator ids")
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "max_rows"):
+            if getattr(self, name) < 1:
+                raise ConfigError(
+                    f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})"
+                )
+        if self.lr <= 0:
+            raise ConfigError(f"--lr must be positive (got {self.lr})")
+        for name in ("user_buckets", "video_buckets", "creator_buckets"):
+            if getattr(self, name) < 2:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 2 (bucket 0 is padding)")
+
+    def tower(self) -> TowerConfig:
+        return TowerConfig(
+            user_buckets=self.user_buckets,
+            video_buckets=self.video_buckets,
+            creator_buckets=self.creator_buckets,
+        )
+
+
+@dataclass
+class EvalConfig(StepConfig):
+    eval_users: int = flag(1000, "test users (with a new video in the future split) to evaluate on")
+
+    def __post_init__(self) -> None:
+        if self.eval_users < 1:
+            raise ConfigError(f"--eval-users must be at least 1 (got {self.eval_users})")
+
+
+@dataclass
+class IndexConfig(EvalConfig):
+    """The sweep's queries are the evaluation's users (their vectors as of the split), hence --eval-users."""
+
+    nlist: tuple[int, ...] = flag((), "IVF list counts to sweep (default: 64 and 256 under 100,000 videos, else 1024 and 2048)")  # fmt: skip
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.nlist = tuple(self.nlist)
+        if any(n < 1 for n in self.nlist):
+            raise ConfigError(f"--nlist must be at least 1 (got {list(self.nlist)})")
+
+
+@dataclass
+class CrossConfig(StepConfig):
+    rerank_users: int = flag(300, "test users for the re-ranking comparison")
+    full_users: int = flag(5, "users whose whole catalog the cross model scores (slow by design)")
+    cross_steps: int = flag(400, "training steps of the cross model")
+
+    def __post_init__(self) -> None:
+        for name in ("rerank_users", "full_users", "cross_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(
+                    f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})"
+                )
+
+
+@dataclass
+class SweepConfig(StepConfig):
+    """`mlsd recsys sweep`: the ANN table the index step measured (index/sweep.json)."""
+
+
+@dataclass
+class CapacityConfig(StepConfig):
+    """The back-of-envelope's stated assumptions; the server time per request is measured (bench report)."""
+
+    users: float = flag(100e6, "users")
+    daily_active_share: float = flag(0.3, "share of users active on a day")
+    feed_requests_per_dau: float = flag(20.0, "feed requests per active user per day")
+    peak_to_mean: float = flag(3.0, "peak QPS over mean QPS")
+    videos: float = flag(50e6, "videos in the catalog")
+    dim: int = flag(64, "embedding dimension")
+    user_feature_bytes: float = flag(400.0, "online-store bytes per user (~40 scalars and 20 history ids)")
+    pq_bytes_per_vector: int = flag(16, "IVF-PQ code size (m=16, 8 bits)")
+
+    def __post_init__(self) -> None:
+        if not 0 < self.daily_active_share <= 1:
+            raise ConfigError(f"--daily-active-share must be in (0, 1] (got {self.daily_active_share})")
+
+
+@dataclass
+class BuildConfig(TrainConfig, IndexConfig, CrossConfig):
+    """The flags of every build step: `all`, `serve` and `bench` hand them to the steps they run first."""
+
+    def __post_init__(self) -> None:
+        TrainConfig.__post_init__(self)
+        IndexConfig.__post_init__(self)
+        CrossConfig.__post_init__(self)
+
+
+@dataclass
+class ServeConfig(BuildConfig):
+    port: int = flag(8000, "port on 127.0.0.1")
+
+
+@dataclass
+class BenchConfig(BuildConfig):
+    scale: Literal["small", "medium", "large", "xlarge"] = flag("medium", "data scale (bench default: medium, the scale DESIGN.md reports)")  # fmt: skip
+    duration: int | None = flag(None, "seconds of load (default: 60)")
+    rate: float | None = flag(None, "requests/s on /recommend (default: 200)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.duration is not None and self.duration < 1:
+            raise ConfigError(f"--duration must be at least 1 s (got {self.duration})")
+        if self.rate is not None and self.rate <= 0:
+            raise ConfigError(f"--rate must be positive (got {self.rate})")

@@ -1,0 +1,209 @@
+"""recsys, top to bottom: a generated feed -> Feast features -> two towers -> a FAISS index -> offline metrics
+-> the cross-model experiment -> /recommend under load.
+
+Each step reads what the steps before it wrote under `<MLSD_DATA_DIR>/recsys/<scale>/` and writes its own;
+`mlsd recsys <step>` first runs whatever it needs that is missing, `mlsd recsys all` runs every build step
+(data ... eval, cross). Flags: `mlsd recsys <step> --help`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+
+import numpy as np
+import uvicorn
+
+from infra.artifacts import Artifacts
+from infra.bench.harness import RESULTS_DIR, run_bench
+from infra.config import get_settings
+from infra.console import console, print_rows, print_values
+from infra.steps import Step
+from infra.system import BenchSpec
+from systems.recsys_two_tower.capacity import capacity_rows, measured_cpu_ms
+from systems.recsys_two_tower.config import (
+    BenchConfig,
+    BuildConfig,
+    CapacityConfig,
+    CrossConfig,
+    DataConfig,
+    EvalConfig,
+    FeaturesConfig,
+    FeedConfig,
+    IndexConfig,
+    ServeConfig,
+    SweepConfig,
+    TrainConfig,
+    feed_config,
+)
+from systems.recsys_two_tower.cross import run_cross_experiment
+from systems.recsys_two_tower.data import Feed, generate, holdout_users, load, save, temporal_split
+from systems.recsys_two_tower.evaluate import report_markdown, run_eval
+from systems.recsys_two_tower.features.repo import RecsysFeatures, build_features, open_features
+from systems.recsys_two_tower.index import SWEEP_COLUMNS, catalog_frame, run_index, sweep_rows, user_vectors
+from systems.recsys_two_tower.model import TwoTower
+from systems.recsys_two_tower.serve import build_app
+from systems.recsys_two_tower.train import load_model, load_training_set, run_train
+
+BENCH = BenchSpec(
+    app="systems.recsys_two_tower.serve:build_app",
+    locustfile="benchmarks/recsys/locustfile.py",
+    route="recommend",
+    slo_p99_ms=50.0,
+    target_p99_ms=15.0,
+    rate=200.0,
+    users=4,
+    duration_s=60,
+    floor_rate=20.0,
+)
+
+
+def _feed(art: Artifacts) -> Feed:
+    art.require("events.parquet", "data")
+    return load(art.root)
+
+
+def _features(art: Artifacts) -> RecsysFeatures:
+    art.require("feature_repo/registry.db", "features")
+    return open_features(art.root, art.variant)
+
+
+def _model(art: Artifacts) -> TwoTower:
+    art.require("model/two_tower.pt", "train")
+    return load_model(art.root / "model")
+
+
+def _json(art: Artifacts, name: str, made_by: str) -> dict:
+    return json.loads(art.require(name, made_by).read_text())
+
+
+# ------------------------------------------------------------------------------------------ build steps
+def data(cfg: DataConfig, art: Artifacts) -> None:
+    """Generate the feed of --scale, with its known truth (the oracle), and split it in time."""
+    feed_cfg = feed_config(cfg.scale, cfg.seed)
+    t0 = time.perf_counter()
+    with console.status(f"generating the {cfg.scale} feed"):
+        feed = generate(feed_cfg)
+        save(feed, art.root)
+    past, future = temporal_split(feed.events, feed.split_ts)
+    print_values(f"data ({cfg.scale}) in {time.perf_counter() - t0:.1f} s", {
+        "users": feed_cfg.n_users, "videos": feed_cfg.n_videos, "watch events": len(feed.events),
+        "train events (past)": len(past), "test events (future)": len(future),
+    })  # fmt: skip
+
+
+def features(cfg: FeaturesConfig, art: Artifacts) -> None:
+    """Daily snapshots -> Feast offline files -> `feast apply` -> user_stats materialised online."""
+    feed = _feed(art)
+    t0 = time.perf_counter()
+    with console.status("computing snapshots, feast apply + materialize"):
+        counts = build_features(feed, art.root, cfg.scale)
+    print_values(
+        f"features ({get_settings().online_store} online store) in {time.perf_counter() - t0:.1f} s", counts
+    )
+
+
+def train(cfg: TrainConfig, art: Artifacts) -> None:
+    """Point-in-time training join -> two towers -> ONNX user tower -> MLflow (alias champion)."""
+    result = run_train(_feed(art), _features(art), art.root, cfg)
+    print_values("train", {k: v for k, v in result.items() if k != "losses"}
+                 | {"epoch losses": " ".join(f"{x:.3f}" for x in result["losses"])})  # fmt: skip
+
+
+def index(cfg: IndexConfig, art: Artifacts) -> None:
+    """Embed the catalog, sweep IVF settings against exact search, keep the cheapest with recall@100 >= 0.95."""
+    feed, feats, model = _feed(art), _features(art), _model(art)
+    users, _, _ = holdout_users(feed, cfg.eval_users, cfg.seed)  # the queries: eval's users, as of the split
+    seen = np.load(art.require("model/seen_videos.npy", "train"))
+    queries = user_vectors(model, feats, users, feed.split_ts - 1, seen)
+    nlists = cfg.nlist or ((64, 256) if feed.config.n_videos < 100_000 else (1024, 2048))
+    summary = run_index(model, feed, feats, art.root, queries, nlists)
+    _print_sweep(summary)
+
+
+def evaluate(cfg: EvalConfig, art: Artifacts) -> None:
+    """Recall@K and NDCG@K on the future split: random, most-popular, two-tower exact and ANN, oracle."""
+    art.require("index/serving.faiss", "index")
+    result = run_eval(_model(art), _feed(art), _features(art), art.root, cfg.eval_users, cfg.seed)
+    cols = list(next(iter(result["table"].values())))
+    print_rows(f"offline quality on the future split ({result['users']} users; new videos only)",
+               ("model", *cols), [(name, *row.values()) for name, row in result["table"].items()])  # fmt: skip
+
+
+def cross(cfg: CrossConfig, art: Artifacts) -> None:
+    """The first-stage question measured: a cross model over the full catalog, or re-ranking the ANN's top 200."""
+    feed, feats = _feed(art), _features(art)
+    training_set = load_training_set(art.require("training_set.npz", "train"))
+    art.require("index/serving.faiss", "index")
+    with console.status("cross model: train, re-rank ANN top 200, score the full catalog"):
+        catalog = catalog_frame(feed, feats, feed.split_ts)
+        result = run_cross_experiment(_model(art), feed, feats, art.root, training_set, catalog,
+                                      cfg.full_users, cfg.rerank_users, cfg.cross_steps, cfg.seed)  # fmt: skip
+    art.path("cross.json").write_text(json.dumps(result, indent=2))
+    cols = ("recall@10", "ndcg@10", "recall@100", "ms_per_request")
+    print_rows(f"two-tower vs cross model over {result['catalog']:,} videos ({result['users']} users)",
+               ("first stage", *cols), [(n, *(r[c] for c in cols)) for n, r in result["table"].items()])  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------ tools
+def sweep(cfg: SweepConfig, art: Artifacts) -> None:
+    """Print the ANN sweep the index step measured."""
+    _print_sweep(_json(art, "index/sweep.json", "index"))
+
+
+def capacity(cfg: CapacityConfig, art: Artifacts) -> None:
+    """The 100M-user back-of-envelope; server time per request from the latest bench report when there is one."""
+    cpu_ms = measured_cpu_ms(RESULTS_DIR / "recsys" / "latest" / "report.json")
+    print_rows("back-of-envelope: 100M users (`mlsd recsys capacity`)", ("quantity", "value", "from"),
+               capacity_rows(cfg, cpu_ms))  # fmt: skip
+
+
+def serve(cfg: ServeConfig, art: Artifacts) -> None:
+    """/recommend on 127.0.0.1:--port, on this scale's model, index and features."""
+    uvicorn.run(build_app(cfg.scale), host="127.0.0.1", port=cfg.port)
+
+
+def bench(cfg: BenchConfig, art: Artifacts) -> int:
+    """Load-test /recommend (locust, 200 req/s for 60 s) and write the report with the offline tables."""
+    evaluation, sweep_summary = _json(art, "eval.json", "eval"), _json(art, "index/sweep.json", "index")
+    cross_result, model_meta = _json(art, "cross.json", "cross"), _json(art, "model/config.json", "train")
+    feed_cfg = FeedConfig(**_json(art, "config.json", "data"))
+    # the server is a subprocess: it learns its scale, and locust the users it may ask for, from the environment
+    spec = replace(BENCH, env={"MLSD_RECSYS_SCALE": cfg.scale, "MLSD_RECSYS_USERS": str(feed_cfg.n_users)})
+    extra = {"scale": cfg.scale, "offline": evaluation, "cross": cross_result, "ann": sweep_summary["chosen"],
+             "n_videos": sweep_summary["n_videos"], "train": model_meta.get("metrics", {})}  # fmt: skip
+    md = report_markdown(cfg.scale, evaluation, sweep_summary, cross_result)
+    return run_bench("recsys", spec, duration_s=cfg.duration, rate=cfg.rate, extra=extra, extra_md=md)
+
+
+def _print_sweep(summary: dict) -> None:
+    print_rows(f"ANN sweep over {summary['n_videos']:,} videos (recall@100 vs exact; ms per query)",
+               SWEEP_COLUMNS, sweep_rows(summary))  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------ the steps, in order
+# fmt: off
+FEED = ("config.json", "videos.parquet", "users.parquet", "events.parquet", "user_pref.npy", "cluster_norm.npy")
+FEATURES = ("offline/user_stats.parquet", "offline/video_content.parquet", "offline/video_popularity.parquet",
+            "feature_repo/registry.db", "trending.npy")
+MODEL = ("model/two_tower.pt", "model/config.json", "model/user_tower.onnx", "model/seen_videos.npy")
+INDEX = ("index/catalog_emb.npy", "index/serving.faiss", "index/sweep.json")
+
+STEPS: list[Step] = [
+    Step("data", data, DataConfig, makes=FEED, help=data.__doc__),
+    Step("features", features, FeaturesConfig, needs=FEED, makes=FEATURES, help=features.__doc__),
+    Step("train", train, TrainConfig, needs=FEED + FEATURES, makes=(*MODEL, "training_set.npz"), help=train.__doc__),
+    Step("index", index, IndexConfig, needs=FEED + FEATURES + MODEL, makes=INDEX, help=index.__doc__),
+    Step("sweep", sweep, SweepConfig, needs=("index/sweep.json",), help=sweep.__doc__, in_all=False),
+    Step("eval", evaluate, EvalConfig, needs=FEED + FEATURES + MODEL + INDEX, makes=("eval.json",),
+         help=evaluate.__doc__),
+    Step("cross", cross, CrossConfig, needs=(*FEED, *FEATURES, *MODEL, "training_set.npz", *INDEX),
+         makes=("cross.json",), help=cross.__doc__),
+    Step("capacity", capacity, CapacityConfig, help=capacity.__doc__, in_all=False),
+    Step("serve", serve, ServeConfig, needs=FEATURES + MODEL + INDEX, help=serve.__doc__, in_all=False),
+    Step("bench", bench, BenchConfig, needs=FEED + FEATURES + MODEL + INDEX + ("eval.json", "cross.json"),
+         help=bench.__doc__, in_all=False),
+]
+# fmt: on
+ALL_CONFIG = BuildConfig  # `mlsd recsys all` takes every build step's flags
