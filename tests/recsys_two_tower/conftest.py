@@ -1,8 +1,9 @@
-"""One small recsys pipeline per test session (data -> features -> train -> index -> eval), shared by
-the stage tests; each test points MLSD_DATA_DIR at it."""
+"""One small recsys pipeline per test session, built by the pipeline's own steps (data -> features -> train
+-> index -> eval) and shared by the stage tests; each test points MLSD_DATA_DIR at it."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -10,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from infra.artifacts import Artifacts
 from infra.config import get_settings
+from systems.recsys_two_tower import pipeline
+from systems.recsys_two_tower.config import DataConfig, EvalConfig, FeaturesConfig, IndexConfig, TrainConfig
+
+# smaller than the defaults so the session builds in seconds: smaller hash tables, 3 epochs, 400 users, one nlist
+SMALL = {"scale": "small", "seed": 0}
+TRAIN = TrainConfig(**SMALL, epochs=3, batch_size=512, user_buckets=1 << 12, video_buckets=1 << 13, creator_buckets=1 << 10)  # fmt: skip
 
 
 @dataclass
@@ -31,27 +39,20 @@ def recsys_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeli
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     get_settings.cache_clear()
     try:
-        from systems.recsys_two_tower import data, evaluate, index, train
-        from systems.recsys_two_tower.features.repo import build_features, feature_repo
-        from systems.recsys_two_tower.model import TowerConfig
-
-        feed = data.generate(data.SCALES["small"])
-        wd = data.workdir("small")
-        data.save(feed, wd)
-        build_features(feed, wd, "small")
-        repo = feature_repo(wd, "small")
-        cfg = TowerConfig(user_buckets=1 << 12, video_buckets=1 << 13, creator_buckets=1 << 10)
-        train_result = train.run_train(feed, repo, wd, train.TrainConfig(epochs=3, batch_size=512), cfg)
-        model = train.load_model(wd / "model")
-        users, _, _ = evaluate.eval_users(feed, 400, 0)
-        import numpy as np
-
-        queries = evaluate.user_vectors(
-            model, repo, users, feed.split_ts - 1, np.load(wd / "model" / "seen_videos.npy")
+        art = Artifacts("recsys", "small")
+        pipeline.data(DataConfig(**SMALL), art)
+        pipeline.features(FeaturesConfig(**SMALL), art)
+        pipeline.train(TRAIN, art)
+        pipeline.index(IndexConfig(**SMALL, eval_users=400, nlist=(64,)), art)
+        pipeline.evaluate(EvalConfig(**SMALL, eval_users=400), art)
+        model = json.loads((art.root / "model" / "config.json").read_text())
+        yield Pipeline(
+            data_dir,
+            art.root,
+            train={**model["metrics"], "losses": model["losses"]},
+            index=json.loads((art.root / "index" / "sweep.json").read_text()),
+            eval=json.loads((art.root / "eval.json").read_text()),
         )
-        index_result = index.run_index(model, feed, repo, wd, queries, (64,))
-        eval_result = evaluate.run_eval(model, feed, repo, wd, max_users=400)
-        yield Pipeline(data_dir, wd, train_result, index_result, eval_result)
     finally:
         for k, v in old.items():
             if v is None:

@@ -6,7 +6,7 @@ import pandas as pd
 from systems.recsys_two_tower import data
 from systems.recsys_two_tower.features import compute
 from systems.recsys_two_tower.features.definitions import HISTORY_COLS
-from systems.recsys_two_tower.features.repo import feature_repo
+from systems.recsys_two_tower.features.repo import open_features
 from systems.recsys_two_tower.train import training_frame
 
 TINY = data.FeedConfig(n_users=200, n_videos=1_000, events_per_user=25, seed=5)
@@ -26,8 +26,8 @@ def test_user_snapshot_counts_match_a_direct_count() -> None:
 
 def test_training_join_sees_only_the_past(recsys_env) -> None:
     feed = data.load(recsys_env.workdir)
-    repo = feature_repo(recsys_env.workdir, "small")
-    frame = training_frame(feed, repo, 3_000)
+    features = open_features(recsys_env.workdir, "small")
+    frame = training_frame(feed, features, 3_000)
     assert len(frame) > 2_900  # the join drops (almost) nothing
     ev = feed.events.set_index(["user_id", "video_id"])
     day_start = (frame["event_timestamp"].astype("int64") // 10**9) // data.DAY * data.DAY

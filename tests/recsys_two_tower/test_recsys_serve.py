@@ -1,18 +1,25 @@
 """Serving tests: /recommend end to end on the small pipeline — known, unknown, degraded, bad input."""
 
+import shutil
+
 import numpy as np
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from infra.artifacts import Artifacts
+from infra.config import get_settings
 from infra.serving.testing import wait_ready
 from systems.recsys_two_tower import data
-from systems.recsys_two_tower.features.definitions import HISTORY_COLS
+from systems.recsys_two_tower.features.definitions import HISTORY_COLS, USER_COLS
+from systems.recsys_two_tower.features.repo import build_features, open_features
+from systems.recsys_two_tower.features.transform import user_inputs
+from systems.recsys_two_tower.model import TowerConfig
+from systems.recsys_two_tower.serve import build_app
 
 
 @pytest.fixture
 def client(recsys_env):
-    from systems.recsys_two_tower.serve import build_app
-
     with TestClient(build_app()) as c:
         wait_ready(c)
         yield c
@@ -33,8 +40,8 @@ def test_known_user_gets_k_personal_unseen_videos(client, recsys_env) -> None:
     assert len(ids) == 25 == len(set(ids))
     scores = [it["score"] for it in body["items"]]
     assert scores == sorted(scores, reverse=True)
-    res = client.app.state.resources
-    cols, _ = res["features"].repo.online(res["features"].service, [{"user_id": uid}])
+    res = client.app.state.resources.get()
+    cols, _ = res.features.repo.online(res.features.service, [{"user_id": uid}])
     history = {cols[c][0] for c in HISTORY_COLS} - {-1}
     assert history and not history & set(ids)
     timing = r.headers["server-timing"]
@@ -65,7 +72,7 @@ def test_bad_input_is_422_naming_the_field(client, payload, field) -> None:
 
 
 def test_store_down_gives_degraded_answer_not_500(client, recsys_env, monkeypatch) -> None:
-    features = client.app.state.resources["features"]
+    features = client.app.state.resources.get().features
 
     def broken(*_a, **_k):
         raise ConnectionError("Redis at 127.0.0.1:6379 refused the connection")
@@ -83,21 +90,14 @@ def test_store_down_gives_degraded_answer_not_500(client, recsys_env, monkeypatc
 
 def test_online_path_matches_offline_inputs(recsys_env) -> None:
     """Skew guard: the tower inputs the server builds from an online read equal the offline ones."""
-    import pandas as pd
-
-    from systems.recsys_two_tower.features.definitions import USER_COLS
-    from systems.recsys_two_tower.features.repo import feature_repo
-    from systems.recsys_two_tower.features.transform import user_inputs
-    from systems.recsys_two_tower.model import TowerConfig
-
-    repo = feature_repo(recsys_env.workdir, "small")
+    features = open_features(recsys_env.workdir, "small")
     cfg = TowerConfig()
     users = [_known_user(recsys_env), 3, 7]
-    online, _ = repo.online(repo.objects["user_serving"], [{"user_id": u} for u in users])
+    online, _ = features.repo.online(features.user_serving, [{"user_id": u} for u in users])
     feed = data.load(recsys_env.workdir)
     end = pd.Timestamp(data.START_TS + feed.config.days * data.DAY, unit="s", tz="UTC")
-    offline = repo.historical(
-        pd.DataFrame({"user_id": users, "event_timestamp": end}), repo.objects["user_serving"]
+    offline = features.repo.historical(
+        pd.DataFrame({"user_id": users, "event_timestamp": end}), features.user_serving
     )
     a = user_inputs(online, cfg)
     b = user_inputs({c: offline[c] for c in ["user_id", *USER_COLS]}, cfg)
@@ -108,10 +108,6 @@ def test_online_path_matches_offline_inputs(recsys_env) -> None:
 @pytest.mark.redis
 def test_redis_online_store_serves_the_same(recsys_env, redis_url, monkeypatch, unique_name) -> None:
     """The same features step and server, with MLSD_ONLINE_STORE=redis: identical recommendations."""
-    from infra.config import get_settings
-    from systems.recsys_two_tower.features.repo import build_features
-    from systems.recsys_two_tower.serve import build_app
-
     uid = _known_user(recsys_env)
     with TestClient(build_app()) as c:
         wait_ready(c)
@@ -121,17 +117,15 @@ def test_redis_online_store_serves_the_same(recsys_env, redis_url, monkeypatch, 
     monkeypatch.setenv("MLSD_ONLINE_STORE", "redis")
     monkeypatch.setenv("MLSD_DATA_DIR", str(redis_dir))
     get_settings.cache_clear()
-    import shutil
-
     shutil.copytree(recsys_env.data_dir / "recsys", redis_dir / "recsys")
     shutil.copy(recsys_env.data_dir / "mlflow.db", redis_dir / "mlflow.db")
     shutil.copytree(recsys_env.data_dir / "mlartifacts", redis_dir / "mlartifacts")
-    wd = data.workdir("small")
+    wd = Artifacts("recsys", "small").root
     shutil.rmtree(wd / "feature_repo")
     build_features(data.load(wd), wd, "small")
     with TestClient(build_app()) as c:
         wait_ready(c)
-        res = c.app.state.resources
-        assert res["features"].repo.online_store == "redis"
+        res = c.app.state.resources.get()
+        assert res.features.repo.online_store == "redis"
         got = c.post("/recommend", json={"user_id": uid, "k": 20}).json()
     assert not got["degraded"] and got["items"] == want

@@ -1,0 +1,44 @@
+"""Golden check: `mlsd recsys all --scale small` gives the evaluation numbers the old code printed when its steps
+were run one by one (data, features, train, index, eval at the small scale, seed 0, before the restructure).
+
+golden_small.json holds those numbers, copied from the old run's eval.json and index/sweep.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from infra.artifacts import Artifacts
+from infra.steps import run_cli
+from systems.recsys_two_tower import pipeline
+
+GOLDEN = Path(__file__).parent / "golden_small.json"
+TOL = 1e-6
+
+
+@pytest.mark.slow
+def test_all_small_reproduces_the_old_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLSD_SEED", "0")
+    # what `mlsd recsys all --scale small` runs (mlsd.cli hands the same argv to run_cli)
+    assert run_cli("recsys", pipeline.STEPS, ["all", "--scale", "small"], pipeline.ALL_CONFIG) == 0
+    art = Artifacts("recsys", "small")
+    got_eval = json.loads((art.root / "eval.json").read_text())
+    got_ann = json.loads((art.root / "index" / "sweep.json").read_text())["chosen"]
+    assert (art.root / "cross.json").exists(), "`all` runs the cross experiment too (bench reads cross.json)"
+
+    golden = json.loads(GOLDEN.read_text())
+    want_eval, want_ann = golden["eval"], golden["ann_chosen"]
+    assert got_eval["users"] == want_eval["users"]
+    assert (got_ann["index"], got_ann["nlist"], got_ann["nprobe"]) == (
+        want_ann["index"], want_ann["nlist"], want_ann["nprobe"],
+    )  # fmt: skip
+    diffs = {"ann recall_at_100": abs(got_ann["recall_at_100"] - want_ann["recall_at_100"])}
+    for model, row in want_eval["table"].items():
+        for metric, value in row.items():
+            diffs[f"{model} {metric}"] = abs(got_eval["table"][model][metric] - value)
+    worst = max(diffs, key=diffs.get)
+    assert diffs[worst] <= TOL, (
+        f"largest difference {diffs[worst]:.3g} at {worst} (tolerance {TOL:g}): {diffs}"
+    )
