@@ -18,8 +18,9 @@ import pandas as pd
 import torch
 from torch import nn
 
+from infra.metrics import mean_ndcg_at_k, mean_recall_at_k
 from systems.recsys_two_tower.data import Feed, holdout_users
-from systems.recsys_two_tower.evaluate import drop_seen, ndcg_at_k, recall_at_k
+from systems.recsys_two_tower.evaluate import drop_seen
 from systems.recsys_two_tower.features.definitions import USER_COLS
 from systems.recsys_two_tower.features.repo import RecsysFeatures
 from systems.recsys_two_tower.features.transform import user_inputs, video_inputs
@@ -144,9 +145,9 @@ def run_cross_experiment(
     }
     table = {
         name: {
-            "recall@10": recall_at_k(r, t, 10),
-            "ndcg@10": ndcg_at_k(r, t, 10),
-            "recall@100": recall_at_k(r, t, 100),
+            "recall@10": mean_recall_at_k(r, t, 10),
+            "ndcg@10": mean_ndcg_at_k(r, t, 10),
+            "recall@100": mean_recall_at_k(r, t, 100),
             "ms_per_request": ms,
         }  # fmt: skip
         for name, (r, t, ms) in rows.items()

@@ -11,28 +11,13 @@ import faiss
 import numpy as np
 
 from infra.console import markdown_table
+from infra.metrics import mean_ndcg_at_k, mean_recall_at_k
 from systems.recsys_two_tower.data import DAY, Feed, holdout_users
 from systems.recsys_two_tower.features.repo import RecsysFeatures
 from systems.recsys_two_tower.index import exact_index, maybe_gpu, user_vectors
 from systems.recsys_two_tower.model import TwoTower
 
 KS = (10, 100)
-
-
-def recall_at_k(recs: np.ndarray, targets: list[np.ndarray], k: int) -> float:
-    """Mean over users of |top-k ∩ target| / |target|."""
-    return float(np.mean([np.isin(t, r[:k]).sum() / len(t) for r, t in zip(recs, targets, strict=True)]))
-
-
-def ndcg_at_k(recs: np.ndarray, targets: list[np.ndarray], k: int) -> float:
-    """Binary-relevance NDCG@k: DCG of the hits over the DCG of a perfect top-k."""
-    disc = 1.0 / np.log2(np.arange(2, k + 2))
-    scores = []
-    for r, t in zip(recs, targets, strict=True):
-        gains = np.isin(r[:k], t).astype(np.float64)
-        ideal = disc[: min(k, len(t))].sum()
-        scores.append(float((gains * disc[: len(gains)]).sum() / ideal))
-    return float(np.mean(scores))
 
 
 def drop_seen(candidates: np.ndarray, seen: np.ndarray, k: int) -> np.ndarray:
@@ -90,7 +75,7 @@ def run_eval(
         name: {
             f"{m}@{kk}": fn(r, targets, kk)
             for kk in KS
-            for m, fn in (("recall", recall_at_k), ("ndcg", ndcg_at_k))
+            for m, fn in (("recall", mean_recall_at_k), ("ndcg", mean_ndcg_at_k))
         }
         for name, r in recs.items()
     }
