@@ -81,6 +81,13 @@ class TowerConfig:
 
 
 # ------------------------------------------------------------------------------------------ step configs
+def _at_least(cfg: StepConfig, low: int, *names: str) -> None:
+    """ConfigError naming the first flag below `low`."""
+    for name in names:
+        if getattr(cfg, name) < low:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least {low} (got {getattr(cfg, name)})")
+
+
 @dataclass
 class DataConfig(StepConfig):
     """`mlsd recsys data`: the feed of --scale (small: 1,500 users x 6,000 videos; medium: 20,000 x 1M)."""
@@ -102,16 +109,10 @@ class TrainConfig(StepConfig):
     creator_buckets: int = flag(TowerConfig.creator_buckets, "hash buckets for creator ids")
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "max_rows"):
-            if getattr(self, name) < 1:
-                raise ConfigError(
-                    f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})"
-                )
+        _at_least(self, 1, "epochs", "batch_size", "max_rows")
+        _at_least(self, 2, "user_buckets", "video_buckets", "creator_buckets")  # bucket 0 is padding
         if self.lr <= 0:
             raise ConfigError(f"--lr must be positive (got {self.lr})")
-        for name in ("user_buckets", "video_buckets", "creator_buckets"):
-            if getattr(self, name) < 2:
-                raise ConfigError(f"--{name.replace('_', '-')} must be at least 2 (bucket 0 is padding)")
 
     def tower(self) -> TowerConfig:
         return TowerConfig(
@@ -126,8 +127,7 @@ class EvalConfig(StepConfig):
     eval_users: int = flag(1000, "test users (with a new video in the future split) to evaluate on")
 
     def __post_init__(self) -> None:
-        if self.eval_users < 1:
-            raise ConfigError(f"--eval-users must be at least 1 (got {self.eval_users})")
+        _at_least(self, 1, "eval_users")
 
 
 @dataclass
@@ -150,11 +150,7 @@ class CrossConfig(StepConfig):
     cross_steps: int = flag(400, "training steps of the cross model")
 
     def __post_init__(self) -> None:
-        for name in ("rerank_users", "full_users", "cross_steps"):
-            if getattr(self, name) < 1:
-                raise ConfigError(
-                    f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})"
-                )
+        _at_least(self, 1, "rerank_users", "full_users", "cross_steps")
 
 
 @dataclass
@@ -203,7 +199,7 @@ class BenchConfig(BuildConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.duration is not None and self.duration < 1:
-            raise ConfigError(f"--duration must be at least 1 s (got {self.duration})")
+        if self.duration is not None:
+            _at_least(self, 1, "duration")
         if self.rate is not None and self.rate <= 0:
             raise ConfigError(f"--rate must be positive (got {self.rate})")
