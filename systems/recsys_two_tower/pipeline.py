@@ -143,7 +143,8 @@ def cross(cfg: CrossConfig, art: Artifacts) -> None:
     art.path("cross.json").write_text(json.dumps(result, indent=2))
     cols = ("recall@10", "ndcg@10", "recall@100", "ms_per_request")
     print_rows(f"two-tower vs cross model over {result['catalog']:,} videos ({result['users']} users)",
-               ("first stage", *cols), [(n, *(r[c] for c in cols)) for n, r in result["table"].items()])  # fmt: skip
+               ("first stage", *cols[:3], "ms / request"),
+               [(n, *(r[c] for c in cols)) for n, r in result["table"].items()])  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------ tools

@@ -39,6 +39,7 @@ def test_all_small_reproduces_the_old_numbers(monkeypatch: pytest.MonkeyPatch) -
         for metric, value in row.items():
             diffs[f"{model} {metric}"] = abs(got_eval["table"][model][metric] - value)
     worst = max(diffs, key=diffs.get)
+    print(f"largest difference from the old numbers: {diffs[worst]:.3g} at {worst}")  # shown by pytest -rP
     assert diffs[worst] <= TOL, (
         f"largest difference {diffs[worst]:.3g} at {worst} (tolerance {TOL:g}): {diffs}"
     )
