@@ -84,6 +84,7 @@ class Step(Generic[C]):
     makes: tuple[str, ...] = ()  # artifacts written; the step is "missing" when any of these is absent
     help: str = ""
     in_all: bool = True  # part of `mlsd <system> all` (the build path); serve/bench/tools are not
+    check: Callable[[C], None] | None = None  # preflight (a service it needs): runs before anything is built
 
 
 # ------------------------------------------------------------------------------------------ config <-> flags
@@ -170,6 +171,8 @@ def run_step(
     """Run one step after whatever it needs that is missing (everything it needs with config.force)."""
     by_name = {s.name: s for s in steps}
     target = by_name[name]
+    if target.check is not None:  # fail in a second, not after minutes of building what it needs
+        target.check(config)  # type: ignore[arg-type]
     for s in producers(steps, target, art, config.force):
         missing = [m for m in s.makes if not art.exists(m)]
         log(f"running `{s.name}` first" + (f" ({missing[0]} is missing)" if missing else " (--force)"))

@@ -147,3 +147,19 @@ def test_atomic_write_leaves_the_old_file_when_the_writer_fails(tmp_path: Path) 
     with atomic_write(path) as f:
         f.write(b"new")
     assert path.read_bytes() == b"new"
+
+
+def test_a_preflight_check_fails_before_anything_is_built(isolated_settings: Path, capsys) -> None:
+    toy = Toy()
+
+    def redis_down(_cfg: StepConfig) -> None:
+        raise ServiceUnavailable(
+            "Redis at 127.0.0.1:6379 refused the connection; start it with `redis-server`"
+        )
+
+    steps = [
+        *toy.steps[:2],
+        Step("bench", toy.bench, BenchConfig, needs=("model/m.txt",), in_all=False, check=redis_down),
+    ]
+    assert run_cli("toy", steps, ["bench"]) == 1
+    assert toy.calls == [] and "redis-server" in capsys.readouterr().err
