@@ -3,15 +3,28 @@
 NE = log loss / entropy of the base CTR (He et al. 2014, "Practical lessons from predicting clicks on
 ads at Facebook"): 1.0 is no better than always predicting the average CTR; lower is better.
 Calibration = mean predicted / observed CTR: 1.0 is calibrated, 1.10 over-predicts clicks by 10%.
+
+The stage after training: it scores what train.py fits (and retrains over seeds for `mlsd ctr eval`), so it
+imports train; train never imports it.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import matplotlib
 import numpy as np
+import pandas as pd
+import torch
 from sklearn.metrics import roc_auc_score
+
+from systems.ctr.features import model_inputs
+from systems.ctr.train import FitConfig, Fitted, fit_rows
+
+matplotlib.use("Agg")  # files only, never a window
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
 EPS = 1e-7
 
@@ -90,12 +103,19 @@ def grouped_auc(y: np.ndarray, p: np.ndarray, groups: np.ndarray) -> float:
     return total / weight if weight else float("nan")
 
 
+def bayes_quality(test_rows: pd.DataFrame, log: pd.DataFrame) -> Quality:
+    """The ceiling: each test impression scored with its own true click probability (the log's p_true)."""
+    p = test_rows[["request_id"]].merge(log[["request_id", "p_true"]], on="request_id", how="left")["p_true"]
+    return quality(test_rows["click"].to_numpy(), p.to_numpy())
+
+
+def held_out_quality(fitted: Fitted, test_rows: pd.DataFrame) -> Quality:
+    """A fitted model's quality on the held-out rows, through the same transform it was trained on."""
+    cat, num = model_inputs(test_rows, cat_fields=fitted.config.cat_fields, n_buckets=fitted.config.n_buckets)
+    return quality(test_rows["click"].to_numpy(), fitted.predict(cat, num))
+
+
 def plot_reliability(curves: dict[str, list[dict[str, float]]], out: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(5, 5))
     top = max(max(r["predicted"], r["observed"]) for rows in curves.values() for r in rows)
     ax.plot([0, top], [0, top], color="grey", linestyle=":", label="perfect")
@@ -111,25 +131,19 @@ def plot_reliability(curves: dict[str, list[dict[str, float]]], out: Path) -> Pa
     return out
 
 
-def over_seeds(seeds: int, out: Path) -> list[list[str]]:
-    """Train LR and DeepFM with `seeds` seeds on the same rows; mean ± std of each metric; reliability plot."""
-    import json
+def over_seeds(
+    train_rows: pd.DataFrame, test_rows: pd.DataFrame, ceiling: Quality, seeds: int, out: Path
+) -> list[list[str]]:
+    """Train LR and DeepFM with seeds 0..seeds-1 on the same rows; mean ± std of each metric; reliability plot.
 
-    import torch
-
-    from systems.ctr.features import model_inputs
-    from systems.ctr.train import TrainConfig, bayes_quality, load_rows, split, train_and_evaluate
-
-    train_rows, test_rows = split(load_rows())
+    Writes eval.json and reliability.png to `out`; returns the table rows (model, metric "mean ± std" ...)."""
     y = test_rows["click"].to_numpy()
-    ceiling = bayes_quality(test_rows)
     runs: dict[str, list[dict[str, float]]] = {"lr": [], "deepfm": []}
     curves: dict[str, list[dict[str, float]]] = {}
     for seed in range(seeds):
         for kind in ("lr", "deepfm"):
-            fitted, q = train_and_evaluate(
-                TrainConfig(kind=kind, seed=seed), train_rows, test_rows, progress=True
-            )
+            fitted = fit_rows(FitConfig(kind=kind, seed=seed), train_rows, progress=True)
+            q = held_out_quality(fitted, test_rows)
             cat, num = model_inputs(test_rows)
             p = fitted.predict(cat, num)
             with torch.no_grad():  # the same model without undoing the negative downsampling

@@ -13,15 +13,21 @@ Their challengers are built from the champion so each one isolates a single caus
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 
+from infra.artifacts import Artifacts
 from infra.experiments import buckets, cuped, msprt_pvalues, srm_check, welch_ttest
 from infra.monitoring import categorical_psi
+from infra.registry import CHAMPION, Registry
+from infra.serving.onnx import make_session
 from systems.ctr.data import (
     SEEN_BY_POSITION,
     Market,
@@ -33,6 +39,7 @@ from systems.ctr.data import (
 )
 from systems.ctr.evaluate import calibration_ratio, grouped_auc, log_loss
 from systems.ctr.features import model_inputs
+from systems.ctr.train import MODEL_NAME
 
 Scorer = Callable[[pd.DataFrame], np.ndarray]  # candidate frame -> P(click | seen at the top)
 SCENARIO_NAMES = ("deepfm-vs-lr", "leaked-feature", "position-as-relevance", "miscalibration",
@@ -42,8 +49,6 @@ PRE_DAYS = 7  # pre-period (CUPED covariate): everyone sees the champion
 
 
 def onnx_scorer(path: Path) -> Scorer:
-    from infra.serving.onnx import make_session
-
     session = make_session(path, threads=1, prefer_gpu=False)
 
     def score(frame: pd.DataFrame) -> np.ndarray:
@@ -266,8 +271,6 @@ def logged_requests(
 
 
 def auc(y: np.ndarray, p: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
     return float(roc_auc_score(y, p))
 
 
@@ -290,8 +293,6 @@ def build_scenarios(market: Market, champion: Scorer, incumbent: Scorer, log: pd
     `log`: the offline exploration log (position-biased)."""
     # position learned as relevance: a model without the position feature, fitted on the biased log,
     # credits `promoted` with the clicks the top slots earned
-    from sklearn.linear_model import LogisticRegression
-
     def at_top(frame: pd.DataFrame) -> np.ndarray:  # the champion's debiased score: every ad at slot 1
         return champion(frame.drop(columns="position", errors="ignore"))
 
@@ -399,3 +400,45 @@ def run_scenarios(market: Market, champion: Scorer, incumbent: Scorer, names: li
         out.append({"scenario": sc.name, "question": sc.question, **offline, "ab": result.summary(),
                     "diagnostic": finding, "flagged": flagged})  # fmt: skip
     return out
+
+
+# --- the registered models, and what a win changes ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A registered model version, downloaded, as a scorer."""
+
+    kind: str
+    version: str
+    scorer: Scorer
+
+
+def registered_scorers(art: Artifacts) -> dict[str, Registered]:
+    """The DeepFM and LR versions `mlsd ctr train` registered (train_metrics.json names them), as scorers."""
+    metrics = json.loads(art.require("train_metrics.json", "train").read_text())
+    registry = Registry()
+    out = {}
+    for kind in ("deepfm", "lr"):
+        version = metrics[kind]["version"]
+        run_id = registry.client.get_model_version(MODEL_NAME, version).run_id
+        folder = registry._mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path="model", dst_path=str(art.dir(f"registry/{kind}")),
+            tracking_uri=registry.tracking_uri,
+        )  # fmt: skip
+        out[kind] = Registered(kind, version, onnx_scorer(Path(folder) / "model.onnx"))
+    return out
+
+
+def challenger_won(results: list[dict]) -> bool:
+    """deepfm-vs-lr was run and DeepFM won it: significant under mSPRT, CI above 0, no sample-ratio mismatch."""
+    main_ab = next((r for r in results if r["scenario"] == "deepfm-vs-lr"), None)
+    if main_ab is None:
+        return False
+    ab = main_ab["ab"]
+    return min(ab["sequential_p"]) < 0.05 and ab["ci"][0] > 0 and ab["srm_p"] >= 0.001
+
+
+def promote(version: str) -> None:
+    """Point `champion` at the DeepFM version that won (serving loads the champion)."""
+    Registry().set_alias(MODEL_NAME, CHAMPION, version)
