@@ -6,7 +6,7 @@
 | MLSD_ONLINE_STORE      | sqlite                                   | Feast online store: sqlite or redis       |
 | REDIS_URL              | redis://127.0.0.1:6379/0                 | Redis for the online store and state      |
 | MLFLOW_TRACKING_URI    | sqlite:///<data dir>/mlflow.db           | MLflow backend store                      |
-| MLSD_DEVICE            | cuda when available, else cpu            | torch device                              |
+| MLSD_DEVICE            | auto (cuda when available, else cpu)     | torch device                              |
 | MLSD_SEED              | 0                                        | seed for every generator and model        |
 | MLSD_SCALE             | small                                    | data scale: small, medium, large, xlarge  |
 
@@ -39,18 +39,10 @@ TEST_ENV = {
 class ServiceUnavailable(RuntimeError):
     """A service a step or server needs is down; the message says what to start or which setting to change."""
 
+
 # Feast phones home unless told not to; set before any feast import.
 os.environ.setdefault("FEAST_USAGE", "False")
 os.environ.setdefault("FEAST_TELEMETRY", "False")
-
-
-def _default_device() -> str:
-    try:
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:  # torch is a hard dependency, but config must import without it
-        return "cpu"
 
 
 class Settings(BaseSettings):
@@ -70,12 +62,16 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "MLSD_MLFLOW_TRACKING_URI"),
         description="MLflow backend (default sqlite:///<data dir>/mlflow.db)",
     )
-    device: str = Field(default_factory=_default_device, description="torch device (cuda when available)")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="torch device; auto = cuda when available"
+    )
     seed: int = Field(0, description="seed for every generator and model")
     scale: Scale = Field("small", description="data scale for steps (bench picks its own default)")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="level of mlsd.* logs")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="level of mlsd.* logs"
+    )
 
-    @field_validator("online_store", mode="before")
+    @field_validator("online_store", "device", mode="before")
     @classmethod
     def _lower(cls, v: str) -> str:
         return v.lower() if isinstance(v, str) else v
@@ -84,6 +80,14 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, v: str) -> str:
         return v.upper() if isinstance(v, str) else v
+
+    def torch_device(self) -> str:
+        """`cpu` or `cuda`: MLSD_DEVICE, or with `auto` whatever torch sees (torch imported only here)."""
+        if self.device != "auto":
+            return self.device
+        import torch  # here, not at the top: `mlsd list` and the settings check must not load torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
 
     @property
     def tracking_uri(self) -> str:
