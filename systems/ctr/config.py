@@ -50,9 +50,9 @@ BENCH = BenchSpec(
 )
 
 
-def _between(name: str, value: float, low: float, high: float) -> None:
+def _between(name: str, value: int, low: int, high: int) -> None:
     if not low <= value <= high:
-        raise ConfigError(f"--{name.replace('_', '-')} must be between {low:g} and {high:g}, got {value:g}")
+        raise ConfigError(f"--{name.replace('_', '-')} must be between {low:,} and {high:,}, got {value:,}")
 
 
 @dataclass
@@ -98,7 +98,9 @@ class EvalConfig(StepConfig):
 
     seeds: int = flag(3, "seeds to train each model with")
     publish: bool = flag(True, "copy eval.json and reliability.png to --out (default: on)")
-    out: Path = flag(RESULTS / "eval", "where --publish copies the report (default: benchmarks/results/ctr/eval)")
+    out: Path = flag(
+        RESULTS / "eval", "where --publish copies the report (default: benchmarks/results/ctr/eval)"
+    )
 
     def __post_init__(self) -> None:
         _between("seeds", self.seeds, 1, 10)
@@ -150,7 +152,9 @@ class MonitorConfig(StepConfig):
 class SkewConfig(StepConfig):
     """Train/serving skew: logged impressions replayed through the serving path, joined to training rows."""
 
-    case: Literal["all", "clean", "missing-default", "timezone", "leaky-join"] = flag("all", "one case, or all")
+    case: Literal["all", "clean", "missing-default", "timezone", "leaky-join"] = flag(
+        "all", "one case, or all"
+    )
     rows: int = flag(3000, "logged impressions to replay")
 
     def __post_init__(self) -> None:

@@ -1,5 +1,6 @@
-"""Offline CTR metrics: AUC, log loss, normalized entropy, calibration, reliability; and the ceiling.
+"""Offline CTR quality: AUC, log loss, normalized entropy, calibration, reliability; and the Bayes ceiling.
 
+The metric functions are infra.metrics' (shared with fraud_edge, tested against scikit-learn there):
 NE = log loss / entropy of the base CTR (He et al. 2014, "Practical lessons from predicting clicks on
 ads at Facebook"): 1.0 is no better than always predicting the average CTR; lower is better.
 Calibration = mean predicted / observed CTR: 1.0 is calibrated, 1.10 over-predicts clicks by 10%.
@@ -14,35 +15,14 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import roc_auc_score
+from matplotlib.figure import Figure
 
+from infra.metrics import calibration_ratio, log_loss, normalized_entropy, roc_auc
 from systems.ctr.features import model_inputs
 from systems.ctr.train import FitConfig, Fitted, fit_rows
-
-matplotlib.use("Agg")  # files only, never a window
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
-
-EPS = 1e-7
-
-
-def log_loss(y: np.ndarray, p: np.ndarray) -> float:
-    p = np.clip(np.asarray(p, dtype=np.float64), EPS, 1 - EPS)
-    y = np.asarray(y, dtype=np.float64)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
-
-
-def normalized_entropy(y: np.ndarray, p: np.ndarray) -> float:
-    base = float(np.clip(np.mean(y), EPS, 1 - EPS))
-    entropy = -(base * np.log(base) + (1 - base) * np.log(1 - base))
-    return log_loss(y, p) / entropy
-
-
-def calibration_ratio(y: np.ndarray, p: np.ndarray) -> float:
-    return float(np.mean(p) / max(np.mean(y), EPS))
 
 
 def recalibrate(p: np.ndarray, negative_keep_rate: float) -> np.ndarray:
@@ -82,25 +62,12 @@ class Quality:
 def quality(y: np.ndarray, p: np.ndarray) -> Quality:
     y = np.asarray(y)
     return Quality(
-        auc=float(roc_auc_score(y, p)),
+        auc=roc_auc(y, p),
         log_loss=log_loss(y, p),
         ne=normalized_entropy(y, p),
         calibration=calibration_ratio(y, p),
         n=int(y.size),
     )
-
-
-def grouped_auc(y: np.ndarray, p: np.ndarray, groups: np.ndarray) -> float:
-    """Impression-weighted mean AUC within groups (e.g. within a request or a position) that have both labels."""
-    total, weight = 0.0, 0
-    order = np.argsort(groups, kind="stable")
-    g, y, p = groups[order], np.asarray(y)[order], np.asarray(p)[order]
-    bounds = np.flatnonzero(np.diff(g)) + 1
-    for ys, ps in zip(np.split(y, bounds), np.split(p, bounds), strict=True):
-        if 0 < ys.sum() < ys.size:
-            total += roc_auc_score(ys, ps) * ys.size
-            weight += ys.size
-    return total / weight if weight else float("nan")
 
 
 def bayes_quality(test_rows: pd.DataFrame, log: pd.DataFrame) -> Quality:
@@ -116,7 +83,8 @@ def held_out_quality(fitted: Fitted, test_rows: pd.DataFrame) -> Quality:
 
 
 def plot_reliability(curves: dict[str, list[dict[str, float]]], out: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig = Figure(figsize=(5, 5))  # no pyplot: a file, never a window
+    ax = fig.subplots()
     top = max(max(r["predicted"], r["observed"]) for rows in curves.values() for r in rows)
     ax.plot([0, top], [0, top], color="grey", linestyle=":", label="perfect")
     for name, rows in curves.items():
@@ -127,7 +95,6 @@ def plot_reliability(curves: dict[str, list[dict[str, float]]], out: Path) -> Pa
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
-    plt.close(fig)
     return out
 
 

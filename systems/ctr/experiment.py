@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 
 from infra.artifacts import Artifacts
 from infra.experiments import buckets, cuped, msprt_pvalues, srm_check, welch_ttest
+from infra.metrics import calibration_ratio, grouped_auc, log_loss, roc_auc
 from infra.monitoring import categorical_psi
 from infra.registry import CHAMPION, Registry
 from infra.serving.onnx import make_session
@@ -37,7 +37,6 @@ from systems.ctr.data import (
     user_activity,
     user_propensity,
 )
-from systems.ctr.evaluate import calibration_ratio, grouped_auc, log_loss
 from systems.ctr.features import model_inputs
 from systems.ctr.train import MODEL_NAME
 
@@ -270,10 +269,6 @@ def logged_requests(
     return log
 
 
-def auc(y: np.ndarray, p: np.ndarray) -> float:
-    return float(roc_auc_score(y, p))
-
-
 @dataclass
 class Scenario:
     name: str
@@ -291,6 +286,7 @@ class Scenario:
 def build_scenarios(market: Market, champion: Scorer, incumbent: Scorer, log: pd.DataFrame) -> list[Scenario]:
     """The A/B cases. `champion`: the DeepFM scorer, base of every constructed challenger; `incumbent`: LR;
     `log`: the offline exploration log (position-biased)."""
+
     # position learned as relevance: a model without the position feature, fitted on the biased log,
     # credits `promoted` with the clicks the top slots earned
     def at_top(frame: pd.DataFrame) -> np.ndarray:  # the champion's debiased score: every ad at slot 1
@@ -375,8 +371,8 @@ def offline_metrics(log: pd.DataFrame, treatment: Scorer, control: Scorer) -> di
     y = log["click"].to_numpy()
     pc, pt = control(log), treatment(log)
     return {
-        "auc_control": auc(y, pc),
-        "auc_treatment": auc(y, pt),
+        "auc_control": roc_auc(y, pc),
+        "auc_treatment": roc_auc(y, pt),
         "logloss_control": log_loss(y, pc),
         "logloss_treatment": log_loss(y, pt),
     }

@@ -55,6 +55,11 @@ def quality_rows(results: dict[str, dict]) -> list[list]:
             for name in ("bayes", "lr", "deepfm") if (r := results.get(name))]  # fmt: skip
 
 
+def lift_cell(ab: dict) -> str:
+    """An A/B's relative lift with its 95% interval: "+10.28% [+6.88%, +13.67%]"."""
+    return f"{ab['lift']:+.2%} [{ab['ci'][0]:+.2%}, {ab['ci'][1]:+.2%}]"
+
+
 # ------------------------------------------------------------------------------------------------ build steps
 def data(cfg: DataConfig, art: Artifacts) -> None:
     """Simulate the impression log, fill the Feast repo, write the point-in-time training rows."""
@@ -63,7 +68,9 @@ def data(cfg: DataConfig, art: Artifacts) -> None:
         market, log = write_log(config, art)
         repo = build_repo(market, art.dir("features"))
         training_rows(repo, log).to_parquet(art.path("rows.parquet"))
-    print_values("ctr data", {"impressions": len(log), "CTR": float(log["click"].mean()), "days": config.n_days})
+    print_values(
+        "ctr data", {"impressions": len(log), "CTR": float(log["click"].mean()), "days": config.n_days}
+    )
 
 
 def train(cfg: TrainConfig, art: Artifacts) -> None:
@@ -92,11 +99,13 @@ def evaluate(cfg: EvalConfig, art: Artifacts) -> None:
     table = over_seeds(train_rows, test_rows, ceiling, cfg.seeds, out)
     print_rows(f"ctr eval: held-out last 3 days, mean ± std over {cfg.seeds} seeds",
                [*QUALITY_COLUMNS, "calibration w/o recal."], table)  # fmt: skip
+    written = f"{out / 'eval.json'}, {out / 'reliability.png'}"
     if cfg.publish:  # the committed copy DESIGN.md quotes
         cfg.out.mkdir(parents=True, exist_ok=True)
         for name in ("eval.json", "reliability.png"):
             shutil.copy2(out / name, cfg.out / name)
-    console.print(f"written: {out / 'eval.json'}, {out / 'reliability.png'}" + (f"; copied to {cfg.out}" if cfg.publish else ""))
+        written += f" (copied to {cfg.out})"
+    console.print(f"written: {written}")
 
 
 # ------------------------------------------------------------------------------------------------ tools
@@ -112,8 +121,7 @@ def experiment(cfg: ExperimentConfig, art: Artifacts) -> None:
         results = run_scenarios(load_market(art), models["deepfm"].scorer, models["lr"].scorer, cfg.scenario_names(),
                                 requests_per_day=cfg.requests_per_day, days=cfg.days)  # fmt: skip
     art.path("experiments.json").write_text(json.dumps(results, indent=2, default=float))
-    rows = [[r["scenario"], r["auc_control"], r["auc_treatment"],
-             f"{r['ab']['lift']:+.2%} [{r['ab']['ci'][0]:+.2%}, {r['ab']['ci'][1]:+.2%}]", f"{r['ab']['true_lift']:+.2%}",
+    rows = [[r["scenario"], r["auc_control"], r["auc_treatment"], lift_cell(r["ab"]), f"{r['ab']['true_lift']:+.2%}",
              f"{min(r['ab']['sequential_p']):.3g}", r["ab"]["srm_p"], f"{r['ab']['variance_reduction']:.0%}"]
             for r in results]  # fmt: skip
     print_rows("ctr experiment (per-user A/B, CUPED; lift of treatment over control)",
@@ -121,7 +129,8 @@ def experiment(cfg: ExperimentConfig, art: Artifacts) -> None:
                 "CUPED var cut"], rows)  # fmt: skip
     for r in results:
         if r["diagnostic"]:
-            console.print(f"  {r['scenario']}: {'[green]found[/]' if r['flagged'] else '[red]missed[/]'} — {r['diagnostic']}")
+            mark = "[green]found[/]" if r["flagged"] else "[red]missed[/]"
+            console.print(f"  {r['scenario']}: {mark} — {r['diagnostic']}")
     if cfg.promote and any(r["scenario"] == "deepfm-vs-lr" for r in results):
         if challenger_won(results):
             promote(models["deepfm"].version)
@@ -174,10 +183,8 @@ def bench(cfg: BenchConfig, art: Artifacts) -> int:
     quality_ok = gap <= 0.01 and abs(calib - 1) <= 0.02
     experiment(ExperimentConfig(scale=cfg.scale, seed=cfg.seed, promote=True), art)
     experiments = json.loads(art.path("experiments.json").read_text())
-    ab_rows = [[r["scenario"], r["auc_control"], r["auc_treatment"],
-                f"{r['ab']['lift']:+.2%} [{r['ab']['ci'][0]:+.2%}, {r['ab']['ci'][1]:+.2%}]",
-                f"{r['ab']['true_lift']:+.2%}", f"{min(r['ab']['sequential_p']):.3g}", r["diagnostic"] or "-"]
-               for r in experiments]  # fmt: skip
+    ab_rows = [[r["scenario"], r["auc_control"], r["auc_treatment"], lift_cell(r["ab"]), f"{r['ab']['true_lift']:+.2%}",
+                f"{min(r['ab']['sequential_p']):.3g}", r["diagnostic"] or "-"] for r in experiments]  # fmt: skip
     report_md = "\n".join([
         markdown_table("Offline quality (held-out last 3 days; `mlsd ctr train`)", QUALITY_COLUMNS, quality_rows(results)),
         f"Targets: DeepFM AUC within 0.01 of Bayes (gap {gap:.4f}), calibration within 2% ({calib:.3f}): "
@@ -188,7 +195,9 @@ def bench(cfg: BenchConfig, art: Artifacts) -> int:
                         "mSPRT p", "diagnostic"], ab_rows),
     ])  # fmt: skip
     # the server is a child process: it gets the champion and this scale through its environment
-    spec = replace(BENCH, env={**BENCH.env, **CtrSettings(alias="champion").as_env(), "MLSD_SCALE": cfg.scale})
+    spec = replace(
+        BENCH, env={**BENCH.env, **CtrSettings(alias="champion").as_env(), "MLSD_SCALE": cfg.scale}
+    )
     code = run_bench("ctr", spec, out_dir=cfg.out, duration_s=cfg.duration, rate=cfg.rate,
                      extra={"offline": results, "experiments": experiments}, extra_md=report_md)  # fmt: skip
     return code if quality_ok else max(code, 1)
@@ -196,7 +205,11 @@ def bench(cfg: BenchConfig, art: Artifacts) -> int:
 
 ALL_CONFIG = AllConfig
 DATA = ("market.json", "log.parquet", "features/repo", "rows.parquet")
-MODELS = ("market.json", "features/repo", "train_metrics.json")  # what a step that loads the trained models reads
+MODELS = (
+    "market.json",
+    "features/repo",
+    "train_metrics.json",
+)  # what a step that loads the trained models reads
 STEPS = [
     Step("data", data, DataConfig, makes=DATA, help=data.__doc__ or ""),
     Step("train", train, TrainConfig, needs=("rows.parquet", "log.parquet"),

@@ -72,9 +72,7 @@ def downsample_negatives(y: np.ndarray, keep_rate: float, rng: np.random.Generat
     return np.flatnonzero(keep)
 
 
-def fit(
-    config: FitConfig, cat: np.ndarray, num: np.ndarray, y: np.ndarray, progress: bool = False
-) -> Fitted:
+def fit(config: FitConfig, cat: np.ndarray, num: np.ndarray, y: np.ndarray, progress: bool = False) -> Fitted:
     """Minibatch Adam on binary cross-entropy, on the negative-downsampled rows."""
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from infra.metrics import grouped_auc
 from systems.ctr.data import SEEN_BY_POSITION
-from systems.ctr.evaluate import grouped_auc
 from systems.ctr.experiment import Policy, candidate_requests, click_probability, rank_positions, run_ab
 
 
