@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -105,17 +106,20 @@ def get_settings() -> Settings:
     return Settings()
 
 
-def env_names(settings: type[BaseSettings]) -> dict[str, str]:
-    """The MLSD_* variables a settings class reads, each with its description (for checks and the README)."""
+def env_fields(settings: type[BaseSettings]) -> list[tuple[str, FieldInfo]]:
+    """(variable, field) for every MLSD_* variable a settings class reads."""
     prefix = settings.model_config.get("env_prefix", "")
-    out = {}
+    out = []
     for name, f in settings.model_fields.items():
         alias = f.validation_alias
         names = list(alias.choices) if isinstance(alias, AliasChoices) else [f"{prefix}{name}".upper()]
-        for env in names:
-            if isinstance(env, str) and env.startswith("MLSD_"):
-                out[env] = f.description or ""
+        out += [(env, f) for env in names if isinstance(env, str) and env.startswith("MLSD_")]
     return out
+
+
+def env_names(settings: type[BaseSettings]) -> dict[str, str]:
+    """The MLSD_* variables a settings class reads, each with its description (for checks and the README)."""
+    return {env: f.description or "" for env, f in env_fields(settings)}
 
 
 def check_environment(settings_classes: list[type[BaseSettings]]) -> None:
