@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 from fastapi.testclient import TestClient
 
 from infra.serving.testing import wait_ready
-from systems.fraud_edge.cli import main as cli_main
 
 TX = {
     "tx_id": "s1", "card_id": "c000001", "terminal_id": "t00001", "amount": 25.0,
     "currency": "EUR", "lat": 48.86, "lon": 2.35, "ts": 1_000_000,
 }  # fmt: skip
-
-
-@pytest.fixture
-def served_dir(pipeline, isolated_settings):
-    """A private copy of the tiny pipeline's artifacts in this test's data dir (tests may publish bundles)."""
-    from infra.config import get_settings
-
-    out, _ = pipeline
-    dst = get_settings().system_dir("fraud")
-    shutil.copytree(out, dst, dirs_exist_ok=True)
-    return dst
 
 
 @pytest.fixture
@@ -113,9 +100,9 @@ def test_redis_down_falls_back_to_local_features(pipeline) -> None:
         def update_and_read(self, tx):
             raise ConnectionError("redis went away")
 
-    out, _ = pipeline
+    art, _ = pipeline
     scorer = EdgeScorer(DownStore())
-    scorer.load_live(out / "bundles")
+    scorer.load_live(art.root / "bundles")
     d = scorer.score(Transaction("d1", 1000, "c1", "t1", 2500, 0, 0))
     assert d.degraded == "local_features" and d.mode == "model+rules" and d.score is not None
 
@@ -124,9 +111,9 @@ def test_model_failure_falls_back_to_rules(pipeline) -> None:
     from systems.fraud_edge.features.velocity import Transaction
     from systems.fraud_edge.scorer import EdgeScorer
 
-    out, _ = pipeline
+    art, _ = pipeline
     scorer = EdgeScorer()
-    scorer.load_live(out / "bundles")
+    scorer.load_live(art.root / "bundles")
 
     def broken(_x):
         raise RuntimeError("onnxruntime crashed")
@@ -139,10 +126,8 @@ def test_model_failure_falls_back_to_rules(pipeline) -> None:
 @pytest.mark.parametrize(
     "argv", [["nope"], ["data", "--scale", "huge"], ["train", "--epochs", "0"], ["bench", "--rate", "-1"]]
 )
-def test_cli_bad_args_exit_2_with_one_line(argv, capsys) -> None:
-    with pytest.raises(SystemExit) as exc:
-        cli_main(argv)
-    assert exc.value.code == 2
+def test_cli_bad_args_exit_2_with_one_line(argv, capsys, fraud_cli) -> None:
+    assert fraud_cli(*argv) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
@@ -151,17 +136,19 @@ def test_malformed_json_is_422_not_500(client) -> None:
     assert r.status_code == 422 and r.json()["fields"][0]["field"] == "body"
 
 
-def test_edge_scorer_cli_scores_without_a_server(served_dir, capsys) -> None:
-    assert cli_main(["score", "--card", "c42", "--amount", "2500", "--tx-id", "cli1"]) == 0
+def test_edge_scorer_cli_scores_without_a_server(served_dir, capsys, fraud_cli) -> None:
+    assert fraud_cli("score", "--card", "c42", "--amount", "2500", "--tx-id", "cli1") == 0
     out = capsys.readouterr().out
     assert "model+rules" in out and "large_amount" in out and "v0001" in out
 
 
-def test_bench_with_redis_down_says_what_to_run(monkeypatch, capsys) -> None:
+def test_bench_with_redis_down_says_what_to_run(served_dir, monkeypatch, capsys, fraud_cli) -> None:
+    """One line on stderr, exit 1. (The runner makes the bench's missing inputs first, so the tiny artifacts
+    are copied in: otherwise this test would build the small scale before it reached Redis.)"""
     from infra.config import get_settings
 
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens on port 1
     get_settings.cache_clear()
-    assert cli_main(["bench", "--duration", "1"]) == 1
-    out = capsys.readouterr().out
+    assert fraud_cli("bench", "--duration", "1") == 1
+    out = capsys.readouterr().err
     assert "redis-server" in out and "--store memory" in out
