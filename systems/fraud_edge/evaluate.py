@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from infra.artifacts import Artifacts
+from infra.metrics import pr_auc, recall_at_fpr
 from infra.monitoring import psi
 from infra.serving.onnx import make_session
 from systems.fraud_edge.bundle import live_path, verify_bundle
@@ -33,7 +34,7 @@ from systems.fraud_edge.decision import (
     rule_actions,
 )
 from systems.fraud_edge.features.velocity import batch_raw_aggregates, feature_spec, model_features
-from systems.fraud_edge.train import LGBM_TEST_SCORES, pr_auc, recall_at_fpr
+from systems.fraud_edge.train import LGBM_TEST_SCORES
 
 EVAL_REPORT = "eval_report.json"
 

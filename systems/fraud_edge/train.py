@@ -23,10 +23,10 @@ from onnxruntime.quantization import (
     quantize_dynamic,
     quantize_static,
 )
-from sklearn.metrics import average_precision_score
 from tqdm import tqdm
 
 from infra.artifacts import Artifacts
+from infra.metrics import pr_auc, recall_at_fpr
 from infra.serving.onnx import make_session
 from systems.fraud_edge.bundle import write_bundle
 from systems.fraud_edge.config import TrainConfig
@@ -42,22 +42,6 @@ PARITY_P99 = 0.02  # |p_int8 - p_fp32| at the 99th percentile of test rows
 PARITY_MAX = 0.4  # ... and on the worst row (static int8 saturates on rows beyond its calibration range)
 TRAIN_REPORT = "train_report.json"
 LGBM_TEST_SCORES = "lgbm_test_scores.npy"
-
-
-# ---------------------------------------------------------------------------------------------------
-# metrics
-# ---------------------------------------------------------------------------------------------------
-
-
-def pr_auc(y: np.ndarray, scores: np.ndarray) -> float:
-    return float(average_precision_score(y, scores))
-
-
-def recall_at_fpr(y: np.ndarray, scores: np.ndarray, fpr: float = 0.01) -> float:
-    """Share of frauds scored above the threshold that flags `fpr` of legit transactions."""
-    legit = scores[y == 0]
-    threshold = np.quantile(legit, 1.0 - fpr)
-    return float(np.mean(scores[y == 1] > threshold))
 
 
 # ---------------------------------------------------------------------------------------------------
