@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -81,8 +82,6 @@ def _edit_manifest(path, edit) -> None:
 
 def _edit_thresholds_and_checksum(path) -> None:
     """An attacker who rewrites thresholds and fixes the checksum still cannot forge the HMAC."""
-    import hashlib
-
     t = json.loads((path / "thresholds.json").read_text())
     t["decline"] = 2.0  # never decline
     (path / "thresholds.json").write_text(json.dumps(t))

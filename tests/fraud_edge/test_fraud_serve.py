@@ -7,7 +7,12 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
+from infra.config import get_settings
 from infra.serving.testing import wait_ready
+from systems.fraud_edge.bundle import set_live, write_bundle
+from systems.fraud_edge.features.velocity import Transaction
+from systems.fraud_edge.scorer import EdgeScorer
+from systems.fraud_edge.serve import build_app
 
 TX = {
     "tx_id": "s1", "card_id": "c000001", "terminal_id": "t00001", "amount": 25.0,
@@ -18,8 +23,6 @@ TX = {
 @pytest.fixture
 def client(served_dir, monkeypatch):
     monkeypatch.setenv("MLSD_FRAUD_STORE", "memory")
-    from systems.fraud_edge.serve import build_app
-
     with TestClient(build_app()) as c:
         wait_ready(c)
         yield c
@@ -66,8 +69,6 @@ def test_reload_rejects_unknown_version_and_keeps_serving(client) -> None:
 
 def test_publish_tampered_then_rollback(client, served_dir) -> None:
     """v0002 is good, v0003 is tampered: reload to v0002, refuse v0003, roll back to v0001 via LIVE."""
-    from systems.fraud_edge.bundle import set_live, write_bundle
-
     v1 = served_dir / "bundles" / "v0001"
     manifest = json.loads((v1 / "manifest.json").read_text())
     args = (
@@ -93,9 +94,6 @@ def test_publish_tampered_then_rollback(client, served_dir) -> None:
 
 
 def test_redis_down_falls_back_to_local_features(pipeline) -> None:
-    from systems.fraud_edge.features.velocity import Transaction
-    from systems.fraud_edge.scorer import EdgeScorer
-
     class DownStore:
         def update_and_read(self, tx):
             raise ConnectionError("redis went away")
@@ -108,9 +106,6 @@ def test_redis_down_falls_back_to_local_features(pipeline) -> None:
 
 
 def test_model_failure_falls_back_to_rules(pipeline) -> None:
-    from systems.fraud_edge.features.velocity import Transaction
-    from systems.fraud_edge.scorer import EdgeScorer
-
     art, _ = pipeline
     scorer = EdgeScorer()
     scorer.load_live(art.root / "bundles")
@@ -145,8 +140,6 @@ def test_edge_scorer_cli_scores_without_a_server(served_dir, capsys, fraud_cli) 
 def test_bench_with_redis_down_says_what_to_run(served_dir, monkeypatch, capsys, fraud_cli) -> None:
     """One line on stderr, exit 1. (The runner makes the bench's missing inputs first, so the tiny artifacts
     are copied in: otherwise this test would build the small scale before it reached Redis.)"""
-    from infra.config import get_settings
-
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens on port 1
     get_settings.cache_clear()
     assert fraud_cli("bench", "--duration", "1") == 1
