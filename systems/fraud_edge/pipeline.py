@@ -1,7 +1,7 @@
 """The main path, top to bottom: simulate → velocity features → train and sign a bundle → evaluate → serve → bench.
 
 Each step is a few lines calling its stage module and printing a short table; STEPS at the bottom is what
-`mlsd fraud <step>` runs (`mlsd fraud all` = data, train, eval). Artifacts live in `<MLSD_DATA_DIR>/fraud/<scale>/`:
+`mlsd fraud <step>` runs (`mlsd fraud all` = data, train, eval). Artifacts, in `<MLSD_DATA_DIR>/fraud/<scale>/`:
 
     transactions.parquet, features.npy                      data
     model_*.onnx, lgbm_test_scores.npy, train_report.json,  train
