@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 
 import pandas as pd
 import uvicorn
+from pydantic import ValidationError
 
 from infra.artifacts import Artifacts
 from infra.bench.harness import run_bench
@@ -148,17 +150,24 @@ def serve(cfg: ServeConfig, art: Artifacts) -> None:
     uvicorn.run(build_app(art, cfg.store), host="127.0.0.1", port=cfg.port)
 
 
-def score(cfg: ScoreConfig, art: Artifacts) -> None:
+def score(cfg: ScoreConfig, art: Artifacts) -> int:
     """Score one transaction with the Python edge scorer, no server; by rules alone when no bundle is live."""
+    try:
+        request = ScoreRequest(**cfg.request_fields())  # the checks POST /score makes
+    except ValidationError as exc:  # a value /score would refuse is a bad flag: one line, exit 2
+        err = exc.errors()[0]
+        sys.stderr.write(f"mlsd fraud score: {'.'.join(str(x) for x in err['loc'])}: {err['msg']}\n")
+        return 2
     scorer = EdgeScorer()  # in-process velocity store: this one transaction is its whole history
     try:
         scorer.load_live(art.root / "bundles")
     except (FileNotFoundError, BundleRejected) as exc:
         console.print(f"[yellow]{exc}; deciding by rules alone[/]")
-    decision = scorer.score(ScoreRequest(**cfg.request_fields()).transaction())
+    decision = scorer.score(request.transaction())
     print_values(
         f"mlsd fraud score {decision.tx_id}", {k: v for k, v in decision.__dict__.items() if k != "tx_id"}
     )
+    return 0
 
 
 def bench(cfg: BenchConfig, art: Artifacts) -> int:
