@@ -1,7 +1,7 @@
 """fraud's settings (every MLSD_FRAUD_* variable), its scales, and the config of each step (its CLI flags).
 
-Light to import on purpose (pydantic only): `mlsd` reads SETTINGS to check the environment before it runs
-anything, and the server and the locustfile read it too.
+Light to import on purpose (pydantic; no torch, numpy or FastAPI): `mlsd` reads SETTINGS to check the
+environment before it runs anything, and the server and the locustfile read it too.
 """
 
 from __future__ import annotations
