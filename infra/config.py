@@ -6,7 +6,7 @@
 | MLSD_ONLINE_STORE      | sqlite                                   | Feast online store: sqlite or redis       |
 | REDIS_URL              | redis://127.0.0.1:6379/0                 | Redis for the online store and state      |
 | MLFLOW_TRACKING_URI    | sqlite:///<data dir>/mlflow.db           | MLflow backend store                      |
-| MLSD_DEVICE            | cuda when available, else cpu            | torch device                              |
+| MLSD_DEVICE            | auto (cuda when available, else cpu)     | torch device                              |
 | MLSD_SEED              | 0                                        | seed for every generator and model        |
 | MLSD_SCALE             | small                                    | data scale: small, medium, large, xlarge  |
 
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -39,18 +40,10 @@ TEST_ENV = {
 class ServiceUnavailable(RuntimeError):
     """A service a step or server needs is down; the message says what to start or which setting to change."""
 
+
 # Feast phones home unless told not to; set before any feast import.
 os.environ.setdefault("FEAST_USAGE", "False")
 os.environ.setdefault("FEAST_TELEMETRY", "False")
-
-
-def _default_device() -> str:
-    try:
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:  # torch is a hard dependency, but config must import without it
-        return "cpu"
 
 
 class Settings(BaseSettings):
@@ -70,12 +63,16 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "MLSD_MLFLOW_TRACKING_URI"),
         description="MLflow backend (default sqlite:///<data dir>/mlflow.db)",
     )
-    device: str = Field(default_factory=_default_device, description="torch device (cuda when available)")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="torch device; auto = cuda when available"
+    )
     seed: int = Field(0, description="seed for every generator and model")
     scale: Scale = Field("small", description="data scale for steps (bench picks its own default)")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="level of mlsd.* logs")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="level of mlsd.* logs"
+    )
 
-    @field_validator("online_store", mode="before")
+    @field_validator("online_store", "device", mode="before")
     @classmethod
     def _lower(cls, v: str) -> str:
         return v.lower() if isinstance(v, str) else v
@@ -84,6 +81,14 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, v: str) -> str:
         return v.upper() if isinstance(v, str) else v
+
+    def torch_device(self) -> str:
+        """`cpu` or `cuda`: MLSD_DEVICE, or with `auto` whatever torch sees (torch imported only here)."""
+        if self.device != "auto":
+            return self.device
+        import torch  # here, not at the top: `mlsd list` and the settings check must not load torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
 
     @property
     def tracking_uri(self) -> str:
@@ -101,17 +106,20 @@ def get_settings() -> Settings:
     return Settings()
 
 
-def env_names(settings: type[BaseSettings]) -> dict[str, str]:
-    """The MLSD_* variables a settings class reads, each with its description (for checks and the README)."""
+def env_fields(settings: type[BaseSettings]) -> list[tuple[str, FieldInfo]]:
+    """(variable, field) for every MLSD_* variable a settings class reads."""
     prefix = settings.model_config.get("env_prefix", "")
-    out = {}
+    out = []
     for name, f in settings.model_fields.items():
         alias = f.validation_alias
         names = list(alias.choices) if isinstance(alias, AliasChoices) else [f"{prefix}{name}".upper()]
-        for env in names:
-            if isinstance(env, str) and env.startswith("MLSD_"):
-                out[env] = f.description or ""
+        out += [(env, f) for env in names if isinstance(env, str) and env.startswith("MLSD_")]
     return out
+
+
+def env_names(settings: type[BaseSettings]) -> dict[str, str]:
+    """The MLSD_* variables a settings class reads, each with its description (for checks and the README)."""
+    return {env: f.description or "" for env, f in env_fields(settings)}
 
 
 def check_environment(settings_classes: list[type[BaseSettings]]) -> None:

@@ -31,6 +31,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from infra.artifacts import Artifacts, MissingArtifact
 from infra.config import ServiceUnavailable, get_settings
+from infra.console import console
 
 
 class StepError(RuntimeError):
@@ -65,7 +66,9 @@ class StepConfig:
     scale: Literal["small", "medium", "large", "xlarge"] = flag(
         help="data scale (default: MLSD_SCALE)", factory=lambda: get_settings().scale
     )
-    seed: int = flag(help="seed for generators and models (default: MLSD_SEED)", factory=lambda: get_settings().seed)
+    seed: int = flag(
+        help="seed for generators and models (default: MLSD_SEED)", factory=lambda: get_settings().seed
+    )
     force: bool = flag(False, "re-run the steps this one needs even when their artifacts exist")
 
 
@@ -81,6 +84,7 @@ class Step(Generic[C]):
     makes: tuple[str, ...] = ()  # artifacts written; the step is "missing" when any of these is absent
     help: str = ""
     in_all: bool = True  # part of `mlsd <system> all` (the build path); serve/bench/tools are not
+    check: Callable[[C], None] | None = None  # preflight (a service it needs): runs before anything is built
 
 
 # ------------------------------------------------------------------------------------------ config <-> flags
@@ -105,7 +109,11 @@ def add_config_flags(parser: argparse.ArgumentParser, config: type) -> None:
     for f in dataclasses.fields(config):
         tp, choices, is_list = _flag_type(hints[f.name])
         helptext = f.metadata.get("help", "")
-        if f.default is not dataclasses.MISSING and f.default not in (None, False, ()) and "default" not in helptext:
+        if (
+            f.default is not dataclasses.MISSING
+            and f.default not in (None, False, ())
+            and "default" not in helptext
+        ):
             helptext += f" (default: {f.default})"
         if f.metadata.get("positional"):
             parser.add_argument(f.name, type=tp, nargs="?", help=helptext)
@@ -114,7 +122,9 @@ def add_config_flags(parser: argparse.ArgumentParser, config: type) -> None:
         if tp is bool:
             parser.add_argument(name, action=argparse.BooleanOptionalAction, help=helptext)
         elif is_list:
-            parser.add_argument(name, dest=f.name, type=tp, choices=choices, action="append", help=helptext + " (repeatable)")
+            parser.add_argument(
+                name, dest=f.name, type=tp, choices=choices, action="append", help=helptext + " (repeatable)"
+            )
         else:  # fmt: skip
             parser.add_argument(name, dest=f.name, type=tp, choices=choices, help=helptext)
         parser.set_defaults(**{f.name: None})
@@ -122,7 +132,11 @@ def add_config_flags(parser: argparse.ArgumentParser, config: type) -> None:
 
 def config_from_args(config: type[C], args: argparse.Namespace) -> C:
     """The config with the flags given on the command line; fields not given keep their defaults."""
-    given = {k: v for k, v in vars(args).items() if v is not None and k in {f.name for f in dataclasses.fields(config)}}
+    given = {
+        k: v
+        for k, v in vars(args).items()
+        if v is not None and k in {f.name for f in dataclasses.fields(config)}
+    }
     return config(**given)  # fmt: skip
 
 
@@ -151,10 +165,14 @@ def producers(steps: Sequence[Step], target: Step, art: Artifacts, force: bool) 
     return [s for s in steps if s.name in chosen]
 
 
-def run_step(steps: Sequence[Step], name: str, config: StepConfig, art: Artifacts, log: Callable[[str], None]) -> Any:
+def run_step(
+    steps: Sequence[Step], name: str, config: StepConfig, art: Artifacts, log: Callable[[str], None]
+) -> Any:
     """Run one step after whatever it needs that is missing (everything it needs with config.force)."""
     by_name = {s.name: s for s in steps}
     target = by_name[name]
+    if target.check is not None:  # fail in a second, not after minutes of building what it needs
+        target.check(config)  # type: ignore[arg-type]
     for s in producers(steps, target, art, config.force):
         missing = [m for m in s.makes if not art.exists(m)]
         log(f"running `{s.name}` first" + (f" ({missing[0]} is missing)" if missing else " (--force)"))
@@ -177,16 +195,18 @@ def step_parser(system: str, step: Step) -> OneLineParser:
     return p
 
 
-def run_cli(system: str, steps: Sequence[Step], argv: Sequence[str], all_config: type[StepConfig] = StepConfig) -> int:
+def run_cli(
+    system: str, steps: Sequence[Step], argv: Sequence[str], all_config: type[StepConfig] = StepConfig
+) -> int:
     """`mlsd <system> <step> [flags]`: parse the step's flags, run it (and what it needs), one error policy."""
-    from infra.console import console
-
     names = [s.name for s in steps] + ["all"]
     if not argv or argv[0] in ("-h", "--help"):
         console.print(f"usage: mlsd {system} <step> [flags]   (mlsd {system} <step> --help)")
         for s in steps:
             console.print(f"  {s.name:<10} {(s.help or '').strip().splitlines()[0] if s.help else ''}")
-        console.print(f"  {'all':<10} every build step in order: {', '.join(s.name for s in steps if s.in_all)}")
+        console.print(
+            f"  {'all':<10} every build step in order: {', '.join(s.name for s in steps if s.in_all)}"
+        )
         return 0
     head, rest = argv[0], list(argv[1:])
     if head not in names:

@@ -1,6 +1,7 @@
 """`mlsd` — the command line for every system, and the one module that knows them all (the composition root).
 
 mlsd list                            systems, their questions and steps
+mlsd settings                        every MLSD_* variable, its default and meaning
 mlsd <system> <step> [flags]         run one step (and whatever it needs that is missing); --help per step
 mlsd <system> all [--scale small]    every build step in order (data ... eval)
 mlsd bench <system>                  same as `mlsd <system> bench`; `mlsd bench floor` tests the harness alone
@@ -17,11 +18,13 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
+from pydantic import AliasChoices
+
 import systems
 from fundamentals.cli import main as fundamentals_main
 from infra.bench.harness import floor_main
 from infra.bench.settings import BenchSettings
-from infra.config import Settings, check_environment
+from infra.config import REPO_ROOT, TEST_ENV, Settings, check_environment, env_fields
 from infra.console import print_rows
 from infra.logs import configure_logging
 from infra.steps import StepConfig, run_cli
@@ -61,6 +64,19 @@ def print_list(found: dict[str, SystemSpec]) -> None:
     print_rows("mlsd systems", ("system", "question", "steps", "status"), rows)
 
 
+def print_settings(classes: list[type]) -> None:
+    """One row per environment variable any settings class reads (the README's table is this table)."""
+    rows = []
+    for cls in classes:
+        for env, field in env_fields(cls):
+            default = "" if field.default is None else str(field.default).replace(str(REPO_ROOT), "<repo>")
+            alias = field.validation_alias  # REDIS_URL and MLFLOW_TRACKING_URI keep their usual names too
+            name = " or ".join(alias.choices) if isinstance(alias, AliasChoices) else env
+            rows.append((name, default, field.description or ""))
+    rows += [(env, "", meaning) for env, meaning in TEST_ENV.items()]
+    print_rows("mlsd settings (environment variables)", ("variable", "default", "meaning"), rows)
+
+
 def run_system_step(spec: SystemSpec, argv: list[str]) -> int:
     """Import the system's pipeline (its heavy imports happen here, not at `mlsd list`) and run the step."""
     pipeline = importlib.import_module(f"{spec.package}.pipeline")
@@ -93,6 +109,9 @@ def _dispatch(argv: list[str], found: dict[str, SystemSpec]) -> int:
     head, rest = argv[0], argv[1:]
     if head == "list":
         print_list(found)
+        return 0
+    if head == "settings":
+        print_settings(settings_classes(found))
         return 0
     if head == "fundamentals":
         return int(fundamentals_main(rest) or 0)

@@ -1,15 +1,25 @@
-"""Load for `mlsd bench ctr`: POST /predict with 50 candidate ads per request, beside the floor route."""
+"""Load for `mlsd bench ctr`: POST /predict with 50 candidate ads per request, beside the floor route.
+
+Users, ads and sites are drawn from the market the server loaded: the bench's MLSD_SCALE names its artifact
+folder (the settings, not a copy of the sizes).
+"""
 
 import random
 import uuid
 
+import pandas as pd
 from locust import FastHttpUser, task
 
+from infra.artifacts import Artifacts
 from infra.bench.users import FloorUser, system_wait_time
+from infra.config import get_settings
+from systems.ctr.data import EPOCH, load_market
 
 __all__ = ["FloorUser", "PredictUser"]
 
-N_USERS, N_ADS, N_SITES, N_CANDIDATES = 6_000, 400, 30, 50
+MARKET = load_market(Artifacts("ctr", get_settings().scale)).config
+DAY = (EPOCH + pd.Timedelta(days=MARKET.n_days)).strftime("%Y-%m-%d")  # the day after the log: serving time
+N_CANDIDATES = min(50, MARKET.n_ads)
 
 
 class PredictUser(FastHttpUser):
@@ -19,11 +29,11 @@ class PredictUser(FastHttpUser):
     def predict(self) -> None:
         body = {
             "request_id": uuid.uuid4().hex,
-            "user_id": random.randrange(N_USERS),
-            "site_id": random.randrange(N_SITES),
+            "user_id": random.randrange(MARKET.n_users),
+            "site_id": random.randrange(MARKET.n_sites),
             "device": random.randrange(3),
-            "timestamp": f"2026-01-19T{random.randrange(24):02d}:{random.randrange(60):02d}:00Z",
-            "candidates": random.sample(range(N_ADS), N_CANDIDATES),
+            "timestamp": f"{DAY}T{random.randrange(24):02d}:{random.randrange(60):02d}:00Z",
+            "candidates": random.sample(range(MARKET.n_ads), N_CANDIDATES),
         }
         with self.client.post("/predict", json=body, name="predict", catch_response=True) as r:
             if r.status_code != 200 or len(r.json()["ads"]) != N_CANDIDATES:

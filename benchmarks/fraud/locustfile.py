@@ -6,16 +6,18 @@ keep their history in the server's velocity store, so the features are real, not
 
 import itertools
 import json
-import os
-from pathlib import Path
 
 from locust import FastHttpUser, task
 
 from infra.bench.users import FloorUser, system_wait_time
+from systems.fraud_edge.config import FraudSettings
 
 __all__ = ["FloorUser", "ScoreUser"]
 
-STREAM = json.loads(Path(os.environ["MLSD_FRAUD_STREAM"]).read_text())
+_stream_path = FraudSettings().stream
+if _stream_path is None:
+    raise SystemExit("MLSD_FRAUD_STREAM is not set: run this load through `mlsd fraud bench`")
+STREAM = json.loads(_stream_path.read_text())
 _user_ids = itertools.count()
 
 

@@ -23,7 +23,6 @@ from typing import Any
 
 import httpx
 
-
 from infra.config import REPO_ROOT
 from infra.steps import OneLineParser
 from infra.system import BenchSpec

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import onnxruntime as ort
+
+log = logging.getLogger("mlsd.onnx")
 
 
 def available_providers(prefer_gpu: bool = True) -> list[str]:
@@ -30,4 +33,7 @@ def make_session(
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
     source = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(source, sess_options=opts, providers=available_providers(prefer_gpu))
+    session = ort.InferenceSession(source, sess_options=opts, providers=available_providers(prefer_gpu))
+    name = "<bytes>" if isinstance(model, bytes) else Path(model).name
+    log.info("ONNX Runtime %s: %s runs on %s", ort.__version__, name, ", ".join(session.get_providers()))
+    return session

@@ -9,6 +9,6 @@ SYSTEM = SystemSpec(
         "Design ad CTR prediction; A/B-test it; monitor drift; detect train/serving skew "
         "(and why high offline AUC can give flat online lift)"
     ),
-    steps=("data", "train", "eval", "serve", "experiment", "monitor", "skew", "bench"),
+    steps=("data", "train", "eval", "serve", "experiment", "monitor", "skew", "bench", "all"),
     status="ready",
 )

@@ -1,5 +1,7 @@
+"""`python -m systems.ctr <step>` is `mlsd ctr <step>`."""
+
 import sys
 
-from systems.ctr.cli import main
+from mlsd.cli import main
 
-raise SystemExit(main(sys.argv[1:]))
+raise SystemExit(main(["ctr", *sys.argv[1:]]))

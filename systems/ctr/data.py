@@ -12,15 +12,23 @@ effect on clicks: a model that never sees the position learns it as relevance.
 
 Shifts can be injected into a fresh day of traffic (`simulate_day(..., shift=...)`): a feature's
 distribution (device mix, user activity), a new advertiser mix, or concept drift (the truth changes).
+
+The data step writes `market.json` (the world's config) and `log.parquet` (the impressions, truth
+included) to the artifact folder; `features.training_rows` turns the log into `rows.parquet`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import json
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from infra.artifacts import Artifacts
+from infra.steps import StepError
+from systems.ctr.config import SCALES
 
 DAY_S = 86_400
 EPOCH = pd.Timestamp("2026-01-05", tz="UTC")  # day 0 of the simulation (a Monday)
@@ -28,7 +36,6 @@ SEEN_BY_POSITION = np.array([1.0, 0.72, 0.55, 0.43, 0.35])  # P(seen | slot 1..5
 MISSING_ACTIVITY = -3.0  # what the training pipeline writes for a user with no activity snapshot yet
 
 N_SEGMENTS, N_CATEGORIES, N_DEVICES = 8, 12, 3
-SCALES = {"small": 40_000, "medium": 150_000, "large": 600_000}  # impressions per day
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,9 @@ class MarketConfig:
 
     @classmethod
     def for_scale(cls, scale: str, seed: int = 0, **overrides: object) -> MarketConfig:
+        """The scale's impressions per day (config.SCALES); StepError for a scale ctr does not have."""
+        if scale not in SCALES:
+            raise StepError(f"ctr has no scale '{scale}'; scales: {', '.join(SCALES)}")
         return replace(cls(seed=seed, impressions_per_day=SCALES[scale]), **overrides)  # type: ignore[arg-type]
 
 
@@ -249,6 +259,33 @@ def simulate_log(market: Market, days: range | None = None) -> pd.DataFrame:
     """The impression log of every simulated day, in time order."""
     days = days if days is not None else range(market.config.n_days)
     return pd.concat([simulate_day(market, d) for d in days], ignore_index=True)
+
+
+# --- the data step's artifacts -----------------------------------------------------------------------
+
+
+def write_log(config: MarketConfig, art: Artifacts) -> tuple[Market, pd.DataFrame]:
+    """Build the market, simulate its impression log; write market.json and log.parquet."""
+    market = make_market(config)
+    art.path("market.json").write_text(json.dumps(asdict(config)))
+    log = simulate_log(market)
+    log.to_parquet(art.path("log.parquet"))
+    return market, log
+
+
+def load_market(art: Artifacts) -> Market:
+    """The market the data step simulated (rebuilt from its config: the same seed gives the same world)."""
+    path = art.require("market.json", "data")
+    return make_market(MarketConfig(**json.loads(path.read_text())))
+
+
+def load_log(art: Artifacts, columns: list[str] | None = None) -> pd.DataFrame:
+    return pd.read_parquet(art.require("log.parquet", "data"), columns=columns)
+
+
+def load_rows(art: Artifacts) -> pd.DataFrame:
+    """The point-in-time training rows (features as of each impression, and its click)."""
+    return pd.read_parquet(art.require("rows.parquet", "data"))
 
 
 # --- the public Criteo display-ads format --------------------------------------------------------------

@@ -1,35 +1,28 @@
-"""Offline CTR metrics: AUC, log loss, normalized entropy, calibration, reliability; and the ceiling.
+"""Offline CTR quality: AUC, log loss, normalized entropy, calibration, reliability; and the Bayes ceiling.
 
+The metric functions are infra.metrics' (shared with fraud_edge, tested against scikit-learn there):
 NE = log loss / entropy of the base CTR (He et al. 2014, "Practical lessons from predicting clicks on
 ads at Facebook"): 1.0 is no better than always predicting the average CTR; lower is better.
 Calibration = mean predicted / observed CTR: 1.0 is calibrated, 1.10 over-predicts clicks by 10%.
+
+The stage after training: it scores what train.py fits (and retrains over seeds for `mlsd ctr eval`), so it
+imports train; train never imports it.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
 
-EPS = 1e-7
-
-
-def log_loss(y: np.ndarray, p: np.ndarray) -> float:
-    p = np.clip(np.asarray(p, dtype=np.float64), EPS, 1 - EPS)
-    y = np.asarray(y, dtype=np.float64)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
-
-
-def normalized_entropy(y: np.ndarray, p: np.ndarray) -> float:
-    base = float(np.clip(np.mean(y), EPS, 1 - EPS))
-    entropy = -(base * np.log(base) + (1 - base) * np.log(1 - base))
-    return log_loss(y, p) / entropy
-
-
-def calibration_ratio(y: np.ndarray, p: np.ndarray) -> float:
-    return float(np.mean(p) / max(np.mean(y), EPS))
+from infra.metrics import calibration_ratio, log_loss, normalized_entropy, roc_auc
+from systems.ctr.features import model_inputs
+from systems.ctr.train import FitConfig, Fitted, fit_rows
 
 
 def recalibrate(p: np.ndarray, negative_keep_rate: float) -> np.ndarray:
@@ -69,7 +62,7 @@ class Quality:
 def quality(y: np.ndarray, p: np.ndarray) -> Quality:
     y = np.asarray(y)
     return Quality(
-        auc=float(roc_auc_score(y, p)),
+        auc=roc_auc(y, p),
         log_loss=log_loss(y, p),
         ne=normalized_entropy(y, p),
         calibration=calibration_ratio(y, p),
@@ -77,26 +70,21 @@ def quality(y: np.ndarray, p: np.ndarray) -> Quality:
     )
 
 
-def grouped_auc(y: np.ndarray, p: np.ndarray, groups: np.ndarray) -> float:
-    """Impression-weighted mean AUC within groups (e.g. within a request or a position) that have both labels."""
-    total, weight = 0.0, 0
-    order = np.argsort(groups, kind="stable")
-    g, y, p = groups[order], np.asarray(y)[order], np.asarray(p)[order]
-    bounds = np.flatnonzero(np.diff(g)) + 1
-    for ys, ps in zip(np.split(y, bounds), np.split(p, bounds), strict=True):
-        if 0 < ys.sum() < ys.size:
-            total += roc_auc_score(ys, ps) * ys.size
-            weight += ys.size
-    return total / weight if weight else float("nan")
+def bayes_quality(test_rows: pd.DataFrame, log: pd.DataFrame) -> Quality:
+    """The ceiling: each test impression scored with its own true click probability (the log's p_true)."""
+    p = test_rows[["request_id"]].merge(log[["request_id", "p_true"]], on="request_id", how="left")["p_true"]
+    return quality(test_rows["click"].to_numpy(), p.to_numpy())
+
+
+def held_out_quality(fitted: Fitted, test_rows: pd.DataFrame) -> Quality:
+    """A fitted model's quality on the held-out rows, through the same transform it was trained on."""
+    cat, num = model_inputs(test_rows, cat_fields=fitted.config.cat_fields, n_buckets=fitted.config.n_buckets)
+    return quality(test_rows["click"].to_numpy(), fitted.predict(cat, num))
 
 
 def plot_reliability(curves: dict[str, list[dict[str, float]]], out: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig = Figure(figsize=(5, 5))  # no pyplot: a file, never a window
+    ax = fig.subplots()
     top = max(max(r["predicted"], r["observed"]) for rows in curves.values() for r in rows)
     ax.plot([0, top], [0, top], color="grey", linestyle=":", label="perfect")
     for name, rows in curves.items():
@@ -107,29 +95,22 @@ def plot_reliability(curves: dict[str, list[dict[str, float]]], out: Path) -> Pa
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
-    plt.close(fig)
     return out
 
 
-def over_seeds(seeds: int, out: Path) -> list[list[str]]:
-    """Train LR and DeepFM with `seeds` seeds on the same rows; mean ± std of each metric; reliability plot."""
-    import json
+def over_seeds(
+    train_rows: pd.DataFrame, test_rows: pd.DataFrame, ceiling: Quality, seeds: int, out: Path
+) -> list[list[str]]:
+    """Train LR and DeepFM with seeds 0..seeds-1 on the same rows; mean ± std of each metric; reliability plot.
 
-    import torch
-
-    from systems.ctr.features import model_inputs
-    from systems.ctr.train import TrainConfig, bayes_quality, load_rows, split, train_and_evaluate
-
-    train_rows, test_rows = split(load_rows())
+    Writes eval.json and reliability.png to `out`; returns the table rows (model, metric "mean ± std" ...)."""
     y = test_rows["click"].to_numpy()
-    ceiling = bayes_quality(test_rows)
     runs: dict[str, list[dict[str, float]]] = {"lr": [], "deepfm": []}
     curves: dict[str, list[dict[str, float]]] = {}
     for seed in range(seeds):
         for kind in ("lr", "deepfm"):
-            fitted, q = train_and_evaluate(
-                TrainConfig(kind=kind, seed=seed), train_rows, test_rows, progress=True
-            )
+            fitted = fit_rows(FitConfig(kind=kind, seed=seed), train_rows, progress=True)
+            q = held_out_quality(fitted, test_rows)
             cat, num = model_inputs(test_rows)
             p = fitted.predict(cat, num)
             with torch.no_grad():  # the same model without undoing the negative downsampling

@@ -13,15 +13,21 @@ Their challengers are built from the champion so each one isolates a single caus
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.linear_model import LogisticRegression
 
+from infra.artifacts import Artifacts
 from infra.experiments import buckets, cuped, msprt_pvalues, srm_check, welch_ttest
+from infra.metrics import calibration_ratio, grouped_auc, log_loss, roc_auc
 from infra.monitoring import categorical_psi
+from infra.registry import CHAMPION, Registry
+from infra.serving.onnx import make_session
 from systems.ctr.data import (
     SEEN_BY_POSITION,
     Market,
@@ -31,8 +37,8 @@ from systems.ctr.data import (
     user_activity,
     user_propensity,
 )
-from systems.ctr.evaluate import calibration_ratio, grouped_auc, log_loss
 from systems.ctr.features import model_inputs
+from systems.ctr.train import MODEL_NAME
 
 Scorer = Callable[[pd.DataFrame], np.ndarray]  # candidate frame -> P(click | seen at the top)
 SCENARIO_NAMES = ("deepfm-vs-lr", "leaked-feature", "position-as-relevance", "miscalibration",
@@ -42,8 +48,6 @@ PRE_DAYS = 7  # pre-period (CUPED covariate): everyone sees the champion
 
 
 def onnx_scorer(path: Path) -> Scorer:
-    from infra.serving.onnx import make_session
-
     session = make_session(path, threads=1, prefer_gpu=False)
 
     def score(frame: pd.DataFrame) -> np.ndarray:
@@ -265,12 +269,6 @@ def logged_requests(
     return log
 
 
-def auc(y: np.ndarray, p: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(y, p))
-
-
 @dataclass
 class Scenario:
     name: str
@@ -288,10 +286,9 @@ class Scenario:
 def build_scenarios(market: Market, champion: Scorer, incumbent: Scorer, log: pd.DataFrame) -> list[Scenario]:
     """The A/B cases. `champion`: the DeepFM scorer, base of every constructed challenger; `incumbent`: LR;
     `log`: the offline exploration log (position-biased)."""
+
     # position learned as relevance: a model without the position feature, fitted on the biased log,
     # credits `promoted` with the clicks the top slots earned
-    from sklearn.linear_model import LogisticRegression
-
     def at_top(frame: pd.DataFrame) -> np.ndarray:  # the champion's debiased score: every ad at slot 1
         return champion(frame.drop(columns="position", errors="ignore"))
 
@@ -374,8 +371,8 @@ def offline_metrics(log: pd.DataFrame, treatment: Scorer, control: Scorer) -> di
     y = log["click"].to_numpy()
     pc, pt = control(log), treatment(log)
     return {
-        "auc_control": auc(y, pc),
-        "auc_treatment": auc(y, pt),
+        "auc_control": roc_auc(y, pc),
+        "auc_treatment": roc_auc(y, pt),
         "logloss_control": log_loss(y, pc),
         "logloss_treatment": log_loss(y, pt),
     }
@@ -399,3 +396,45 @@ def run_scenarios(market: Market, champion: Scorer, incumbent: Scorer, names: li
         out.append({"scenario": sc.name, "question": sc.question, **offline, "ab": result.summary(),
                     "diagnostic": finding, "flagged": flagged})  # fmt: skip
     return out
+
+
+# --- the registered models, and what a win changes ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A registered model version, downloaded, as a scorer."""
+
+    kind: str
+    version: str
+    scorer: Scorer
+
+
+def registered_scorers(art: Artifacts) -> dict[str, Registered]:
+    """The DeepFM and LR versions `mlsd ctr train` registered (train_metrics.json names them), as scorers."""
+    metrics = json.loads(art.require("train_metrics.json", "train").read_text())
+    registry = Registry()
+    out = {}
+    for kind in ("deepfm", "lr"):
+        version = metrics[kind]["version"]
+        run_id = registry.client.get_model_version(MODEL_NAME, version).run_id
+        folder = registry._mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path="model", dst_path=str(art.dir(f"registry/{kind}")),
+            tracking_uri=registry.tracking_uri,
+        )  # fmt: skip
+        out[kind] = Registered(kind, version, onnx_scorer(Path(folder) / "model.onnx"))
+    return out
+
+
+def challenger_won(results: list[dict]) -> bool:
+    """deepfm-vs-lr was run and DeepFM won it: significant under mSPRT, CI above 0, no sample-ratio mismatch."""
+    main_ab = next((r for r in results if r["scenario"] == "deepfm-vs-lr"), None)
+    if main_ab is None:
+        return False
+    ab = main_ab["ab"]
+    return min(ab["sequential_p"]) < 0.05 and ab["ci"][0] > 0 and ab["srm_p"] >= 0.001
+
+
+def promote(version: str) -> None:
+    """Point `champion` at the DeepFM version that won (serving loads the champion)."""
+    Registry().set_alias(MODEL_NAME, CHAMPION, version)

@@ -19,16 +19,25 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+import onnxruntime as ort
 import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from infra.serving import Resources, create_app, error_body, require_ready, stage
+from infra.artifacts import Artifacts
+from infra.config import get_settings
+from infra.features import FeatureRepo
+from infra.registry import Registry
+from infra.serving import create_app, error_body, require_ready, stage
+from infra.serving.onnx import make_session
+from systems.ctr.config import CtrSettings
+from systems.ctr.data import load_market
 from systems.ctr.features import CAT_FIELDS, PROJECT, model_inputs
+from systems.ctr.train import MODEL_NAME
 
 AD_COLUMNS = ["advertiser_id", "ad_category", "ad_quality", "promoted"]
 
@@ -163,42 +172,57 @@ def read_serving_log(path: Path) -> pd.DataFrame:
     return frame
 
 
-def load(resources: Resources) -> None:
-    """Model behind the alias (MLSD_CTR_ALIAS, default champion), ad snapshot, user feature reader."""
-    from infra.features import FeatureRepo
-    from infra.registry import Registry
-    from infra.serving.onnx import make_session
-    from systems.ctr.train import MODEL_NAME, load_market, system_dir
+@dataclass
+class CtrResources:
+    """What /predict needs, loaded once at start-up."""
 
-    alias = os.environ.get("MLSD_CTR_ALIAS", "champion")
-    ref, folder = Registry().load(MODEL_NAME, alias, dst=system_dir() / "serving" / alias)
+    session: ort.InferenceSession  # the ONNX scorer behind the alias
+    version: str  # "ctr/<version>@<alias>", returned with every response and logged
+    n_buckets: int  # the hashing table size the model was trained with
+    repo: FeatureRepo  # the Feast online store (user features per request)
+    user_service: Any  # Feast FeatureService "ctr_user"
+    ads: AdTable  # the ad catalogue's features, read from the online store at start
+    log: ServingLog
+
+    def close(self) -> None:
+        self.log.close()
+
+
+def load(settings: CtrSettings, art: Artifacts) -> CtrResources:
+    """Model behind the alias (MLSD_CTR_ALIAS, default champion), ad snapshot, user feature reader."""
+    alias = settings.alias
+    ref, folder = Registry().load(MODEL_NAME, alias, dst=art.dir(f"serving/{alias}"))
     config = json.loads((folder / "config.json").read_text())
     if tuple(config["cat_fields"]) != CAT_FIELDS:
         raise RuntimeError(f"model {ref.name} v{ref.version} was trained on other fields; retrain it")
-    resources["session"] = make_session(folder / "model.onnx", threads=1, prefer_gpu=False)
-    resources["version"] = f"{ref.name}/{ref.version}@{alias}"
-    resources["n_buckets"] = int(config["n_buckets"])
-    repo = FeatureRepo(PROJECT, system_dir() / "features" / "repo")
+    repo = FeatureRepo(PROJECT, art.require("features/repo", "data"))
     repo.check_online_store()
-    resources["repo"] = repo
-    resources["user_service"] = repo.feature_service("ctr_user")
-    market = load_market()
+    market = load_market(art)
     ad_ids = market.ads["ad_id"].tolist()
     values, _ = repo.online(repo.feature_service("ctr_ad"), [{"ad_id": a} for a in ad_ids])
     ads = pd.DataFrame({c: values[c] for c in AD_COLUMNS}, index=pd.Index(values["ad_id"], name="ad_id"))
-    resources["ads"] = AdTable(ads)
-    resources["log"] = ServingLog(system_dir() / "serving_log" / f"{os.getpid()}.jsonl")
-    resources["close"] = resources["log"].close
+    return CtrResources(
+        session=make_session(folder / "model.onnx", threads=1, prefer_gpu=False),
+        version=f"{ref.name}/{ref.version}@{alias}",
+        n_buckets=int(config["n_buckets"]),
+        repo=repo,
+        user_service=repo.feature_service("ctr_user"),
+        ads=AdTable(ads),
+        log=ServingLog(art.path(f"serving_log/{os.getpid()}.jsonl")),
+    )
 
 
-def build_app() -> FastAPI:
-    app = create_app("ctr", load=load, access_log_enabled=False)
+def build_app(settings: CtrSettings | None = None, art: Artifacts | None = None) -> FastAPI:
+    """The app; uvicorn's factory call (no arguments) reads MLSD_CTR_* and serves the MLSD_SCALE artifacts."""
+    settings = settings or CtrSettings()
+    art = art or Artifacts("ctr", get_settings().scale)
+    app = create_app("ctr", load=lambda: load(settings, art), access_log_enabled=False)
 
     @app.post("/predict", response_model=PredictResponse)
-    async def predict(req: PredictRequest, res: Resources = Depends(require_ready)) -> Any:
+    async def predict(req: PredictRequest, res: Annotated[CtrResources, Depends(require_ready)]) -> Any:
         # async on purpose: the work is ~1 ms of CPU (the SQLite online read included), cheaper on the
         # event loop than a hop to the threadpool; with a networked online store, await its client instead
-        ads: AdTable = res["ads"]
+        ads = res.ads
         unknown = [i for i, a in enumerate(req.candidates) if a not in ads]
         if unknown:
             fields = [{"field": f"candidates.{i}", "loc": ["body", "candidates", str(i)],
@@ -208,27 +232,27 @@ def build_app() -> FastAPI:
             )
         with stage("features"):
             try:
-                values, _ = res["repo"].online(res["user_service"], [{"user_id": req.user_id}])
+                values, _ = res.repo.online(res.user_service, [{"user_id": req.user_id}])
             except Exception as exc:
                 raise HTTPException(status_code=503, detail=f"online store: {exc}") from exc
             user = {k: v[0] for k, v in values.items()}
             frame = request_frame(req, user, ads)
-            cat, num = model_inputs(frame, n_buckets=res["n_buckets"])
+            cat, num = model_inputs(frame, n_buckets=res.n_buckets)
         with stage("model"):
-            p = res["session"].run(None, {"cat": cat, "num": num})[0]
+            p = res.session.run(None, {"cat": cat, "num": num})[0]
         with stage("rank"):
             order = np.argsort(-p, kind="stable")
             ad_ids = frame["ad_id"]
             ranked = [ScoredAd(ad_id=int(ad_ids[i]), p_click=float(p[i])) for i in order]
-        res["log"].append(
+        res.log.append(
             {
                 "request_id": req.request_id,
                 "ts": time.time(),
-                "model_version": res["version"],
+                "model_version": res.version,
                 "features": loggable(frame),
                 "scores": p.tolist(),
             }
         )
-        return PredictResponse(request_id=req.request_id, model_version=res["version"], ads=ranked)
+        return PredictResponse(request_id=req.request_id, model_version=res.version, ads=ranked)
 
     return app

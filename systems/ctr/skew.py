@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from infra.monitoring import jensen_shannon, psi
-from systems.ctr.data import MISSING_ACTIVITY
+from systems.ctr.data import EPOCH, MISSING_ACTIVITY, Market
 from systems.ctr.serve import (
     AD_COLUMNS,
     AdTable,
@@ -127,3 +127,9 @@ def run_case(
 
 def ad_table(ads: pd.DataFrame) -> AdTable:
     return AdTable(ads.set_index("ad_id")[AD_COLUMNS])
+
+
+def last_day_sample(rows: pd.DataFrame, market: Market, n: int) -> pd.DataFrame:
+    """`n` training rows of the last simulated day (what the serving log would hold for a day)."""
+    last_day = rows[rows["event_timestamp"] >= EPOCH + pd.Timedelta(days=market.config.n_days - 1)]
+    return last_day.sample(min(n, len(last_day)), random_state=0)

@@ -1,8 +1,9 @@
-"""Training: the logged impressions -> Feast point-in-time rows -> LR and DeepFM -> ONNX -> MLflow.
+"""Training: point-in-time rows -> LR and DeepFM -> ONNX -> MLflow.
 
 Split by time (train on the first days, test on the last ones), downsample negatives for training and
 undo it in the exported scorer, register both models: LR as `champion` (the incumbent), DeepFM as
-`challenger` (what `mlsd ctr experiment` A/B-tests and promotes when it wins).
+`challenger` (what `mlsd ctr experiment` A/B-tests and promotes when it wins). How well they do on the
+held-out days is evaluate.py's business (it imports this module, never the other way round).
 """
 
 from __future__ import annotations
@@ -10,25 +11,30 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from rich.progress import Progress
 from torch import nn
 
-from infra.config import get_settings
-from systems.ctr.data import EPOCH, Market, MarketConfig, make_market, simulate_log
-from systems.ctr.evaluate import Quality, quality
-from systems.ctr.features import CAT_FIELDS, N_BUCKETS, NUM_FIELDS, build_repo, model_inputs, training_rows
+from infra.registry import CHALLENGER, CHAMPION, ModelRef, Registry
+from infra.serving.onnx import make_session
+from systems.ctr.data import EPOCH
+from systems.ctr.features import CAT_FIELDS, N_BUCKETS, NUM_FIELDS, model_inputs
 from systems.ctr.model import CalibratedScorer, build_model
 
 MODEL_NAME = "ctr"
+ALIASES = {"lr": CHAMPION, "deepfm": CHALLENGER}  # the incumbent, and the model the A/B tests
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class FitConfig:
+    """One model's training: its kind and the optimiser's settings."""
+
     kind: str = "deepfm"
     epochs: int = 3
     batch_size: int = 1024
@@ -44,7 +50,7 @@ class Fitted:
     """A trained model and what scoring it needs."""
 
     model: nn.Module
-    config: TrainConfig
+    config: FitConfig
     losses: list[float] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -66,9 +72,7 @@ def downsample_negatives(y: np.ndarray, keep_rate: float, rng: np.random.Generat
     return np.flatnonzero(keep)
 
 
-def fit(
-    config: TrainConfig, cat: np.ndarray, num: np.ndarray, y: np.ndarray, progress: bool = False
-) -> Fitted:
+def fit(config: FitConfig, cat: np.ndarray, num: np.ndarray, y: np.ndarray, progress: bool = False) -> Fitted:
     """Minibatch Adam on binary cross-entropy, on the negative-downsampled rows."""
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -107,9 +111,7 @@ def fit(
     return fitted
 
 
-def _progress(total: int, label: str):  # noqa: ANN202
-    from rich.progress import Progress
-
+def _progress(total: int, label: str) -> tuple[Progress, int]:
     bar = Progress(transient=True)
     task = bar.add_task(label, total=total)
     bar.start()
@@ -118,8 +120,6 @@ def _progress(total: int, label: str):  # noqa: ANN202
 
 def export_onnx(fitted: Fitted, path: Path) -> Path:
     """The calibrated scorer as ONNX with a dynamic batch; checked against PyTorch before it is kept."""
-    from infra.serving.onnx import make_session
-
     scorer = CalibratedScorer(fitted.model, fitted.config.negative_keep_rate).eval()
     n_fields = len(fitted.config.cat_fields)
     example = (torch.zeros(4, n_fields, dtype=torch.int64), torch.zeros(4, len(NUM_FIELDS)))
@@ -143,39 +143,6 @@ def export_onnx(fitted: Fitted, path: Path) -> Path:
     return path
 
 
-# --- the pipeline steps ----------------------------------------------------------------------------------
-
-
-def system_dir() -> Path:
-    return get_settings().system_dir("ctr")
-
-
-def market_config() -> MarketConfig:
-    settings = get_settings()
-    return MarketConfig.for_scale(settings.scale, seed=settings.seed)
-
-
-def load_market() -> Market:
-    path = system_dir() / "market.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found; run `mlsd ctr data` first")
-    return make_market(MarketConfig(**json.loads(path.read_text())))
-
-
-def run_data(config: MarketConfig | None = None) -> dict[str, float]:
-    """Simulate the log, fill the Feast repo, and write the point-in-time training rows."""
-    config = config or market_config()
-    out = system_dir()
-    market = make_market(config)
-    (out / "market.json").write_text(json.dumps(asdict(config)))
-    log = simulate_log(market)
-    log.to_parquet(out / "log.parquet")
-    repo = build_repo(market, out / "features")
-    rows = training_rows(repo, log)
-    rows.to_parquet(out / "rows.parquet")
-    return {"impressions": len(log), "ctr": float(log["click"].mean()), "days": config.n_days}
-
-
 def split(rows: pd.DataFrame, test_days: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Temporal split: the last `test_days` days are the test set (no shuffling across time)."""
     day = (rows["event_timestamp"] - EPOCH).dt.days
@@ -185,60 +152,28 @@ def split(rows: pd.DataFrame, test_days: int = 3) -> tuple[pd.DataFrame, pd.Data
     )
 
 
-def load_rows() -> pd.DataFrame:
-    path = system_dir() / "rows.parquet"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found; run `mlsd ctr data` first")
-    return pd.read_parquet(path)
+def fit_rows(config: FitConfig, rows: pd.DataFrame, progress: bool = False) -> Fitted:
+    """Fit on training rows: the shared transform (features.model_inputs), then `fit`."""
+    cat, num = model_inputs(rows, cat_fields=config.cat_fields, n_buckets=config.n_buckets)
+    return fit(config, cat, num, rows["click"].to_numpy(), progress=progress)
 
 
-def bayes_quality(test_rows: pd.DataFrame) -> Quality:
-    """The ceiling: each test impression scored with its own true click probability."""
-    log = pd.read_parquet(system_dir() / "log.parquet", columns=["request_id", "p_true"])
-    p = test_rows[["request_id"]].merge(log, on="request_id", how="left")["p_true"].to_numpy()
-    return quality(test_rows["click"].to_numpy(), p)
+def save_model(fitted: Fitted, folder: Path) -> Path:
+    """model.onnx and the config.json serving reads (fields, buckets) in one folder."""
+    export_onnx(fitted, folder / "model.onnx")
+    config = {**asdict(fitted.config), "cat_fields": list(fitted.config.cat_fields)}
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
 
 
-def train_and_evaluate(
-    config: TrainConfig, train_rows: pd.DataFrame, test_rows: pd.DataFrame, progress: bool = False
-) -> tuple[Fitted, Quality]:
-    cat, num = model_inputs(train_rows, cat_fields=config.cat_fields, n_buckets=config.n_buckets)
-    fitted = fit(config, cat, num, train_rows["click"].to_numpy(), progress=progress)
-    cat_t, num_t = model_inputs(test_rows, cat_fields=config.cat_fields, n_buckets=config.n_buckets)
-    return fitted, quality(test_rows["click"].to_numpy(), fitted.predict(cat_t, num_t))
-
-
-def run_train(
-    epochs: int | None = None, register: bool = True, progress: bool = True, batch_size: int | None = None
-) -> dict[str, dict]:
-    """Train LR and DeepFM, export both to ONNX, log to MLflow and set champion / challenger."""
-    from infra.registry import CHALLENGER, CHAMPION, Registry
-
-    train_rows, test_rows = split(load_rows())
-    out = system_dir() / "models"
-    ceiling = bayes_quality(test_rows)
-    results: dict[str, dict] = {"bayes": ceiling.as_dict()}
-    registry = Registry() if register else None
-    for kind, alias in (("lr", CHAMPION), ("deepfm", CHALLENGER)):
-        overrides = {k: v for k, v in (("epochs", epochs), ("batch_size", batch_size)) if v}
-        config = TrainConfig(kind=kind, seed=get_settings().seed, **overrides)
-        fitted, q = train_and_evaluate(config, train_rows, test_rows, progress=progress)
-        export_onnx(fitted, out / kind / "model.onnx")
-        (out / kind / "config.json").write_text(
-            json.dumps({**asdict(config), "cat_fields": list(config.cat_fields)})
-        )
-        results[kind] = {**q.as_dict(), "train_s": fitted.seconds, "losses": fitted.losses}
-        if registry is not None:
-            run_id = registry.log_run(
-                "ctr",
-                params={k: str(v) for k, v in asdict(config).items()},
-                metrics={**{k: v for k, v in q.as_dict().items()}, "auc_gap_to_bayes": ceiling.auc - q.auc},
-                artifacts={"model": out / kind},
-                run_name=kind,
-                step_metrics={"train_loss": fitted.losses},
-            )
-            ref = registry.register(MODEL_NAME, run_id, "model", alias=alias)
-            results[kind]["version"] = ref.version
-            results[kind]["alias"] = alias
-    (system_dir() / "train_metrics.json").write_text(json.dumps(results, indent=2))
-    return results
+def register(registry: Registry, fitted: Fitted, folder: Path, metrics: Mapping[str, float]) -> ModelRef:
+    """Log the run (params, held-out metrics, loss curve, the model folder) and register it under its alias."""
+    run_id = registry.log_run(
+        "ctr",
+        params={k: str(v) for k, v in asdict(fitted.config).items()},
+        metrics=metrics,
+        artifacts={"model": folder},
+        run_name=fitted.config.kind,
+        step_metrics={"train_loss": fitted.losses},
+    )
+    return registry.register(MODEL_NAME, run_id, "model", alias=ALIASES[fitted.config.kind])

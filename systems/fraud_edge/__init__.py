@@ -6,6 +6,6 @@ SYSTEM = SystemSpec(
     name="fraud",
     package="systems.fraud_edge",
     question="Design fraud detection at the edge (a card terminal must decide in milliseconds, sometimes offline)",
-    steps=("data", "train", "eval", "serve", "score", "bench"),
+    steps=("data", "train", "eval", "serve", "score", "bench", "all"),
     status="ready",
 )

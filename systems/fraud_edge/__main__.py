@@ -1,7 +1,7 @@
-"""`python -m systems.fraud_edge <step>`."""
+"""`python -m systems.fraud_edge <step>`: the same as `mlsd fraud <step>`."""
 
 import sys
 
-from systems.fraud_edge.cli import main
+from mlsd.cli import main
 
-raise SystemExit(main(sys.argv[1:]))
+raise SystemExit(main(["fraud", *sys.argv[1:]]))

@@ -17,15 +17,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from systems.fraud_edge.config import FraudSettings
+
 MANIFEST = "manifest.json"
 FILES = ("model.onnx", "feature_spec.json", "thresholds.json")
-DEV_KEY = "mlsd-dev-bundle-key"  # demo only: a device gets its key at provisioning, never from git
 
 
 class BundleRejected(RuntimeError):
@@ -33,7 +33,8 @@ class BundleRejected(RuntimeError):
 
 
 def bundle_key() -> bytes:
-    return os.environ.get("MLSD_FRAUD_BUNDLE_KEY", DEV_KEY).encode()
+    """The HMAC key: MLSD_FRAUD_BUNDLE_KEY, a demo key when unset."""
+    return FraudSettings().bundle_key.get_secret_value().encode()
 
 
 def _sha256(path: Path) -> str:

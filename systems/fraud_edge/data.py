@@ -1,4 +1,5 @@
-"""Transactions with a known truth, the label-delay split, and a loader for the public credit-card CSV.
+"""Transactions with a known truth, the data step's artifacts, the label-delay split, and a loader for the
+public credit-card CSV.
 
 The simulator draws cards (a home city, a spend level, a rate) and terminals (a city, a location), then
 legitimate purchases near home, then four fraud patterns that a single transaction cannot reveal; each
@@ -22,6 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from infra.artifacts import Artifacts, atomic_write
+from infra.steps import StepError
+from systems.fraud_edge.config import SCALES
 
 DAY = 86_400
 CURRENCIES = ("EUR", "USD", "GBP")
@@ -59,8 +64,10 @@ class SimConfig:
 
     @classmethod
     def for_scale(cls, scale: str, seed: int = 0) -> SimConfig:
-        sizes = {"small": (3000, 400, 42), "medium": (20000, 2000, 60), "large": (100000, 8000, 90)}
-        n_cards, n_terminals, days = sizes[scale]
+        """The sizes of a scale in config.SCALES; StepError naming the supported ones for any other."""
+        if scale not in SCALES:
+            raise StepError(f"fraud has no '{scale}' scale; supported: {', '.join(SCALES)}")
+        n_cards, n_terminals, days = SCALES[scale]
         return cls(n_cards=n_cards, n_terminals=n_terminals, days=days, seed=seed)
 
 
@@ -157,6 +164,26 @@ def simulate_transactions(cfg: SimConfig) -> pd.DataFrame:
     delay = np.clip(rng.lognormal(np.log(6 * DAY), 0.7, len(df)), DAY, 30 * DAY).astype(np.int64)
     df["label_ts"] = np.where(df["is_fraud"] == 1, df["ts"] + delay, -1)
     return df[COLUMNS]
+
+
+# ---------------------------------------------------------------------------------------------------
+# the data step's artifacts: the stream and its batch features (features/velocity.py computes them)
+# ---------------------------------------------------------------------------------------------------
+TRANSACTIONS = "transactions.parquet"
+FEATURES = "features.npy"  # (N, D) float32, row i = model features of transaction i
+
+
+def save_data(art: Artifacts, stream: pd.DataFrame, x: np.ndarray) -> None:
+    """Write the stream and its feature matrix (the data step's outputs)."""
+    stream.to_parquet(art.path(TRANSACTIONS), index=False)
+    with atomic_write(art.path(FEATURES)) as f:  # written last: its presence means the step finished
+        np.save(f, x)
+
+
+def load_data(art: Artifacts) -> tuple[pd.DataFrame, np.ndarray]:
+    """The stream and its (N, D) features; MissingArtifact naming `mlsd fraud data` when absent."""
+    x = np.load(art.require(FEATURES, "data"))
+    return pd.read_parquet(art.require(TRANSACTIONS, "data")), x
 
 
 @dataclass(frozen=True)

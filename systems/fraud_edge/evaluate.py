@@ -6,14 +6,23 @@ The tables DESIGN.md quotes come from here (`mlsd fraud eval`) and from train_re
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from infra.artifacts import Artifacts
+from infra.metrics import pr_auc, recall_at_fpr
 from infra.monitoring import psi
+from infra.serving.onnx import make_session
 from systems.fraud_edge.bundle import live_path, verify_bundle
-from systems.fraud_edge.data import DAY, labels_known_at, temporal_split
+from systems.fraud_edge.data import (
+    DAY,
+    SimConfig,
+    labels_known_at,
+    load_data,
+    simulate_transactions,
+    temporal_split,
+)
 from systems.fraud_edge.decision import (
     APPROVE,
     DECLINE,
@@ -24,8 +33,10 @@ from systems.fraud_edge.decision import (
     realized_cost,
     rule_actions,
 )
-from systems.fraud_edge.features.velocity import feature_spec
-from systems.fraud_edge.train import load_data, pr_auc, recall_at_fpr, system_dir
+from systems.fraud_edge.features.velocity import batch_raw_aggregates, feature_spec, model_features
+from systems.fraud_edge.train import LGBM_TEST_SCORES
+
+EVAL_REPORT = "eval_report.json"
 
 
 def _policy_row(actions: np.ndarray, y: np.ndarray, amount: np.ndarray, costs: Costs) -> dict[str, float]:
@@ -40,20 +51,19 @@ def _policy_row(actions: np.ndarray, y: np.ndarray, amount: np.ndarray, costs: C
     }
 
 
-def evaluate(out: Path | None = None) -> dict[str, Any]:
-    from infra.serving.onnx import make_session
-
-    out = out or system_dir()
-    df, x = load_data(out)
+def evaluate(art: Artifacts) -> dict[str, Any]:
+    """Score the test split with the LIVE bundle: quality, cost by policy, drift; writes eval_report.json."""
+    df, x = load_data(art)
     split = temporal_split(df)
-    bundle = verify_bundle(live_path(out / "bundles"), feature_spec()["spec_hash"])
+    art.require("bundles/LIVE", "train")
+    bundle = verify_bundle(live_path(art.root / "bundles"), feature_spec()["spec_hash"])
     sess = make_session(bundle.model_onnx, threads=1, prefer_gpu=False)
     y = df["is_fraud"].to_numpy().astype(np.int8)
     amount = df["amount_cents"].to_numpy() / 100.0
     xte, yte, ate = x[split.test], y[split.test], amount[split.test]
     scores = sess.run(None, {"features": xte})[0][:, 0]
     valid_scores = sess.run(None, {"features": x[split.valid]})[0][:, 0]
-    lgbm_scores = np.load(out / "lgbm_test_scores.npy")
+    lgbm_scores = np.load(art.require(LGBM_TEST_SCORES, "train"))
     t = Thresholds(float(bundle.thresholds["review"]), float(bundle.thresholds["decline"]))
     costs = Costs(**bundle.thresholds["costs"])
 
@@ -79,11 +89,9 @@ def evaluate(out: Path | None = None) -> dict[str, Any]:
         }
         for d in np.unique(days)
     ]
+
     # An adversary adapts: a fresh draw of the same population with four times the incidents, against a
     # control draw with the usual mix. Does the score PSI move before the chargebacks (days later) arrive?
-    from systems.fraud_edge.data import SimConfig, simulate_transactions
-    from systems.fraud_edge.features.velocity import batch_raw_aggregates, model_features
-
     def fresh_stream_scores(incidents: float) -> tuple[np.ndarray, float]:
         cfg = SimConfig(
             n_cards=int(df["card_id"].nunique()), n_terminals=int(df["terminal_id"].nunique()), days=14,
@@ -132,7 +140,7 @@ def evaluate(out: Path | None = None) -> dict[str, Any]:
         "test_rows": int(len(yte)),
         "test_frauds": int(yte.sum()),
     }
-    (out / "eval_report.json").write_text(json.dumps(report, indent=2))
+    art.path(EVAL_REPORT).write_text(json.dumps(report, indent=2))
     return report
 
 

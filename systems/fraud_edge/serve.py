@@ -1,6 +1,7 @@
 """POST /score: one transaction -> velocity features (update + read) -> ONNX model -> decision, per-stage ms.
 
-uvicorn --factory systems.fraud_edge.serve:build_app
+uvicorn --factory systems.fraud_edge.serve:build_app   (or `mlsd fraud serve`)
+  MLSD_SCALE                      which artifact folder's LIVE bundle to serve (<data dir>/fraud/<scale>/)
   MLSD_FRAUD_STORE=redis|memory   velocity state (default: redis when MLSD_ONLINE_STORE=redis, else memory)
   MLSD_FRAUD_NAMESPACE=serve      Redis key namespace (mlsd:fraud:<namespace>:...)
 """
@@ -8,20 +9,26 @@ uvicorn --factory systems.fraud_edge.serve:build_app
 from __future__ import annotations
 
 import gc
-import os
 import time
-from typing import Literal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
 
+import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
+from infra.artifacts import Artifacts
 from infra.config import get_settings
-from infra.serving import Resources, create_app, current_timings, require_ready
+from infra.serving import create_app, current_timings, require_ready
 from systems.fraud_edge.bundle import BundleRejected, live_path
+from systems.fraud_edge.config import FraudSettings
 from systems.fraud_edge.data import CURRENCIES, EUR_PER_UNIT
+from systems.fraud_edge.features.store import RedisVelocityStore, VelocityStore
 from systems.fraud_edge.features.velocity import Transaction
+from systems.fraud_edge.scorer import EdgeScorer
 
 ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 
@@ -64,31 +71,61 @@ class ReloadRequest(BaseModel):
     version: str | None = Field(None, pattern=r"^v\d{4}$", description="default: the one LIVE names")
 
 
-def make_scorer():
-    """The scorer with the store the environment asks for, serving the LIVE bundle."""
-    from systems.fraud_edge.features.store import RedisVelocityStore
-    from systems.fraud_edge.scorer import EdgeScorer
-    from systems.fraud_edge.train import system_dir
+def score_requests(rows: pd.DataFrame) -> list[dict]:
+    """/score request bodies for rows of transactions.parquet (the bench replays them; the inverse of
+    `ScoreRequest.transaction` for EUR rows)."""
+    return [
+        {
+            "tx_id": r.tx_id,
+            "card_id": r.card_id,
+            "terminal_id": r.terminal_id,
+            "amount": r.amount_cents / 100,
+            "currency": "EUR",
+            "lat": r.lat_e6 / 1e6,
+            "lon": r.lon_e6 / 1e6,
+            "ts": int(r.ts),
+        }
+        for r in rows.itertuples()
+    ]
 
-    settings = get_settings()
-    kind = os.environ.get("MLSD_FRAUD_STORE", "redis" if settings.online_store == "redis" else "memory")
-    store = None
+
+@dataclass
+class FraudResources:
+    """What the handlers use: the scorer (bundle + velocity store) and the folder bundles are reloaded from."""
+
+    scorer: EdgeScorer
+    bundles: Path
+
+    def close(self) -> None:
+        close = getattr(self.scorer.store, "close", None)  # the Redis store holds a connection pool
+        if callable(close):
+            close()
+
+
+def make_scorer(bundles: Path, store: Literal["redis", "memory"] | None = None) -> EdgeScorer:
+    """The scorer with the velocity store asked for (default: MLSD_FRAUD_STORE), serving the LIVE bundle."""
+    settings, fraud = get_settings(), FraudSettings()
+    kind = store or fraud.store or ("redis" if settings.online_store == "redis" else "memory")
+    velocity: VelocityStore | None = None
     if kind == "redis":
-        store = RedisVelocityStore(settings.redis_url, os.environ.get("MLSD_FRAUD_NAMESPACE", "serve"))
-    scorer = EdgeScorer(store)
-    scorer.load_live(system_dir() / "bundles")
+        velocity = RedisVelocityStore(settings.redis_url, fraud.namespace)
+    scorer = EdgeScorer(velocity)
+    scorer.load_live(bundles)
     return scorer
 
 
-def build_app() -> FastAPI:
-    def load(resources: Resources) -> None:
-        resources["scorer"] = make_scorer()
+def build_app(art: Artifacts | None = None, store: Literal["redis", "memory"] | None = None) -> FastAPI:
+    """The app serving the LIVE bundle of `art` (default: the MLSD_SCALE artifact folder)."""
+    bundles = (art or Artifacts("fraud", get_settings().scale)).root / "bundles"
+
+    def load() -> FraudResources:
+        resources = FraudResources(make_scorer(bundles, store), bundles)
         gc.collect()
         gc.freeze()  # loaded objects leave the GC's generations: fewer, shorter collection pauses in the tail
+        return resources
 
-    app = create_app("fraud", load=load, access_log_enabled=os.environ.get("MLSD_ACCESS_LOG", "1") == "1")
-
-    resources: Resources = app.state.resources
+    app = create_app("fraud", load=load, access_log_enabled=FraudSettings().access_log)
+    state = app.state.resources
 
     @app.post(
         "/score",
@@ -102,13 +139,12 @@ def build_app() -> FastAPI:
         # dependency graph, jsonable_encoder on the way out) cost more than features + model + decision.
         # So: validate the raw bytes with pydantic's JSON mode and return a ready JSONResponse; errors keep
         # the shared 422 shape because RequestValidationError goes to the app's handler.
-        if not resources.ready:
-            raise HTTPException(503, resources.error or "still loading; poll /readyz")
+        res: FraudResources = state.get()  # 503 while loading
         try:
             req = ScoreRequest.model_validate_json(await request.body())
         except ValidationError as exc:
             raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
-        decision = resources["scorer"].score(req.transaction())
+        decision = res.scorer.score(req.transaction())
         timings = current_timings()
         if timings is not None:
             for name, ms in decision.stages_ms.items():
@@ -116,17 +152,15 @@ def build_app() -> FastAPI:
         return JSONResponse(decision.__dict__)
 
     @app.post("/bundle/reload")
-    async def reload(req: ReloadRequest, resources: Resources = Depends(require_ready)) -> dict[str, str]:
+    async def reload(
+        req: ReloadRequest, res: Annotated[FraudResources, Depends(require_ready)]
+    ) -> dict[str, str]:
         """Verify and swap to a bundle version; a rejected one leaves the current one serving (409)."""
-        from systems.fraud_edge.train import system_dir
-
-        scorer = resources["scorer"]
-        root = system_dir() / "bundles"
         try:
-            path = root / req.version if req.version else live_path(root)
-            version = scorer.load_bundle(path)
+            path = res.bundles / req.version if req.version else live_path(res.bundles)
+            version = res.scorer.load_bundle(path)
         except (BundleRejected, FileNotFoundError) as exc:
-            raise HTTPException(409, f"{exc}; still serving {scorer.bundle_version}") from exc
+            raise HTTPException(409, f"{exc}; still serving {res.scorer.bundle_version}") from exc
         return {"serving": version}
 
     return app

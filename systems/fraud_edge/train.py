@@ -1,4 +1,4 @@
-"""data -> features -> LightGBM (quality reference) + MLP -> ONNX fp32 / int8 -> pick -> thresholds -> bundle.
+"""The train step: features -> LightGBM (quality reference) + MLP -> ONNX fp32 / int8 -> pick -> thresholds -> bundle.
 
 LightGBM is the quality yardstick: no converter to ONNX is installed (skl2onnx / onnxmltools), so the
 deployable path is the PyTorch MLP, exported with torch.onnx and quantized with ONNX Runtime.
@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
+import lightgbm as lgb
 import numpy as np
-import pandas as pd
+import onnx
+import torch
+from onnx import numpy_helper
 from onnxruntime.quantization import (
     CalibrationDataReader,
     QuantFormat,
@@ -21,75 +23,25 @@ from onnxruntime.quantization import (
     quantize_dynamic,
     quantize_static,
 )
+from tqdm import tqdm
 
-from infra.config import get_settings
-from systems.fraud_edge.data import SimConfig, labels_known_at, simulate_transactions, temporal_split
-from systems.fraud_edge.features.velocity import (
-    FEATURE_NAMES,
-    N_FEATURES,
-    batch_raw_aggregates,
-    feature_spec,
-    model_features,
-)
+from infra.artifacts import Artifacts
+from infra.metrics import pr_auc, recall_at_fpr
+from infra.serving.onnx import make_session
+from systems.fraud_edge.bundle import write_bundle
+from systems.fraud_edge.config import TrainConfig
+from systems.fraud_edge.data import labels_known_at, load_data, temporal_split
+from systems.fraud_edge.decision import Costs, choose_thresholds, rule_actions
+from systems.fraud_edge.features.velocity import FEATURE_NAMES, N_FEATURES, feature_spec
+from systems.fraud_edge.model import FraudMLP, zero_denormals
 
-SYSTEM = "fraud"
 MODEL_BUDGET_P99_MS = 0.2  # model-only, batch 1, one thread
 MODEL_BUDGET_KB = 64.0  # what an over-the-air update to a terminal may weigh
 PRAUC_TOLERANCE = 0.005  # quality loss we accept for a smaller artifact
 PARITY_P99 = 0.02  # |p_int8 - p_fp32| at the 99th percentile of test rows
 PARITY_MAX = 0.4  # ... and on the worst row (static int8 saturates on rows beyond its calibration range)
-
-
-def system_dir() -> Path:
-    return get_settings().system_dir(SYSTEM)
-
-
-# ---------------------------------------------------------------------------------------------------
-# data step
-# ---------------------------------------------------------------------------------------------------
-
-
-def build_data(cfg: SimConfig, out: Path | None = None) -> dict[str, Any]:
-    """Simulate the stream, compute batch features, write transactions.parquet and features.npy."""
-    out = out or system_dir()
-    t0 = time.perf_counter()
-    df = simulate_transactions(cfg)
-    x = model_features(batch_raw_aggregates(df))  # (N, D)
-    df.to_parquet(out / "transactions.parquet", index=False)
-    np.save(out / "features.npy", x)
-    return {
-        "transactions": len(df),
-        "cards": cfg.n_cards,
-        "terminals": cfg.n_terminals,
-        "days": cfg.days,
-        "fraud_rate": float(df["is_fraud"].mean()),
-        "seconds": time.perf_counter() - t0,
-    }
-
-
-def load_data(out: Path | None = None) -> tuple[pd.DataFrame, np.ndarray]:
-    out = out or system_dir()
-    if not (out / "features.npy").exists():
-        raise FileNotFoundError(f"no data under {out}; run `mlsd fraud data` first")
-    return pd.read_parquet(out / "transactions.parquet"), np.load(out / "features.npy")
-
-
-# ---------------------------------------------------------------------------------------------------
-# metrics
-# ---------------------------------------------------------------------------------------------------
-
-
-def pr_auc(y: np.ndarray, scores: np.ndarray) -> float:
-    from sklearn.metrics import average_precision_score
-
-    return float(average_precision_score(y, scores))
-
-
-def recall_at_fpr(y: np.ndarray, scores: np.ndarray, fpr: float = 0.01) -> float:
-    """Share of frauds scored above the threshold that flags `fpr` of legit transactions."""
-    legit = scores[y == 0]
-    threshold = np.quantile(legit, 1.0 - fpr)
-    return float(np.mean(scores[y == 1] > threshold))
+TRAIN_REPORT = "train_report.json"
+LGBM_TEST_SCORES = "lgbm_test_scores.npy"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -97,19 +49,9 @@ def recall_at_fpr(y: np.ndarray, scores: np.ndarray, fpr: float = 0.01) -> float
 # ---------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 8
-    batch_size: int = 512
-    lr: float = 2e-3
-    hidden: tuple[int, ...] = (64, 32)
-    lgbm_rounds: int = 300
-    seed: int = 0
-
-
-def train_lightgbm(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, cfg: TrainConfig):
-    import lightgbm as lgb
-
+def train_lightgbm(
+    x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, cfg: TrainConfig
+) -> lgb.LGBMClassifier:
     model = lgb.LGBMClassifier(
         n_estimators=cfg.lgbm_rounds, learning_rate=0.05, num_leaves=31, min_child_samples=20,
         subsample=0.8, subsample_freq=1, colsample_bytree=0.8, random_state=cfg.seed, n_jobs=2, verbose=-1,
@@ -121,13 +63,10 @@ def train_lightgbm(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray,
     return model
 
 
-def train_mlp(x: np.ndarray, y: np.ndarray, cfg: TrainConfig, progress: bool = True):
+def train_mlp(
+    x: np.ndarray, y: np.ndarray, cfg: TrainConfig, progress: bool = True
+) -> tuple[FraudMLP, list[float]]:
     """BCE with pos_weight (fraud is ~0.5% of rows); returns the model and the per-epoch loss."""
-    import torch
-    from tqdm import tqdm
-
-    from systems.fraud_edge.model import FraudMLP
-
     torch.manual_seed(cfg.seed)
     model = FraudMLP(x.shape[1], cfg.hidden)
     model.fit_scaler(x)
@@ -157,9 +96,7 @@ def train_mlp(x: np.ndarray, y: np.ndarray, cfg: TrainConfig, progress: bool = T
 # ---------------------------------------------------------------------------------------------------
 
 
-def export_onnx(model, path: Path) -> None:
-    import torch
-
+def export_onnx(model: FraudMLP, path: Path) -> None:
     dummy = torch.zeros(1, N_FEATURES)
     torch.onnx.export(
         model, (dummy,), str(path), input_names=["features"], output_names=["fraud_prob"],
@@ -169,9 +106,6 @@ def export_onnx(model, path: Path) -> None:
 
 def zero_denormal_initializers(path: Path, tiny: float = 1e-30) -> int:
     """Zero float initializers with 0 < |w| < tiny in an ONNX file (in place); returns how many."""
-    import onnx
-    from onnx import numpy_helper
-
     model = onnx.load(str(path))
     n = 0
     for init in model.graph.initializer:
@@ -212,8 +146,6 @@ def measure_variant(
     path: Path, x_test: np.ndarray, y_test: np.ndarray, n_runs: int = 2000
 ) -> dict[str, float]:
     """Size, batch-1 latency on one thread, batched throughput, and quality on the test split."""
-    from infra.serving.onnx import make_session
-
     sess = make_session(path, threads=1, prefer_gpu=False)
     rows = x_test[:n_runs]
     for i in range(200):
@@ -280,15 +212,9 @@ def select_variant(table: dict[str, dict[str, float]]) -> tuple[str, str]:
 # ---------------------------------------------------------------------------------------------------
 
 
-def train(cfg: TrainConfig, out: Path | None = None, log_mlflow: bool = True, progress: bool = True) -> dict:
+def train(cfg: TrainConfig, art: Artifacts, progress: bool = True) -> dict:
     """Train both models, export + quantize, pick the edge variant, choose thresholds, publish a bundle."""
-    from infra.serving.onnx import make_session
-    from systems.fraud_edge.bundle import write_bundle
-    from systems.fraud_edge.decision import Costs, choose_thresholds, rule_actions
-    from systems.fraud_edge.model import zero_denormals
-
-    out = out or system_dir()
-    df, x = load_data(out)
+    df, x = load_data(art)
     split = temporal_split(df)
     y_known = labels_known_at(df, split.label_cutoff)  # what the training job can see
     y_true = df["is_fraud"].to_numpy().astype(np.int8)  # the eventual truth, for evaluation only
@@ -301,13 +227,13 @@ def train(cfg: TrainConfig, out: Path | None = None, log_mlflow: bool = True, pr
     lgbm_scores = lgbm.predict_proba(xte)[:, 1]
     mlp, losses = train_mlp(xtr, ytr, cfg, progress)
     denormals_torch = zero_denormals(mlp)
-    fp32 = out / "model_fp32.onnx"
+    fp32 = art.path("model_fp32.onnx")
     export_onnx(mlp, fp32)
     # Calibrate static ranges on ordinary rows AND every known fraud: frauds are the outliers (bursts,
     # spikes) whose activations would otherwise saturate the int8 range — exactly the rows that matter.
     rng = np.random.default_rng(cfg.seed)
     calib = np.concatenate([xtr[rng.choice(len(xtr), min(2048, len(xtr)), replace=False)], xtr[ytr == 1]])
-    paths = quantize_variants(fp32, calib, out)
+    paths = quantize_variants(fp32, calib, art.root)
     denormals_onnx = {k: zero_denormal_initializers(p) for k, p in paths.items()}
     table = {k: measure_variant(p, xte, yte) for k, p in paths.items()}
     fp32_scores = make_session(fp32, threads=1, prefer_gpu=False).run(None, {"features": xte})[0][:, 0]
@@ -335,7 +261,7 @@ def train(cfg: TrainConfig, out: Path | None = None, log_mlflow: bool = True, pr
         "costs": asdict(costs),
     }
     bundle = write_bundle(
-        out / "bundles",
+        art.dir("bundles"),
         paths[chosen].read_bytes(),
         feature_spec(),
         {**thresholds.to_dict(), "costs": asdict(costs), "valid_cost_eur": valid_cost},
@@ -364,15 +290,17 @@ def train(cfg: TrainConfig, out: Path | None = None, log_mlflow: bool = True, pr
         "bundle": bundle.name,
         "seconds": time.perf_counter() - t0,
     }
-    np.save(out / "lgbm_test_scores.npy", lgbm_scores)
-    (out / "train_report.json").write_text(json.dumps(report, indent=2))
-    if log_mlflow:
+    np.save(art.path(LGBM_TEST_SCORES), lgbm_scores)
+    art.path(TRAIN_REPORT).write_text(json.dumps(report, indent=2))
+    if cfg.mlflow:
+        # imported only when logging: mlflow takes seconds to import, and tests and --no-mlflow skip it
         from infra.registry import Registry
 
         flat = {f"{k}_{m}": v for k, row in table.items() for m, v in row.items()}
+        params = {k: v for k, v in asdict(cfg).items() if k not in ("force", "mlflow")}
         Registry().log_run(
             "fraud",
-            params={**asdict(cfg), "variant": chosen, "features": len(FEATURE_NAMES)},
+            params={**params, "variant": chosen, "features": len(FEATURE_NAMES)},
             metrics={**flat, "lgbm_pr_auc": report["lightgbm"]["pr_auc"]},
             artifacts={"bundle": bundle},
             run_name=bundle.name,

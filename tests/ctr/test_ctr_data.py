@@ -21,6 +21,8 @@ from systems.ctr.data import (
     simulate_day,
     simulate_log,
 )
+from systems.ctr.features import hash_fields
+from systems.ctr.train import FitConfig, fit
 
 
 def test_same_seed_same_log_other_seed_other_log(tiny_market) -> None:
@@ -132,15 +134,12 @@ def test_criteo_loader_rejects_a_bad_label(tmp_path: Path) -> None:
 
 
 def test_criteo_rows_train_the_same_models(tmp_path: Path) -> None:
-    from systems.ctr.features import hash_fields
-    from systems.ctr.train import TrainConfig, fit
-
     path = tmp_path / "day_0.tsv"
     _write_criteo(path, 600)
     frame = load_criteo_tsv(path)
     cat = hash_fields(criteo_categorical_ids(frame), 1 << 12)
     num = criteo_numeric(frame)
-    fitted = fit(TrainConfig(kind="deepfm", epochs=5, batch_size=64, negative_keep_rate=1.0, n_buckets=1 << 12),
+    fitted = fit(FitConfig(kind="deepfm", epochs=5, batch_size=64, negative_keep_rate=1.0, n_buckets=1 << 12),
                  cat, num, frame["label"].to_numpy())  # fmt: skip
     assert fitted.losses[-1] < fitted.losses[0]
     p = fitted.predict(cat, num)

@@ -4,9 +4,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from infra.metrics import grouped_auc
 from systems.ctr.data import SEEN_BY_POSITION
-from systems.ctr.evaluate import grouped_auc
-from systems.ctr.experiment import Policy, candidate_requests, click_probability, rank_positions, run_ab
+from systems.ctr.experiment import (
+    Policy,
+    candidate_requests,
+    challenger_won,
+    click_probability,
+    rank_positions,
+    run_ab,
+)
 
 
 def test_rank_positions_within_each_request() -> None:
@@ -66,3 +73,14 @@ def test_user_level_signal_leaves_within_request_order_unchanged(tiny_market) ->
     )
     g = frame["request"].to_numpy()
     assert grouped_auc(y, base, g) == pytest.approx(grouped_auc(y, shifted, g))
+
+
+def test_the_challenger_wins_only_when_significant_positive_and_balanced() -> None:
+    def result(p: float, ci_low: float, srm_p: float, scenario: str = "deepfm-vs-lr") -> list[dict]:
+        return [{"scenario": scenario, "ab": {"sequential_p": [0.5, p], "ci": (ci_low, 0.1), "srm_p": srm_p}}]
+
+    assert challenger_won(result(0.01, 0.02, 0.5))
+    assert not challenger_won(result(0.2, 0.02, 0.5))  # not significant under mSPRT
+    assert not challenger_won(result(0.01, -0.01, 0.5))  # the interval reaches a loss
+    assert not challenger_won(result(0.01, 0.02, 0.0001))  # sample-ratio mismatch: the split is broken
+    assert not challenger_won(result(0.01, 0.02, 0.5, scenario="novelty"))  # deepfm-vs-lr was not run

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from systems.ctr.evaluate import normalized_entropy, quality, recalibrate
+from infra.metrics import normalized_entropy
+from systems.ctr.evaluate import quality, recalibrate
 from systems.ctr.model import CalibratedScorer, DeepFM, HashedLogReg
-from systems.ctr.train import Fitted, TrainConfig, downsample_negatives, export_onnx, fit
+from systems.ctr.train import FitConfig, Fitted, downsample_negatives, export_onnx, fit
 
 
 def test_fm_term_equals_the_sum_over_pairs() -> None:
@@ -37,7 +38,7 @@ def test_deepfm_learns_an_interaction_lr_cannot() -> None:
     results = {}
     for kind in ("lr", "deepfm"):
         fitted = fit(
-            TrainConfig(kind=kind, epochs=6, batch_size=256, negative_keep_rate=1.0, n_buckets=32),
+            FitConfig(kind=kind, epochs=6, batch_size=256, negative_keep_rate=1.0, n_buckets=32),
             cat,
             num,
             y,
@@ -53,9 +54,7 @@ def test_overfits_one_batch() -> None:
     num = rng.normal(size=(32, 2)).astype(np.float32)
     y = rng.integers(0, 2, 32)
     fitted = fit(
-        TrainConfig(
-            kind="deepfm", epochs=120, lr=3e-2, batch_size=32, negative_keep_rate=1.0, n_buckets=1000
-        ),
+        FitConfig(kind="deepfm", epochs=120, lr=3e-2, batch_size=32, negative_keep_rate=1.0, n_buckets=1000),
         cat,
         num,
         y,
@@ -79,7 +78,7 @@ def test_downsampling_then_recalibration_restores_the_base_rate() -> None:
     y = (rng.random(n) < p_true).astype(np.int64)
     num = np.zeros((n, 2), dtype=np.float32)
     fitted = fit(
-        TrainConfig(kind="lr", epochs=5, batch_size=128, negative_keep_rate=0.2, n_buckets=8), cat, num, y
+        FitConfig(kind="lr", epochs=5, batch_size=128, negative_keep_rate=0.2, n_buckets=8), cat, num, y
     )
     p = fitted.predict(cat, num)
     assert p.mean() / y.mean() == pytest.approx(1.0, abs=0.08)
@@ -104,6 +103,6 @@ def test_normalized_entropy_of_the_base_rate_is_one() -> None:
 def test_onnx_export_matches_pytorch(tmp_path: Path, kind: str) -> None:
     torch.manual_seed(0)
     model = HashedLogReg(64, 2) if kind == "lr" else DeepFM(64, 9, 2)
-    fitted = Fitted(model.eval(), TrainConfig(kind=kind, n_buckets=64, negative_keep_rate=0.5))
+    fitted = Fitted(model.eval(), FitConfig(kind=kind, n_buckets=64, negative_keep_rate=0.5))
     export_onnx(fitted, tmp_path / "m.onnx")  # raises when ONNX Runtime and PyTorch disagree
     assert (tmp_path / "m.onnx").stat().st_size > 0

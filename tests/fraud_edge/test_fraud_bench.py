@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
+from infra.artifacts import Artifacts
+from systems.fraud_edge.evaluate import evaluate
+
 
 @pytest.mark.slow
-def test_bench_runs_end_to_end(pipeline, tmp_path) -> None:
-    from infra.config import get_settings
-    from systems.fraud_edge.cli import main
-    from systems.fraud_edge.evaluate import evaluate
-
-    out, _ = pipeline
-    dst = get_settings().system_dir("fraud")
-    shutil.copytree(out, dst, dirs_exist_ok=True)
-    evaluate(dst)  # bootstrap would do it; done here so the test controls the data
+def test_bench_runs_end_to_end(served_dir, tmp_path, fraud_cli) -> None:
+    evaluate(Artifacts("fraud", "small"))  # the runner would do it; done here so the test controls the data
     report_dir = tmp_path / "report"
-    code = main(["bench", "--duration", "8", "--rate", "40", "--store", "memory", "--out", str(report_dir)])
+    code = fraud_cli(
+        "bench", "--duration", "8", "--rate", "40", "--store", "memory", "--out", str(report_dir)
+    )
     report = json.loads((report_dir / "report.json").read_text())
     score = report["routes"]["score"]
     assert score["requests"] > 100 and score["failures"] == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -14,17 +15,17 @@ from systems.fraud_edge.scorer import EdgeScorer
 
 @pytest.fixture
 def bundle_copy(pipeline, tmp_path):
-    out, _ = pipeline
-    src = live_path(out / "bundles")
+    art, _ = pipeline
+    src = live_path(art.root / "bundles")
     dst = tmp_path / src.name
     shutil.copytree(src, dst)
     return src, dst
 
 
 def test_good_bundle_verifies_and_scores(pipeline) -> None:
-    out, _ = pipeline
+    art, _ = pipeline
     scorer = EdgeScorer()
-    version = scorer.load_live(out / "bundles")
+    version = scorer.load_live(art.root / "bundles")
     d = scorer.score(Transaction("a1", 1000, "c1", "t1", 2500, 48_860_000, 2_350_000))
     assert version == "v0001" and d.mode == "model+rules" and 0.0 <= d.score <= 1.0
 
@@ -81,8 +82,6 @@ def _edit_manifest(path, edit) -> None:
 
 def _edit_thresholds_and_checksum(path) -> None:
     """An attacker who rewrites thresholds and fixes the checksum still cannot forge the HMAC."""
-    import hashlib
-
     t = json.loads((path / "thresholds.json").read_text())
     t["decline"] = 2.0  # never decline
     (path / "thresholds.json").write_text(json.dumps(t))

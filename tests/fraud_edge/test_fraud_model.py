@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from infra.serving.onnx import make_session
-from systems.fraud_edge.train import PARITY_MAX, PARITY_P99, load_data
+from systems.fraud_edge.data import load_data
+from systems.fraud_edge.model import FraudMLP, zero_denormals
+from systems.fraud_edge.train import PARITY_MAX, PARITY_P99, select_variant
 
 # The parity contract is the one `select_variant` enforces (train.py): the 99th percentile of
 # |p_int8 - p_fp32| <= PARITY_P99 and the worst row <= PARITY_MAX; plus the same side of the top-1%
@@ -24,8 +27,9 @@ def test_mlp_loss_falls(pipeline) -> None:
 def test_int8_matches_fp32_within_tolerance(pipeline) -> None:
     """Dynamic int8 meets the whole contract; static int8 the p99 part (its worst rows lie outside the
     calibration range and saturate — why `select_variant` checks the worst row too)."""
-    out, report = pipeline
-    _, x = load_data(out)
+    art, report = pipeline
+    _, x = load_data(art)
+    out = art.root
     rows = x[-3000:]
     fp32 = make_session(out / "model_fp32.onnx", prefer_gpu=False).run(None, {"features": rows})[0][:, 0]
     for variant in ("int8_dynamic", "int8_static"):
@@ -50,10 +54,6 @@ def test_models_beat_chance_on_test(pipeline) -> None:
 
 
 def test_zero_denormals_zeroes_only_denormals() -> None:
-    import torch
-
-    from systems.fraud_edge.model import FraudMLP, zero_denormals
-
     model = FraudMLP(4, (3,))
     with torch.no_grad():
         model.net[0].weight[0, 0] = 1e-40  # a float32 denormal
@@ -63,8 +63,6 @@ def test_zero_denormals_zeroes_only_denormals() -> None:
 
 
 def test_select_variant_prefers_small_within_budget_and_parity() -> None:
-    from systems.fraud_edge.train import select_variant
-
     row = {
         "size_kb": 15.0,
         "p99_ms": 0.01,

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 from fastapi.testclient import TestClient
 
+from infra.config import get_settings
 from infra.serving.testing import wait_ready
-from systems.fraud_edge.cli import main as cli_main
+from systems.fraud_edge.bundle import set_live, write_bundle
+from systems.fraud_edge.features.velocity import Transaction
+from systems.fraud_edge.scorer import EdgeScorer
+from systems.fraud_edge.serve import build_app
 
 TX = {
     "tx_id": "s1", "card_id": "c000001", "terminal_id": "t00001", "amount": 25.0,
@@ -18,21 +21,8 @@ TX = {
 
 
 @pytest.fixture
-def served_dir(pipeline, isolated_settings):
-    """A private copy of the tiny pipeline's artifacts in this test's data dir (tests may publish bundles)."""
-    from infra.config import get_settings
-
-    out, _ = pipeline
-    dst = get_settings().system_dir("fraud")
-    shutil.copytree(out, dst, dirs_exist_ok=True)
-    return dst
-
-
-@pytest.fixture
 def client(served_dir, monkeypatch):
     monkeypatch.setenv("MLSD_FRAUD_STORE", "memory")
-    from systems.fraud_edge.serve import build_app
-
     with TestClient(build_app()) as c:
         wait_ready(c)
         yield c
@@ -79,8 +69,6 @@ def test_reload_rejects_unknown_version_and_keeps_serving(client) -> None:
 
 def test_publish_tampered_then_rollback(client, served_dir) -> None:
     """v0002 is good, v0003 is tampered: reload to v0002, refuse v0003, roll back to v0001 via LIVE."""
-    from systems.fraud_edge.bundle import set_live, write_bundle
-
     v1 = served_dir / "bundles" / "v0001"
     manifest = json.loads((v1 / "manifest.json").read_text())
     args = (
@@ -106,27 +94,21 @@ def test_publish_tampered_then_rollback(client, served_dir) -> None:
 
 
 def test_redis_down_falls_back_to_local_features(pipeline) -> None:
-    from systems.fraud_edge.features.velocity import Transaction
-    from systems.fraud_edge.scorer import EdgeScorer
-
     class DownStore:
         def update_and_read(self, tx):
             raise ConnectionError("redis went away")
 
-    out, _ = pipeline
+    art, _ = pipeline
     scorer = EdgeScorer(DownStore())
-    scorer.load_live(out / "bundles")
+    scorer.load_live(art.root / "bundles")
     d = scorer.score(Transaction("d1", 1000, "c1", "t1", 2500, 0, 0))
     assert d.degraded == "local_features" and d.mode == "model+rules" and d.score is not None
 
 
 def test_model_failure_falls_back_to_rules(pipeline) -> None:
-    from systems.fraud_edge.features.velocity import Transaction
-    from systems.fraud_edge.scorer import EdgeScorer
-
-    out, _ = pipeline
+    art, _ = pipeline
     scorer = EdgeScorer()
-    scorer.load_live(out / "bundles")
+    scorer.load_live(art.root / "bundles")
 
     def broken(_x):
         raise RuntimeError("onnxruntime crashed")
@@ -139,10 +121,8 @@ def test_model_failure_falls_back_to_rules(pipeline) -> None:
 @pytest.mark.parametrize(
     "argv", [["nope"], ["data", "--scale", "huge"], ["train", "--epochs", "0"], ["bench", "--rate", "-1"]]
 )
-def test_cli_bad_args_exit_2_with_one_line(argv, capsys) -> None:
-    with pytest.raises(SystemExit) as exc:
-        cli_main(argv)
-    assert exc.value.code == 2
+def test_cli_bad_args_exit_2_with_one_line(argv, capsys, fraud_cli) -> None:
+    assert fraud_cli(*argv) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
@@ -151,17 +131,17 @@ def test_malformed_json_is_422_not_500(client) -> None:
     assert r.status_code == 422 and r.json()["fields"][0]["field"] == "body"
 
 
-def test_edge_scorer_cli_scores_without_a_server(served_dir, capsys) -> None:
-    assert cli_main(["score", "--card", "c42", "--amount", "2500", "--tx-id", "cli1"]) == 0
+def test_edge_scorer_cli_scores_without_a_server(served_dir, capsys, fraud_cli) -> None:
+    assert fraud_cli("score", "--card", "c42", "--amount", "2500", "--tx-id", "cli1") == 0
     out = capsys.readouterr().out
     assert "model+rules" in out and "large_amount" in out and "v0001" in out
 
 
-def test_bench_with_redis_down_says_what_to_run(monkeypatch, capsys) -> None:
-    from infra.config import get_settings
-
+def test_bench_with_redis_down_says_what_to_run(served_dir, monkeypatch, capsys, fraud_cli) -> None:
+    """One line on stderr, exit 1. (The runner makes the bench's missing inputs first, so the tiny artifacts
+    are copied in: otherwise this test would build the small scale before it reached Redis.)"""
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens on port 1
     get_settings.cache_clear()
-    assert cli_main(["bench", "--duration", "1"]) == 1
-    out = capsys.readouterr().out
+    assert fraud_cli("bench", "--duration", "1") == 1
+    out = capsys.readouterr().err
     assert "redis-server" in out and "--store memory" in out

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 from systems.fraud_edge.data import SimConfig, simulate_transactions
+from systems.fraud_edge.features import velocity
 from systems.fraud_edge.features.store import MemoryVelocityStore, RedisVelocityStore
 from systems.fraud_edge.features.velocity import (
     RAW,
+    Transaction,
     batch_raw_aggregates,
     model_features,
     raw_to_arrays,
@@ -56,8 +58,6 @@ def test_batch_equals_online_redis(stream, redis_url, unique_name) -> None:
 
 def test_skew_guard_catches_a_wrong_window(stream, monkeypatch) -> None:
     """The guard can fail: an online path with a 9-minute window is caught."""
-    from systems.fraud_edge.features import velocity
-
     store = MemoryVelocityStore()
     online = [store.update_and_read(tx)[0] for tx in transactions(stream)]
     monkeypatch.setitem(velocity.WINDOWS, "10m", 540)
@@ -98,8 +98,6 @@ def test_memory_store_replay_is_idempotent(stream) -> None:
 
 
 def test_memory_store_is_bounded_and_evicts_least_recent() -> None:
-    from systems.fraud_edge.features.velocity import Transaction
-
     store = MemoryVelocityStore(max_seen=3, max_entities=2)
     for i, card in enumerate(["a", "b", "a", "c"]):  # "b" is the least recently used when "c" arrives
         store.update_and_read(Transaction(f"x{i}", 100 + i, card, f"t{card}", 1000, 0, 0))

@@ -61,9 +61,8 @@ def test_adam_state_bytes_after_one_step_exactly_two_copies():
     assert real["optimizer"] == 2 * real["weights"] == 8 * sum(p.numel() for p in model.parameters())
 
 
+@pytest.mark.cuda
 def test_peak_cuda_memory_matches_calculator():
-    if not torch.cuda.is_available():
-        pytest.skip("no CUDA device")
     V, D, H, L, T, B = 512, 256, 4, 4, 256, 8
     torch.manual_seed(0)
     model = gm.TinyGPT(V, D, H, L, T).cuda()

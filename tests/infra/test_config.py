@@ -10,7 +10,7 @@ def test_defaults_point_inside_the_data_dir(isolated_settings: Path) -> None:
     assert s.data_dir == isolated_settings
     assert s.online_store == "sqlite"
     assert s.tracking_uri == f"sqlite:///{isolated_settings / 'mlflow.db'}"
-    assert s.scale == "small" and s.device in ("cpu", "cuda")
+    assert s.scale == "small" and s.device == "auto" and s.torch_device() in ("cpu", "cuda")
 
 
 def test_default_data_dir_is_repo_dot_mlsd(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,13 +1,12 @@
 import json
 import logging
 import time
+from dataclasses import dataclass
+from typing import Annotated
 
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, Field
-
-from dataclasses import dataclass
-from typing import Annotated
 
 from infra.serving import create_app, require_ready, stage
 

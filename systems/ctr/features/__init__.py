@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from infra.features import FeatureRepo
 from systems.ctr.data import EPOCH, MISSING_ACTIVITY, Market, activity_snapshots, ad_snapshot
 
 # the categorical fields the model hashes, in input order, and the numeric ones
@@ -88,12 +89,13 @@ def model_inputs(
 def logged_features(frame: pd.DataFrame) -> pd.DataFrame:
     """The feature columns a correct pipeline gives a simulated impression (truth columns -> features).
 
-    The Feast path must produce exactly these; tests/ctr/test_features.py checks it.
+    The Feast path must produce exactly these; tests/ctr/test_ctr_features.py checks it.
     """
     return frame.assign(user_activity=np.where(frame["is_new_user"], np.nan, frame["true_activity"]))
 
 
 def definitions(user_parquet: Path, ad_parquet: Path) -> list:
+    # Feast takes seconds to import: only the data step, which registers these, pays for it
     from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
     from feast.types import Float32, Int64
 
@@ -138,10 +140,8 @@ def build_repo(
     redis_url: str | None = None,
     project: str = PROJECT,
     materialize_day: int | None = None,
-):  # noqa: ANN201 — returns infra.features.FeatureRepo (imported lazily: Feast is slow to import)
+) -> FeatureRepo:
     """Write the offline tables, register the views, and load the online store as of `materialize_day`."""
-    from infra.features import FeatureRepo
-
     repo_dir.mkdir(parents=True, exist_ok=True)
     user_parquet, ad_parquet = repo_dir / "user_features.parquet", repo_dir / "ad_features.parquet"
     activity_snapshots(market).to_parquet(user_parquet)
@@ -165,7 +165,7 @@ ENTITY_COLUMNS = [
 ]
 
 
-def training_rows(repo, log: pd.DataFrame) -> pd.DataFrame:  # noqa: ANN001
+def training_rows(repo: FeatureRepo, log: pd.DataFrame) -> pd.DataFrame:
     """Point-in-time join: each logged impression gets user and ad features as of its own timestamp."""
     rows = log[[*ENTITY_COLUMNS, "click"]]
     # Feast keeps one row per (join key, timestamp) and drops a row any view misses: join each view on

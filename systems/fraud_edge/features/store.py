@@ -18,6 +18,9 @@ import json
 from collections import OrderedDict, deque
 from typing import Protocol
 
+import redis
+
+from infra.config import ServiceUnavailable
 from systems.fraud_edge.features.velocity import (
     HORIZON_S,
     WINDOWS,
@@ -35,8 +38,8 @@ class VelocityStore(Protocol):
         ...
 
 
-class StoreUnavailable(RuntimeError):
-    """The feature store cannot be reached; the message says what to run."""
+class StoreUnavailable(ServiceUnavailable):
+    """The feature store cannot be reached; the message says what to run (one line, exit 1, from any step)."""
 
 
 class MemoryVelocityStore:
@@ -158,8 +161,6 @@ class RedisVelocityStore:
     """Velocity state in Redis under `mlsd:fraud:<namespace>:`; survives a scorer restart."""
 
     def __init__(self, url: str, namespace: str = "default", ttl_s: int = DEDUP_TTL_S) -> None:
-        import redis
-
         self.url = url
         self.prefix = f"mlsd:fraud:{namespace}:"
         self.ttl_s = ttl_s

@@ -1,12 +1,11 @@
+import importlib
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from infra import cli
 from mlsd.cli import discover_systems, main
-from infra.system import SystemSpec
 
 
 def test_unknown_system_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -20,20 +19,47 @@ def test_bench_unknown_system_exit_2(capsys: pytest.CaptureFixture[str]) -> None
     assert "unknown system 'nosuch'" in capsys.readouterr().err
 
 
-def test_unknown_step_exit_2(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = SystemSpec(name="toy", package="systems.toy", question="?", steps=("data", "train"))
-    monkeypatch.setattr(cli, "discover_systems", lambda: {"toy": fake})
-    assert main(["toy", "nosuchstep"]) == 2
+def test_unknown_step_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["recsys", "nosuchstep"]) == 2
     err = capsys.readouterr().err
-    assert "unknown step 'nosuchstep' for toy; steps: data, train" in err and err.count("\n") == 1
+    assert "unknown step 'nosuchstep'" in err and "data" in err and err.count("\n") == 1
 
 
-def test_every_registered_system_names_a_cli_with_main() -> None:
-    import importlib
-
+def test_every_system_has_a_pipeline_settings_and_the_steps_it_lists() -> None:
+    """SYSTEM.steps (what `mlsd list` shows without importing torch) matches pipeline.STEPS."""
     for spec in discover_systems().values():
-        assert callable(importlib.import_module(f"{spec.package}.cli").main), spec.name
-        assert "bench" in spec.steps, f"{spec.name} has no bench step"
+        steps = importlib.import_module(f"{spec.package}.pipeline").STEPS
+        assert spec.steps == (*[s.name for s in steps], "all"), spec.name
+        assert "bench" in spec.steps and "serve" in spec.steps, spec.name
+        settings = importlib.import_module(f"{spec.package}.config").SETTINGS
+        assert settings.model_config["env_prefix"] == f"MLSD_{spec.name.upper()}_", spec.name
+
+
+def test_each_system_keeps_its_own_cli_name_in_artifacts() -> None:
+    names = set(discover_systems())
+    assert names == {"recsys", "ctr", "fraud", "rag"}
+
+
+def test_unknown_setting_is_one_line_exit_2(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setenv("MLSD_ONLINESTORE", "redis")  # a typo of MLSD_ONLINE_STORE
+    assert main(["list"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "MLSD_ONLINESTORE" in err
+
+
+def test_malformed_system_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setenv("MLSD_BENCH_RATE", "fast")
+    assert main(["list"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "MLSD_BENCH_RATE" in err and "fast" in err
+
+
+def test_mlsd_list_does_not_import_torch() -> None:
+    """`mlsd list` reads only each system's __init__.py and config.py: no torch, faiss or feast."""
+    code = "import sys; from mlsd.cli import main; main(['list']); print(sorted(m for m in ('torch', 'faiss', 'feast') if m in sys.modules))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_bad_flag_is_one_line_exit_2() -> None:

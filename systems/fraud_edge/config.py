@@ -1,0 +1,156 @@
+"""fraud's settings (every MLSD_FRAUD_* variable), its scales, and the config of each step (its CLI flags).
+
+Light to import on purpose (pydantic; no torch, numpy or FastAPI): `mlsd` reads SETTINGS to check the
+environment before it runs anything, and the server and the locustfile read it too.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from infra.steps import ConfigError, StepConfig, flag
+
+DEV_BUNDLE_KEY = "mlsd-dev-bundle-key"  # demo only: a device gets its key at provisioning, never from git
+
+
+class FraudSettings(BaseSettings):
+    """The MLSD_FRAUD_* variables: read by the server, the bundle signer and the bench's locustfile."""
+
+    model_config = SettingsConfigDict(env_prefix="MLSD_FRAUD_", extra="ignore")
+
+    store: Literal["redis", "memory"] | None = Field(
+        None,
+        description="velocity state the server keeps: redis or memory (default: redis when "
+        "MLSD_ONLINE_STORE=redis, else memory)",
+    )
+    namespace: str = Field(
+        "serve", description="Redis key namespace of the velocity state (mlsd:fraud:<namespace>:)"
+    )
+    bundle_key: SecretStr = Field(
+        SecretStr(DEV_BUNDLE_KEY),
+        description="HMAC key that signs and verifies edge bundles (a demo key by default)",
+    )
+    stream: Path | None = Field(
+        None, description="set by the bench: the JSON transactions locust replays to /score"
+    )
+    access_log: bool = Field(
+        True, description="one JSON access-log line per request (the bench turns it off)"
+    )
+
+
+SETTINGS = FraudSettings
+
+# The simulated population per scale: (cards, terminals, days). `small` builds in seconds on a laptop.
+SCALES: dict[str, tuple[int, int, int]] = {
+    "small": (3000, 400, 42),
+    "medium": (20000, 2000, 60),
+    "large": (100000, 8000, 90),
+}
+
+
+@dataclass
+class DataConfig(StepConfig):
+    """Simulate the transaction stream of a scale (the flags override its size) and its batch features."""
+
+    cards: int | None = flag(None, "number of cards (default: the scale's)")
+    terminals: int | None = flag(
+        None, "number of terminals, at least 10: one per city (default: the scale's)"
+    )
+    days: int | None = flag(
+        None, "days of transactions, at least 24: the split needs them (default: the scale's)"
+    )
+
+    def __post_init__(self) -> None:
+        for name, low in (("cards", 1), ("terminals", 10), ("days", 24)):
+            value = getattr(self, name)
+            if value is not None and value < low:
+                raise ConfigError(f"--{name} must be at least {low}, got {value}")
+
+
+@dataclass
+class TrainConfig(StepConfig):
+    """LightGBM (the quality reference) and the MLP; ONNX fp32 / int8; thresholds; a signed bundle."""
+
+    epochs: int = flag(8, "MLP epochs")
+    batch_size: int = flag(512, "MLP batch size")
+    lr: float = flag(2e-3, "MLP learning rate (Adam)")
+    hidden: tuple[int, ...] = flag((64, 32), "MLP hidden widths, one flag per layer")
+    lgbm_rounds: int = flag(300, "LightGBM boosting rounds (early stopping on validation)")
+    mlflow: bool = flag(True, "log the run to MLflow")
+
+    def __post_init__(self) -> None:
+        self.hidden = tuple(self.hidden)
+        if not 1 <= self.epochs <= 200:
+            raise ConfigError(f"--epochs must be between 1 and 200, got {self.epochs}")
+        if self.batch_size < 1 or self.lgbm_rounds < 1 or self.lr <= 0:
+            raise ConfigError("--batch-size, --lgbm-rounds and --lr must be positive")
+        if not self.hidden or min(self.hidden) < 1:
+            raise ConfigError(f"--hidden widths must be positive, got {list(self.hidden)}")
+
+
+@dataclass
+class EvalConfig(StepConfig):
+    """Quality, cost by policy and drift monitors on the test split (eventual labels)."""
+
+
+@dataclass
+class ServeConfig(StepConfig):
+    """POST /score and POST /bundle/reload on 127.0.0.1."""
+
+    port: int = flag(8000, "port to listen on")
+    store: Literal["redis", "memory"] | None = flag(None, "velocity state (default: MLSD_FRAUD_STORE)")
+
+
+@dataclass
+class ScoreConfig(StepConfig):
+    """Score one transaction with the Python edge scorer, no server (in-process velocity store)."""
+
+    card: str | None = flag(None, "card id (required)")
+    amount: float | None = flag(None, "amount in --currency (required)")
+    terminal: str = flag("t00001", "terminal id")
+    currency: Literal["EUR", "USD", "GBP"] = flag("EUR", "currency of --amount")
+    lat: float = flag(48.86, "terminal latitude")
+    lon: float = flag(2.35, "terminal longitude")
+    tx_id: str = flag(
+        help="transaction id (default: cli<epoch ms>)", factory=lambda: f"cli{int(time.time() * 1000)}"
+    )
+
+    def __post_init__(self) -> None:
+        if self.card is None or self.amount is None:
+            raise ConfigError("--card and --amount are required")
+
+    def request_fields(self) -> dict[str, object]:
+        return {
+            "tx_id": self.tx_id, "card_id": self.card, "terminal_id": self.terminal, "amount": self.amount,
+            "currency": self.currency, "lat": self.lat, "lon": self.lon,
+        }  # fmt: skip
+
+
+@dataclass
+class BenchConfig(StepConfig):
+    """Load-test POST /score with locust (after data, train and eval when their outputs are missing)."""
+
+    duration: int = flag(60, "seconds of load")
+    rate: float = flag(300.0, "requests/s on /score")
+    store: Literal["redis", "memory"] = flag("redis", "velocity state the server keeps")
+    out: Path | None = flag(None, "report folder (default: benchmarks/results/fraud/latest)")
+    mlflow: bool = flag(True, "log the training run to MLflow (when bench trains first)")
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.duration <= 3600:
+            raise ConfigError(f"--duration must be between 1 and 3600 seconds, got {self.duration}")
+        if self.rate <= 0:
+            raise ConfigError(f"--rate must be positive, got {self.rate}")
+
+
+@dataclass
+class AllConfig(StepConfig):
+    """`mlsd fraud all`: data, train, eval in order."""
+
+    mlflow: bool = flag(True, "log the training run to MLflow")

@@ -1,0 +1,63 @@
+"""Golden check: `mlsd ctr all --scale small` gives the evaluation numbers the old steps gave, run one by one.
+
+tests/ctr/golden_small.json holds what the old code (before the restructure) wrote for `ctr data`, `ctr train`
+and `ctr eval --seeds 1` at the small scale, seed 0. Everything is seeded, so the numbers agree to 1e-6.
+"""
+
+import hashlib
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from infra.artifacts import Artifacts
+from systems.ctr.config import RESULTS
+
+GOLDEN = json.loads((Path(__file__).parent / "golden_small.json").read_text())
+TOLERANCE = 1e-6
+
+
+def flatten(value: object, prefix: str = "") -> dict[str, float]:
+    """{"train.lr.auc": 0.72, "train.lr.losses.0": 0.38, ...}: every number in a nested JSON value."""
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in flatten(item, f"{prefix}{key}.").items()}
+    if isinstance(value, list):
+        return {k: v for i, item in enumerate(value) for k, v in flatten(item, f"{prefix}{i}.").items()}
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return {prefix.rstrip("."): float(value)}
+    return {}
+
+
+def results_fingerprint() -> dict[str, str]:
+    """The committed ctr reports, by content: `all` must leave them as they are."""
+    return {
+        str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(RESULTS.rglob("*")) if p.is_file()
+    }
+
+
+@pytest.mark.slow
+def test_all_at_small_scale_reproduces_the_old_numbers(mlsd_ctr) -> None:
+    before = results_fingerprint()
+    assert mlsd_ctr(["all", "--scale", "small", "--seed", "0", "--seeds", "1"]) == 0
+    assert results_fingerprint() == before, "`mlsd ctr all` wrote into benchmarks/results/ctr"
+
+    art = Artifacts("ctr", "small")
+    log = pd.read_parquet(art.path("log.parquet"), columns=["click"])
+    train = json.loads(art.path("train_metrics.json").read_text())
+    evaluation = json.loads(art.path("eval/eval.json").read_text())
+    new = {
+        "data": {"impressions": len(log), "clicks": int(log["click"].sum())},
+        "train": {
+            k: {kk: v for kk, v in train[k].items() if kk not in ("train_s", "version", "alias")}
+            for k in ("bayes", "lr", "deepfm")
+        },  # fmt: skip
+        "eval": {"seeds": evaluation["seeds"], "bayes": evaluation["bayes"], "runs": evaluation["runs"]},
+    }
+    want, got = flatten({k: v for k, v in GOLDEN.items() if k != "source"}), flatten(new)
+    assert set(got) == set(want), f"keys differ: {sorted(set(got) ^ set(want))}"
+    diffs = {k: abs(got[k] - want[k]) for k in want}
+    worst = max(diffs, key=diffs.get)
+    off = {k: (want[k], got[k]) for k, d in diffs.items() if d > TOLERANCE}
+    print(f"ctr golden: {len(diffs)} numbers, largest difference {diffs[worst]:.3g} at {worst}")
+    assert not off, f"largest difference {diffs[worst]:.3g} at {worst}; old vs new beyond {TOLERANCE}: {off}"
