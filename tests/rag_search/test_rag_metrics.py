@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from systems.rag_search.data import Article, Section
+from systems.rag_search.documents import Article, Section
 from systems.rag_search.evaluate import alce_citation_scores, mrr_at_k, ndcg_at_k, recall_at_k, token_f1
 from systems.rag_search.generate import Passage, SupportJudge
 from systems.rag_search.index import chunk_article
