@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from collections import Counter
@@ -11,6 +10,7 @@ from collections import Counter
 import numpy as np
 from tqdm import tqdm
 
+from infra.metrics import ndcg_at_k, recall_at_k, reciprocal_rank_at_k
 from systems.rag_search.answer import RagPipeline
 from systems.rag_search.data import Question
 from systems.rag_search.documents import Article, BeirDataset, Section
@@ -20,24 +20,9 @@ from systems.rag_search.model import MiniLM
 from systems.rag_search.retrieve import MODES, Searcher
 
 
-# ---------------------------------------------------------------------------------------------- ranking metrics
+# ---------------------------------------------------------------------------------------------- retrieval (metrics: infra.metrics)
 def dedupe(keys: list[str]) -> list[str]:
     return list(dict.fromkeys(keys))
-
-
-def recall_at_k(ranked: list[str], gold: set[str], k: int) -> float:
-    return len(set(ranked[:k]) & gold) / len(gold) if gold else 0.0
-
-
-def mrr_at_k(ranked: list[str], gold: set[str], k: int) -> float:
-    return next((1.0 / r for r, d in enumerate(ranked[:k], start=1) if d in gold), 0.0)
-
-
-def ndcg_at_k(ranked: list[str], gold: set[str], k: int) -> float:
-    """Binary-relevance nDCG@k: sum 1/log2(rank+1) over relevant hits, over the ideal ordering's sum."""
-    dcg = sum(1.0 / math.log2(r + 1) for r, d in enumerate(ranked[:k], start=1) if d in gold)
-    ideal = sum(1.0 / math.log2(r + 1) for r in range(1, min(len(gold), k) + 1))
-    return dcg / ideal if ideal else 0.0
 
 
 def ranked_keys(searcher: Searcher, text: str, mode: str, k: int) -> list[str]:
@@ -59,7 +44,11 @@ def retrieval_table(
             ranked = ranked_keys(searcher, q.text, mode, 20)
             gold = set(q.gold)
             rows.append(
-                (recall_at_k(ranked, gold, 5), mrr_at_k(ranked, gold, 10), ndcg_at_k(ranked, gold, 10))
+                (
+                    recall_at_k(ranked, gold, 5),
+                    reciprocal_rank_at_k(ranked, gold, 10),
+                    ndcg_at_k(ranked, gold, 10),
+                )
             )
         arr = np.array(rows)
         out[mode] = {"recall@5": float(arr[:, 0].mean()), "mrr@10": float(arr[:, 1].mean()),
@@ -206,7 +195,11 @@ def beir_table(
             hits = searcher.search(text, 100, mode) if mode != "hybrid" else _hybrid_deep(searcher, text)
             ranked = dedupe([index.chunks[h.idx].article_id for h in hits])
             rows.append(
-                (ndcg_at_k(ranked, gold, 10), recall_at_k(ranked, gold, 100), mrr_at_k(ranked, gold, 10))
+                (
+                    ndcg_at_k(ranked, gold, 10),
+                    recall_at_k(ranked, gold, 100),
+                    reciprocal_rank_at_k(ranked, gold, 10),
+                )
             )
         arr = np.array(rows) if rows else np.zeros((0, 3))
         out[mode] = {"ndcg@10": float(arr[:, 0].mean()), "recall@100": float(arr[:, 1].mean()),
