@@ -13,6 +13,7 @@ writes its own; a missing artifact is built first by the step that makes it. One
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import uvicorn
 from rich.markup import escape
@@ -117,41 +118,39 @@ def evaluate(cfg: EvalConfig, art: Artifacts) -> None:
     if cfg.beir is not None:
         ds = load_beir(cfg.beir, cfg.beir_split)
         results = {"beir": beir_table(ds, MiniLM())}
-        titles = {"beir": f"BEIR {cfg.beir.name}: {len(ds.queries)} queries, {len(ds.corpus)} docs"}
         art.path(EVAL).write_text(json.dumps(results, indent=2))
-    else:
-        pipe = RagPipeline.load(art)
-        pipe.config.attribute = cfg.attribution
-        if cfg.llm:
-            with console.status("loading SmolLM2-135M (dequantising the GGUF)"):
-                pipe.generators["smollm"] = load_generator("smollm")
-        if cfg.openai_url:
-            pipe.generators["openai"] = load_generator("openai", cfg.openai_url, cfg.openai_model)
-        questions = [
-            q for q in load_questions(art.require(QUESTIONS, "data")) if cfg.split in ("all", q.split)
-        ]
-        questions = questions[: cfg.limit or None]
-        results = evaluate_kb(pipe, questions, list(pipe.generators), cfg.llm_limit, cfg.llm_only)
-        n_generated = min(len(questions), cfg.llm_limit) if cfg.llm_only else len(questions)
-        llm_rows = (
-            f" (LLM rows on the first {cfg.llm_limit})"
-            if len(pipe.generators) > 1 and not cfg.llm_only
-            else ""
-        )
-        titles = {"retrieval": f"Retrieval, split={cfg.split}, {sum(q.answerable for q in questions)} answerable questions",
-                  "generation": f"Generation, split={cfg.split}, {n_generated} questions{llm_rows}"}  # fmt: skip
-        art.path(EVAL).write_text(json.dumps({**results, "split": cfg.split}, indent=2))
+        _report({"beir": f"BEIR {cfg.beir.name}, {len(ds.corpus)} documents"}, results, cfg.out)
+        return
+    pipe = RagPipeline.load(art)
+    pipe.config.attribute = cfg.attribution
+    if cfg.llm:
+        with console.status("loading SmolLM2-135M (dequantising the GGUF)"):
+            pipe.generators["smollm"] = load_generator("smollm")
+    if cfg.openai_url:
+        pipe.generators["openai"] = load_generator("openai", cfg.openai_url, cfg.openai_model)
+    questions = [q for q in load_questions(art.require(QUESTIONS, "data")) if cfg.split in ("all", q.split)]
+    questions = questions[: cfg.limit or None]
+    results = evaluate_kb(pipe, questions, list(pipe.generators), cfg.llm_limit, cfg.llm_only)
+    art.path(EVAL).write_text(json.dumps({**results, "split": cfg.split}, indent=2))
+    titles = {"retrieval": f"Retrieval, split={cfg.split} (answerable questions)",
+              "generation": f"Generation, split={cfg.split} (LLM rows: the first {cfg.llm_limit} questions)"}  # fmt: skip
+    _report(titles, results, cfg.out)
+
+
+def _report(titles: dict[str, str], results: dict[str, dict], out: Path | None) -> None:
+    """Each table on the console (generation with one row per metric: many metrics, few generators) and, with
+    --out, as Markdown with one row per retriever or generator (the shape DESIGN.md quotes)."""
     markdown = ""
     for name, table in results.items():
         columns, rows = table_rows(table, "generator" if name == "generation" else "retriever")
         markdown += markdown_table(titles[name], columns, rows) + "\n"
-        if name == "generation":  # many metrics, few generators: one row per metric on the console
+        if name == "generation":
             columns, rows = table_rows(transpose(table), "metric")
         print_rows(titles[name], columns, rows)
-    if cfg.out:
-        cfg.out.parent.mkdir(parents=True, exist_ok=True)
-        cfg.out.write_text(markdown)
-        console.print(f"wrote {cfg.out}")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(markdown)
+        console.print(f"wrote {out}")
 
 
 def ask(cfg: AskConfig, art: Artifacts) -> None:
