@@ -1,15 +1,16 @@
 """Load for `mlsd bench rag`: /ask (extractive) and /search at the same fixed rate, beside the empty floor route."""
 
-import os
 import random
 
 from locust import FastHttpUser, constant_throughput, task
 
-from infra.bench.users import FloorUser
+from infra.bench.users import BENCH, FloorUser
+from systems.rag_search.config import SETTINGS
 
-# The harness's rate is the /ask rate (what the SLO judges); /search gets the same rate from its own users.
-RATE = float(os.environ.get("MLSD_BENCH_RATE", "20"))
-SEARCH_RATE = float(os.environ.get("MLSD_RAG_SEARCH_RATE", str(RATE)))
+# The harness's rate is the /ask rate (what the SLO judges); /search gets the same rate from its own users
+# unless MLSD_RAG_SEARCH_RATE says otherwise.
+RATE = BENCH.rate
+SEARCH_RATE = SETTINGS().search_rate or RATE
 
 __all__ = ["FloorUser", "AskUser", "SearchUser"]
 

@@ -1,5 +1,7 @@
+"""`python -m systems.rag_search <step> [flags]` is `mlsd rag <step> [flags]`."""
+
 import sys
 
-from systems.rag_search.cli import main
+from mlsd.cli import main
 
-raise SystemExit(main(sys.argv[1:]))
+raise SystemExit(main(["rag", *sys.argv[1:]]))

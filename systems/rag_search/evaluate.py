@@ -3,37 +3,26 @@
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from collections import Counter
 
 import numpy as np
+from tqdm import tqdm
 
-from systems.rag_search.data import BeirDataset, Question
+from infra.metrics import ndcg_at_k, recall_at_k, reciprocal_rank_at_k
+from systems.rag_search.answer import RagPipeline
+from systems.rag_search.data import Question
+from systems.rag_search.documents import Article, BeirDataset, Section
 from systems.rag_search.generate import Passage, SupportJudge, parse_cited_sentences
+from systems.rag_search.index import SearchIndex
 from systems.rag_search.model import MiniLM
 from systems.rag_search.retrieve import MODES, Searcher
 
 
-# ---------------------------------------------------------------------------------------------- ranking metrics
+# ---------------------------------------------------------------------------------------------- retrieval (metrics: infra.metrics)
 def dedupe(keys: list[str]) -> list[str]:
     return list(dict.fromkeys(keys))
-
-
-def recall_at_k(ranked: list[str], gold: set[str], k: int) -> float:
-    return len(set(ranked[:k]) & gold) / len(gold) if gold else 0.0
-
-
-def mrr_at_k(ranked: list[str], gold: set[str], k: int) -> float:
-    return next((1.0 / r for r, d in enumerate(ranked[:k], start=1) if d in gold), 0.0)
-
-
-def ndcg_at_k(ranked: list[str], gold: set[str], k: int) -> float:
-    """Binary-relevance nDCG@k: sum 1/log2(rank+1) over relevant hits, over the ideal ordering's sum."""
-    dcg = sum(1.0 / math.log2(r + 1) for r, d in enumerate(ranked[:k], start=1) if d in gold)
-    ideal = sum(1.0 / math.log2(r + 1) for r in range(1, min(len(gold), k) + 1))
-    return dcg / ideal if ideal else 0.0
 
 
 def ranked_keys(searcher: Searcher, text: str, mode: str, k: int) -> list[str]:
@@ -46,8 +35,7 @@ def ranked_keys(searcher: Searcher, text: str, mode: str, k: int) -> list[str]:
 def retrieval_table(
     searcher: Searcher, questions: list[Question], modes: tuple[str, ...] = MODES
 ) -> dict[str, dict[str, float]]:
-    from tqdm import tqdm
-
+    """One row per retriever over the answerable questions."""
     out = {}
     qs = [q for q in questions if q.answerable]
     for mode in modes:
@@ -56,7 +44,11 @@ def retrieval_table(
             ranked = ranked_keys(searcher, q.text, mode, 20)
             gold = set(q.gold)
             rows.append(
-                (recall_at_k(ranked, gold, 5), mrr_at_k(ranked, gold, 10), ndcg_at_k(ranked, gold, 10))
+                (
+                    recall_at_k(ranked, gold, 5),
+                    reciprocal_rank_at_k(ranked, gold, 10),
+                    ndcg_at_k(ranked, gold, 10),
+                )
             )
         arr = np.array(rows)
         out[mode] = {"recall@5": float(arr[:, 0].mean()), "mrr@10": float(arr[:, 1].mean()),
@@ -105,11 +97,9 @@ def alce_citation_scores(
 
 
 def generation_table(
-    pipeline, questions: list[Question], generators: list[str], encoder: MiniLM
-) -> dict[str, dict[str, float]]:  # noqa: ANN001
+    pipeline: RagPipeline, questions: list[Question], generators: list[str], encoder: MiniLM
+) -> dict[str, dict[str, float]]:
     """One row per generator over `questions` (answerable and unanswerable)."""
-    from tqdm import tqdm
-
     out = {}
     for name in generators:
         prec, rec, f1, sim, refused_ok, false_refusal, lat, dropped = [], [], [], [], [], [], [], 0
@@ -148,7 +138,7 @@ def _mean(xs: list) -> float:
     return float(np.mean(xs)) if xs else float("nan")
 
 
-def _idx(pipeline, chunk_id: str) -> int:  # noqa: ANN001
+def _idx(pipeline: RagPipeline, chunk_id: str) -> int:
     cache = pipeline.__dict__.setdefault("_chunk_ids", {})
     if len(cache) != len(pipeline.index.chunks):
         cache.clear()
@@ -156,14 +146,40 @@ def _idx(pipeline, chunk_id: str) -> int:  # noqa: ANN001
     return cache[chunk_id]
 
 
+def evaluate_kb(
+    pipeline: RagPipeline,
+    questions: list[Question],
+    generators: list[str],
+    llm_limit: int,
+    llm_only: bool = False,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Retrieval per retriever and generation per generator; the LLMs are slow on CPU, so generators other than
+    the extractive one answer only the first `llm_limit` questions (`llm_only`: only those generation rows)."""
+    if llm_only:
+        return {"generation": generation_table(pipeline, questions[:llm_limit], generators, pipeline.encoder)}
+    retrieval = retrieval_table(pipeline.searcher, questions)
+    generation = generation_table(pipeline, questions, generators[:1], pipeline.encoder)
+    if len(generators) > 1:
+        generation.update(generation_table(pipeline, questions[:llm_limit], generators[1:], pipeline.encoder))
+    return {"retrieval": retrieval, "generation": generation}
+
+
+def table_rows(table: dict[str, dict[str, float]], first: str) -> tuple[list[str], list[list]]:
+    """A {row: {column: value}} table as (columns, rows) for infra.console, the row names in column `first`."""
+    columns = list(next(iter(table.values())))
+    return [first, *columns], [[name, *(row[c] for c in columns)] for name, row in table.items()]
+
+
+def transpose(table: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    columns = list(next(iter(table.values())))
+    return {c: {name: row[c] for name, row in table.items()} for c in columns}
+
+
 # ---------------------------------------------------------------------------------------------- BEIR
 def beir_table(
     ds: BeirDataset, encoder: MiniLM, modes: tuple[str, ...] = ("bm25", "dense", "hybrid")
 ) -> dict[str, dict[str, float]]:
     """nDCG@10, Recall@100, MRR@10 on a BEIR dataset; each document is one chunk (title + text)."""
-    from systems.rag_search.data import Article, Section
-    from systems.rag_search.index import SearchIndex
-
     index = SearchIndex(encoder.dim)
     articles = [
         Article(doc_id, 1, title or doc_id, "beir", [Section("text", text)])
@@ -179,7 +195,11 @@ def beir_table(
             hits = searcher.search(text, 100, mode) if mode != "hybrid" else _hybrid_deep(searcher, text)
             ranked = dedupe([index.chunks[h.idx].article_id for h in hits])
             rows.append(
-                (ndcg_at_k(ranked, gold, 10), recall_at_k(ranked, gold, 100), mrr_at_k(ranked, gold, 10))
+                (
+                    ndcg_at_k(ranked, gold, 10),
+                    recall_at_k(ranked, gold, 100),
+                    reciprocal_rank_at_k(ranked, gold, 10),
+                )
             )
         arr = np.array(rows) if rows else np.zeros((0, 3))
         out[mode] = {"ndcg@10": float(arr[:, 0].mean()), "recall@100": float(arr[:, 1].mean()),

@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Protocol
 
+import httpx
 import numpy as np
+import torch
 
+from infra.config import ServiceUnavailable
 from systems.rag_search.data import REFUSAL
 from systems.rag_search.index import Chunk, split_sentences
-from systems.rag_search.model import MiniLM, content_words
+from systems.rag_search.model import MiniLM, content_words, load_smollm
 
 _CITE = re.compile(r"\[(\d+)\]")
 _NUM = re.compile(r"\d+(?:\.\d+)?")
@@ -129,6 +133,14 @@ def verify(raw: str, passages: list[Passage], judge: SupportJudge, attribute: bo
 
 
 # ---------------------------------------------------------------------------------------------- generators
+class Generator(Protocol):
+    """Writes an answer from numbered passages, each sentence followed by the [n] it rests on."""
+
+    name: str
+
+    def generate(self, question: str, qvec: np.ndarray, passages: list[Passage]) -> str: ...
+
+
 class ExtractiveGenerator:
     """The best sentence of each confident passage, in rank order, each followed by its [n]."""
 
@@ -190,18 +202,10 @@ class SmolLMGenerator:
     name = "smollm"
 
     def __init__(self, max_new_tokens: int = 64, max_passages: int = 2) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from systems.rag_search.model import smollm_gguf
-
-        path = smollm_gguf()
-        self.tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-        self.model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name).eval()
+        self.tokenizer, self.model = load_smollm()
         self.max_new_tokens, self.max_passages = max_new_tokens, max_passages
 
     def generate(self, question: str, qvec: np.ndarray, passages: list[Passage]) -> str:
-        import torch
-
         messages = build_messages(question, passages[: self.max_passages])
         ids = self.tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
@@ -223,17 +227,13 @@ class OpenAIGenerator:
         model: str = "default",
         api_key: str = "none",
         timeout_s: float = 30.0,
-        transport=None,
-    ) -> None:  # noqa: ANN001 — httpx transport, for tests
-        import httpx
-
+        transport: httpx.BaseTransport | None = None,  # tests pass an httpx.MockTransport
+    ) -> None:
         self.model = model
         self.client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s, transport=transport,
                                    headers={"Authorization": f"Bearer {api_key}"})  # fmt: skip
 
     def generate(self, question: str, qvec: np.ndarray, passages: list[Passage]) -> str:
-        import httpx
-
         body = {
             "model": self.model,
             "messages": build_messages(question, passages),
@@ -244,7 +244,20 @@ class OpenAIGenerator:
             r = self.client.post("/v1/chat/completions", json=body)
             r.raise_for_status()
         except httpx.HTTPError as exc:
-            raise RuntimeError(
+            raise ServiceUnavailable(
                 f"the OpenAI-compatible endpoint at {self.client.base_url} failed: {exc}"
             ) from exc
         return r.json()["choices"][0]["message"]["content"]
+
+
+def load_generator(name: str, openai_url: str | None = None, openai_model: str = "default") -> Generator:
+    """A generator by name: `extractive`, `smollm` (loads the model, seconds) or `openai` (needs a URL)."""
+    if name == "smollm":
+        return SmolLMGenerator()
+    if name == "openai":
+        if not openai_url:
+            raise ValueError("the openai generator needs a URL (--openai-url or MLSD_RAG_OPENAI_URL)")
+        return OpenAIGenerator(openai_url, openai_model)
+    if name == "extractive":
+        return ExtractiveGenerator()
+    raise ValueError(f"unknown generator {name!r}; generators: extractive, smollm, openai")

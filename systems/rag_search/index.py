@@ -12,12 +12,16 @@ from __future__ import annotations
 import json
 import pickle
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import bm25s
+import faiss
 import numpy as np
 
-from systems.rag_search.data import Article, slugify
+from systems.rag_search.documents import Article, slugify
+from systems.rag_search.model import MiniLM
 
 _SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 
@@ -81,19 +85,17 @@ class SearchIndex:
     """Chunks plus three views of them: BM25 (bm25s), dense vectors (FAISS IndexIDMap), token embeddings."""
 
     def __init__(self, dim: int = 384) -> None:
-        import faiss
-
         self.dim = dim
         self.chunks: dict[int, Chunk] = {}  # faiss id -> chunk (live chunks only)
         self.token_emb: dict[int, np.ndarray] = {}  # id -> (L, D) float16, for late interaction
         self.sent_emb: dict[int, np.ndarray] = {}  # id -> (S, D) float32, one row per chunk sentence
         self.faiss = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         self.next_id = 0
-        self.bm25 = None
+        self.bm25: bm25s.BM25 | None = None
         self.bm25_ids: np.ndarray = np.zeros(0, dtype=np.int64)
 
     # ------------------------------------------------------------------ updates
-    def add_articles(self, articles: list[Article], encoder, show_progress: bool = False) -> int:  # noqa: ANN001
+    def add_articles(self, articles: list[Article], encoder: MiniLM) -> int:
         """Embed and add the chunks of these articles (replacing any chunks of the same article@version)."""
         chunks = [c for a in articles for c in chunk_article(a)]
         for a in articles:
@@ -125,7 +127,7 @@ class SearchIndex:
         self._rebuild_bm25()
         return n
 
-    def _remove(self, pred) -> int:  # noqa: ANN001
+    def _remove(self, pred: Callable[[Chunk], bool]) -> int:
         gone = [i for i, c in self.chunks.items() if pred(c)]
         if gone:
             self.faiss.remove_ids(np.array(gone, dtype=np.int64))
@@ -144,8 +146,6 @@ class SearchIndex:
 
     def _rebuild_bm25(self) -> None:
         """BM25 over the live chunks (a few ms for thousands of chunks; embeddings are what is expensive)."""
-        import bm25s
-
         self.bm25_ids = np.array(sorted(self.chunks), dtype=np.int64)
         self.bm25 = None
         if len(self.bm25_ids):
@@ -156,8 +156,6 @@ class SearchIndex:
 
     # ------------------------------------------------------------------ queries
     def search_bm25(self, query: str, k: int) -> list[tuple[int, float]]:
-        import bm25s
-
         if self.bm25 is None:
             return []
         tokens = bm25s.tokenize([query], stopwords="en", show_progress=False)
@@ -180,8 +178,6 @@ class SearchIndex:
 
     # ------------------------------------------------------------------ storage
     def save(self, folder: Path) -> None:
-        import faiss
-
         folder.mkdir(parents=True, exist_ok=True)
         faiss.write_index(self.faiss, str(folder / "dense.faiss"))
         state = {"dim": self.dim, "next_id": self.next_id, "chunks": {i: asdict(c) for i, c in self.chunks.items()},
@@ -196,8 +192,6 @@ class SearchIndex:
 
     @classmethod
     def load(cls, folder: Path) -> SearchIndex:
-        import faiss
-
         if not (folder / "index.pkl").exists():
             raise FileNotFoundError(f"no index in {folder}; run `mlsd rag index`")
         with (folder / "index.pkl").open("rb") as f:

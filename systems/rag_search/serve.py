@@ -1,22 +1,28 @@
 """The search service: POST /ask (answer with inline citations), POST /search (ranked passages), GET / (a page).
 
-uvicorn --factory systems.rag_search.serve:build_app. Questions are logged with PII redacted.
+uvicorn --factory systems.rag_search.serve:build_app (what `mlsd rag serve` and the bench start). It serves the
+artifacts of MLSD_SCALE; MLSD_RAG_* settings choose the generators it loads. Questions are logged with PII redacted.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import Depends
+from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field, field_validator
 
-from infra.serving import Resources, create_app, require_ready
-from systems.rag_search.pipeline import RagPipeline, redact_pii
+from infra.artifacts import Artifacts
+from infra.config import get_settings
+from infra.serving import create_app, require_ready
+from systems.rag_search import SYSTEM
+from systems.rag_search.answer import RagPipeline, redact_pii
+from systems.rag_search.config import SETTINGS
+from systems.rag_search.generate import load_generator
 
 log = logging.getLogger("mlsd.rag")
 MAX_QUESTION_CHARS = 1000
@@ -43,50 +49,52 @@ class SearchRequest(AskRequest):
     mode: Literal["bm25", "dense", "hybrid", "rerank"] = "rerank"
 
 
-def _load(resources: Resources) -> None:
-    threads = int(os.environ.get("MLSD_RAG_THREADS", "1"))
-    pipe = RagPipeline.load(threads=threads)
-    if os.environ.get("MLSD_RAG_SMOLLM") == "1":
-        from systems.rag_search.generate import SmolLMGenerator
+@dataclass
+class RagResources:
+    """What the handlers use: the request path with its index, models and the generators this server loaded."""
 
-        pipe.generators["smollm"] = SmolLMGenerator()
-    if os.environ.get("MLSD_RAG_OPENAI_URL"):
-        from systems.rag_search.generate import OpenAIGenerator
+    pipeline: RagPipeline
 
-        pipe.generators["openai"] = OpenAIGenerator(
-            os.environ["MLSD_RAG_OPENAI_URL"], os.environ.get("MLSD_RAG_OPENAI_MODEL", "default")
-        )
+
+Resources = Annotated[RagResources, Depends(require_ready)]  # a handler's resources, 503 until loaded
+
+
+def load_resources() -> RagResources:
+    """The pipeline from <MLSD_DATA_DIR>/rag/<MLSD_SCALE>/, the generators the settings ask for, a warm encoder."""
+    settings = SETTINGS()
+    pipe = RagPipeline.load(Artifacts(SYSTEM.name, get_settings().scale), threads=settings.threads)
+    if settings.smollm:
+        pipe.generators["smollm"] = load_generator("smollm")
+    if settings.openai_url:
+        pipe.generators["openai"] = load_generator("openai", settings.openai_url, settings.openai_model)
     pipe.ask("warm up the encoder")
-    resources["pipeline"] = pipe
+    return RagResources(pipe)
 
 
-def build_app(pipeline: RagPipeline | None = None):  # noqa: ANN201
-    """The app; pass a pipeline to serve one built in-process (tests), else it loads from .mlsd/rag/."""
-    load = (lambda r: r.items.__setitem__("pipeline", pipeline)) if pipeline is not None else _load
-    app = create_app("rag", load=load, access_log_enabled=os.environ.get("MLSD_RAG_ACCESS_LOG", "1") == "1")
+def build_app(pipeline: RagPipeline | None = None) -> FastAPI:
+    """The app; pass a pipeline to serve one built in-process (tests), else it loads from the artifact folder."""
+    load = (lambda: RagResources(pipeline)) if pipeline is not None else load_resources
+    app = create_app(SYSTEM.name, load=load, access_log_enabled=SETTINGS().access_log)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
         return PAGE.read_text()
 
     @app.post("/ask")
-    def ask(req: AskRequest, res: Resources = Depends(require_ready)) -> dict:
-        pipe: RagPipeline = res["pipeline"]
-        if req.generator not in pipe.generators:
-            from fastapi import HTTPException
-
+    def ask(req: AskRequest, res: Resources) -> dict:
+        if req.generator not in res.pipeline.generators:
+            loaded = sorted(res.pipeline.generators)
             raise HTTPException(
                 status_code=400,
-                detail=f"generator {req.generator!r} is not loaded on this server; loaded: {sorted(pipe.generators)}",
+                detail=f"generator {req.generator!r} is not loaded on this server; loaded: {loaded}",
             )
-        out = pipe.ask(req.question, k=req.k, generator=req.generator)
+        out = res.pipeline.ask(req.question, k=req.k, generator=req.generator)
         log.info(json.dumps({"event": "ask", "question": redact_pii(req.question), "refused": out["refused"],
                              "sources": [s["chunk_id"] for s in out["sources"]]}))  # fmt: skip
         return out
 
     @app.post("/search")
-    def search(req: SearchRequest, res: Resources = Depends(require_ready)) -> dict:
-        pipe: RagPipeline = res["pipeline"]
-        return {"results": pipe.search(req.question, k=req.k, mode=req.mode)}
+    def search(req: SearchRequest, res: Resources) -> dict:
+        return {"results": res.pipeline.search(req.question, k=req.k, mode=req.mode)}
 
     return app

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-import numpy as np
+import logging
 
+import numpy as np
+from tqdm import tqdm
+
+from infra.config import get_settings
 from systems.rag_search.data import Question
 from systems.rag_search.model import Reranker
 from systems.rag_search.retrieve import Searcher
+
+log = logging.getLogger("mlsd.rag")
 
 
 def candidate_table(
     searcher: Searcher, questions: list[Question], progress: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Features (N, F), labels (N,), question index (N,) over every question's fused candidates."""
-    from tqdm import tqdm
-
     X, y, g = [], [], []
     for qi, q in enumerate(tqdm(questions, desc="candidates", disable=not progress)):
         gold = set(q.gold)
@@ -62,3 +66,16 @@ def train_reranker(
         "refuse_below": round(threshold, 4),
     }
     return model, threshold, stats
+
+
+def log_to_mlflow(stats: dict) -> None:
+    """Log the reranker run to MLflow when it is reachable; the model file on disk is what serving reads."""
+    import mlflow  # seconds to import, and only this step logs to MLflow
+
+    try:
+        mlflow.set_tracking_uri(get_settings().tracking_uri)
+        mlflow.set_experiment("rag_search")
+        with mlflow.start_run(run_name="reranker"):
+            mlflow.log_metrics({k: float(v) for k, v in stats.items()})
+    except Exception as exc:  # tracking is optional here; say so rather than fail the step
+        log.warning("MLflow logging skipped (%s: %s)", type(exc).__name__, exc)

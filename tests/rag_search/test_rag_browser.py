@@ -17,6 +17,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
+from websockets.sync.client import connect
+
+from systems.rag_search.serve import build_app
 
 REQUIRE = os.environ.get("MLSD_REQUIRE_SERVICES") == "1"
 
@@ -40,10 +44,6 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server_url(world):
-    import uvicorn
-
-    from systems.rag_search.serve import build_app
-
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(build_app(pipeline=world.pipeline), host="127.0.0.1", port=port, log_level="warning")
@@ -67,8 +67,6 @@ class Page:
     """A minimal CDP client over the page's websocket."""
 
     def __init__(self, ws_url: str) -> None:
-        from websockets.sync.client import connect
-
         self.ws = connect(ws_url, max_size=None, open_timeout=10)
         self.next_id = 0
 

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
-from systems.rag_search.data import (
-    INJECTION_TEXT,
-    generate_kb,
-    load_beir,
-    load_folder,
-    load_questions,
-    parse_html,
-    write_kb,
-    write_tiny_beir,
-)
+from systems.rag_search.data import INJECTION_TEXT, generate_kb, load_questions, write_kb, write_tiny_beir
+from systems.rag_search.documents import load_beir, load_folder, parse_html
 
 
 def test_kb_size_versions_and_eval_set() -> None:
@@ -47,6 +41,32 @@ def test_gold_ids_point_at_current_sections_and_splits_do_not_share_articles() -
     held = {q.gold[0].split("#")[0] for q in single if q.split == "heldout"}
     assert tune and held and not (tune & held)
     assert sum(q.split == "heldout" and not q.answerable for q in kb.questions) >= 10
+
+
+# sha256 of the folders the generator wrote before its facts moved to facts/*.yaml (seed 0), from the old code
+# (`git show main:systems/rag_search/data.py`) and from its `mlsd rag data` artifacts: the move changed no byte.
+OLD_KB_SHA256 = (
+    "5fbdf659861875938df4a7fba9676cd0a1620dd5f318d6e82b87d7b9dc94c361"  # kb/: articles/*.md, questions.jsonl
+)
+OLD_TINY_BEIR_SHA256 = (
+    "8cb749a74ba7b8b74db8083206c481fa5798c01019cf108614d7629408512d5b"  # write_tiny_beir(seed=0)
+)
+
+
+def folder_sha256(folder: Path) -> str:
+    """One hash over every file's relative path and bytes, in path order."""
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            h.update(p.relative_to(folder).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def test_kb_is_byte_identical_to_the_old_generator(tmp_path) -> None:
+    write_kb(generate_kb(0), tmp_path / "kb")
+    assert folder_sha256(tmp_path / "kb") == OLD_KB_SHA256
+    write_tiny_beir(tmp_path / "beir", 0)
+    assert folder_sha256(tmp_path / "beir") == OLD_TINY_BEIR_SHA256
 
 
 def test_generation_is_deterministic() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from systems.rag_search.data import Article, Section
+from systems.rag_search.documents import Article, Section
 from systems.rag_search.index import ChunkingConfig, SearchIndex, chunk_article
 from systems.rag_search.retrieve import Searcher
 

@@ -1,4 +1,5 @@
-"""Code tests for the metrics and fusion, against values worked out by hand."""
+"""Code tests for the metrics and fusion, against values worked out by hand (the ranking metrics are
+infra.metrics', which tests/infra/test_metrics.py also checks against trec_eval)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from systems.rag_search.data import Article, Section
-from systems.rag_search.evaluate import alce_citation_scores, mrr_at_k, ndcg_at_k, recall_at_k, token_f1
+from infra.metrics import ndcg_at_k, recall_at_k, reciprocal_rank_at_k
+from systems.rag_search.documents import Article, Section
+from systems.rag_search.evaluate import alce_citation_scores, token_f1
 from systems.rag_search.generate import Passage, SupportJudge
 from systems.rag_search.index import chunk_article
 from systems.rag_search.retrieve import reciprocal_rank_fusion
@@ -19,8 +21,8 @@ def test_ranking_metrics_by_hand() -> None:
     gold = {"a", "b"}
     assert recall_at_k(ranked, gold, 1) == 0.5
     assert recall_at_k(ranked, gold, 5) == 1.0
-    assert mrr_at_k(["x", "b"], gold, 10) == 0.5
-    assert mrr_at_k(["x", "y"], gold, 10) == 0.0
+    assert reciprocal_rank_at_k(["x", "b"], gold, 10) == 0.5
+    assert reciprocal_rank_at_k(["x", "y"], gold, 10) == 0.0
     expected = (1 + 1 / math.log2(4)) / (1 + 1 / math.log2(3))
     assert ndcg_at_k(ranked, gold, 10) == pytest.approx(expected)
     assert ndcg_at_k(["a", "b"], gold, 10) == pytest.approx(1.0)

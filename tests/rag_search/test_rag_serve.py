@@ -63,10 +63,15 @@ def test_unloaded_generator_is_a_400_not_a_500(client) -> None:
 
 
 def test_questions_are_logged_with_pii_redacted(client, caplog) -> None:
-    with caplog.at_level(logging.INFO, logger="mlsd.rag"):
-        client.post(
-            "/ask", json={"question": "refund please, I'm ann@corp.example, card 5500 0000 0000 0004"}
-        )
+    logger = logging.getLogger("mlsd.rag")  # `mlsd` loggers do not propagate to the root (infra.logs)
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="mlsd.rag"):
+            client.post(
+                "/ask", json={"question": "refund please, I'm ann@corp.example, card 5500 0000 0000 0004"}
+            )
+    finally:
+        logger.removeHandler(caplog.handler)
     lines = [r.getMessage() for r in caplog.records if r.name == "mlsd.rag"]
     assert lines and "[EMAIL]" in lines[-1] and "[CARD]" in lines[-1]
     assert "ann@corp.example" not in lines[-1] and "5500" not in lines[-1]

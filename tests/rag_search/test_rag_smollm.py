@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from systems.rag_search.generate import Passage, SmolLMGenerator
+
 
 @pytest.mark.slow
 def test_smollm_output_is_verified(world) -> None:
-    from systems.rag_search.generate import SmolLMGenerator
-
     world.pipeline.generators["smollm"] = SmolLMGenerator(max_new_tokens=48)
     try:
         res = world.pipeline.ask("what does error E107 mean", generator="smollm")
@@ -24,8 +24,6 @@ def test_smollm_output_is_verified(world) -> None:
 
 
 def _passages(world, res):  # noqa: ANN001, ANN202
-    from systems.rag_search.generate import Passage
-
     ids = {c.chunk_id: i for i, c in world.index.chunks.items()}
     return [
         Passage(

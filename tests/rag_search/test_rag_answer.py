@@ -1,4 +1,5 @@
-"""Model and behaviour tests: reranker gain, grounded answers, the citation verifier, refusals, safety."""
+"""The request path (answer.py) and its models: reranker gain, grounded answers, the citation verifier, refusals,
+safety."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import json
 import httpx
 import numpy as np
 
+from systems.rag_search.answer import redact_pii
 from systems.rag_search.data import INJECTION_TEXT, REFUSAL
 from systems.rag_search.evaluate import retrieval_table
 from systems.rag_search.generate import OpenAIGenerator, Passage, looks_like_injection, verify
-from systems.rag_search.pipeline import redact_pii
 
 
 def test_reranker_improves_ndcg_on_heldout_questions(world) -> None:

@@ -1,0 +1,159 @@
+"""rag's settings (MLSD_RAG_*), the artifact names its steps pass along, and one config per step (its CLI flags).
+
+Kept light to import (pydantic only): `mlsd` reads SETTINGS to check the environment, the locustfile reads it too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from infra.steps import ConfigError, StepConfig, flag
+
+
+class RagSettings(BaseSettings):
+    """Every MLSD_RAG_* variable the system reads (the server, `mlsd rag ask`, the bench's locustfile)."""
+
+    model_config = SettingsConfigDict(env_prefix="MLSD_RAG_", extra="ignore")
+
+    threads: int = Field(1, ge=1, description="torch threads of the server's MiniLM encoder")
+    smollm: bool = Field(
+        False, description="the server also loads the SmolLM2-135M generator (/ask generator=smollm)"
+    )
+    openai_url: str | None = Field(
+        None,
+        description="an OpenAI-compatible endpoint (vLLM, TGI) the server loads as /ask generator=openai; "
+        "also the default of `mlsd rag ask --openai-url`",
+    )
+    openai_model: str = Field("default", description="the model name sent to MLSD_RAG_OPENAI_URL")
+    access_log: bool = Field(True, description="the server writes one JSON access-log line per request")
+    search_rate: float | None = Field(
+        None, gt=0, description="bench: requests/s on /search (default: the /ask rate, MLSD_BENCH_RATE)"
+    )
+
+
+SETTINGS = RagSettings
+
+# Artifacts, relative to the artifact folder <MLSD_DATA_DIR>/rag/<scale>/ (infra.artifacts.Artifacts)
+KB_DIR = "kb"
+ARTICLES = "kb/articles"  # one Markdown file per article version (data)
+QUESTIONS = "kb/questions.jsonl"  # the evaluation questions with their gold sections (data)
+INDEX_DIR = "index"  # FAISS vectors, chunks, token and sentence embeddings; BM25 is rebuilt on load (index)
+INDEX_FILE = "index/index.pkl"  # the chunk store: the index is there when this file is
+RERANKER = "model/reranker.txt"  # LightGBM text model (train)
+ANSWER_CONFIG = "model/config.json"  # the refusal threshold train chose (answer.AnswerConfig)
+EVAL = "eval.json"  # the numbers `mlsd rag eval` printed (eval)
+
+
+# ---------------------------------------------------------------------------------------------- step configs
+@dataclass
+class DataConfig(StepConfig):
+    beir_out: Path | None = flag(None, "also write the KB as a small BEIR folder here")
+
+
+@dataclass
+class IndexConfig(StepConfig):
+    folder: Path | None = flag(
+        None, "index this folder of Markdown/HTML articles instead of the generated KB"
+    )
+
+    def __post_init__(self) -> None:
+        if self.folder is not None and not self.folder.is_dir():
+            raise ConfigError(f"--folder {self.folder} is not a folder")
+
+
+@dataclass
+class UpdateConfig(StepConfig):
+    add: list[Path] = flag(factory=list, help="an article file (.md/.html) or folder to add or change")
+    delete: list[str] = flag(factory=list, help="an article id to delete (every version)")
+
+    def __post_init__(self) -> None:
+        if not (self.add or self.delete):
+            raise ConfigError("update needs --add FILE|DIR or --delete ARTICLE_ID")
+        missing = [str(p) for p in self.add if not p.exists()]
+        if missing:
+            raise ConfigError(f"--add {missing[0]} does not exist")
+
+
+@dataclass
+class TrainConfig(StepConfig):
+    mlflow: bool = flag(True, "log the reranker run to MLflow")
+
+
+GeneratorName = Literal["extractive", "smollm", "openai"]
+
+
+@dataclass
+class EvalConfig(StepConfig):
+    split: Literal["heldout", "tune", "all"] = flag("heldout", "which questions")
+    limit: int = flag(0, "only the first N questions (0: all)")
+    llm: bool = flag(False, "also score the SmolLM2-135M generator (slow on CPU)")
+    llm_only: bool = flag(False, "only the generation rows, on the first --llm-limit questions")
+    llm_limit: int = flag(12, "questions the LLM generators answer")
+    attribution: bool = flag(True, "cite uncited generator sentences post hoc when a passage supports them")
+    openai_url: str | None = flag(
+        None, "also score an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000"
+    )
+    openai_model: str = flag("default", "the model name sent to --openai-url")
+    beir: Path | None = flag(
+        None, "score retrieval on a BEIR folder (corpus.jsonl, queries.jsonl, qrels/) instead"
+    )
+    beir_split: str = flag("test", "the qrels file of --beir (qrels/<split>.tsv)")
+    out: Path | None = flag(None, "also write the tables here (Markdown)")
+
+    def __post_init__(self) -> None:
+        if self.beir is not None and not self.beir.is_dir():
+            raise ConfigError(f"--beir {self.beir} is not a folder")
+        if self.limit < 0 or self.llm_limit < 1:
+            raise ConfigError("--limit must be >= 0 and --llm-limit >= 1")
+
+
+@dataclass
+class AskConfig(StepConfig):
+    question: str | None = flag(None, "the question, in quotes", positional=True)
+    generator: GeneratorName = flag("extractive", "who writes the answer (the verifier checks it either way)")
+    openai_url: str | None = flag(
+        help="the endpoint of --generator openai (default: MLSD_RAG_OPENAI_URL)",
+        factory=lambda: SETTINGS().openai_url,
+    )
+    openai_model: str = flag(
+        help="the model name sent to --openai-url (default: MLSD_RAG_OPENAI_MODEL)",
+        factory=lambda: SETTINGS().openai_model,
+    )
+
+    def __post_init__(self) -> None:
+        self.question = (self.question or "").strip()
+        if not self.question:
+            raise ConfigError("ask needs a question: mlsd rag ask 'how do I reset my password?'")
+        if self.generator == "openai" and not self.openai_url:
+            raise ConfigError("--generator openai needs --openai-url URL (or MLSD_RAG_OPENAI_URL)")
+
+
+@dataclass
+class ServeConfig(StepConfig):
+    port: int = flag(8000, "port on 127.0.0.1")
+
+
+@dataclass
+class BenchConfig(StepConfig):
+    rate: float = flag(20.0, "requests/s on each of /ask and /search")
+    duration: int = flag(60, "seconds of load")
+
+    def __post_init__(self) -> None:
+        if self.rate <= 0 or not 1 <= self.duration <= 3600:
+            raise ConfigError("--rate must be positive and --duration between 1 and 3600")
+
+
+@dataclass
+class CostConfig(StepConfig):
+    prompt_tokens: int = flag(1000, "tokens per prompt (5 passages + question)")
+    answer_tokens: int = flag(100, "tokens per answer")
+    batch: int = flag(64, "concurrent sequences decoding together")
+
+    def __post_init__(self) -> None:
+        if min(self.prompt_tokens, self.answer_tokens, self.batch) < 1:
+            raise ConfigError("--prompt-tokens, --answer-tokens and --batch must be >= 1")

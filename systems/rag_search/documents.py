@@ -1,0 +1,202 @@
+"""Help-center documents and the formats they come in: Markdown and HTML articles, and BEIR folders.
+
+An article is a title and `##` sections (what a help center page is); a section is the unit the evaluation set
+calls an answer (`article_id#section-slug`) and the unit `index.py` chunks. Readers:
+
+- Markdown: optional front matter (id, version, category, status), `# title`, `##`/`###` sections.
+- HTML: `h1` is the title, `h2`/`h3` start sections; script, style and title text are skipped.
+- BEIR (Thakur et al. 2021): `corpus.jsonl` ({_id, title, text}), `queries.jsonl` ({_id, text}),
+  `qrels/<split>.tsv` (query-id, corpus-id, score; a header line is optional).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+
+
+def slugify(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+@dataclass
+class Section:
+    title: str
+    body: str
+
+    @property
+    def slug(self) -> str:
+        return slugify(self.title)
+
+
+@dataclass
+class Article:
+    article_id: str
+    version: int
+    title: str
+    category: str
+    sections: list[Section]
+    status: str = "current"  # "current" or "archived" (an older version kept in the help center)
+
+    @property
+    def url(self) -> str:
+        return f"https://help.lumen.example/{self.article_id}"
+
+    def to_markdown(self) -> str:
+        """The article as `parse_markdown` reads it back (front matter, `# title`, `## section`s)."""
+        head = f"---\nid: {self.article_id}\nversion: {self.version}\ncategory: {self.category}\nstatus: {self.status}\n---\n"
+        body = "".join(f"\n## {s.title}\n\n{s.body}\n" for s in self.sections)
+        return f"{head}# {self.title}\n{body}"
+
+
+# ---------------------------------------------------------------------------------------------- Markdown
+_FRONT = re.compile(r"^---\n(.*?)\n---\n", re.S)
+
+
+def parse_markdown(text: str, fallback_id: str) -> Article:
+    """One Markdown article: optional front matter (id, version, category, status), '# title', '## sections'."""
+    meta: dict[str, str] = {}
+    m = _FRONT.match(text)
+    if m:
+        for line in m.group(1).splitlines():
+            if ":" in line:
+                k, v = line.split(":", 1)
+                meta[k.strip()] = v.strip()
+        text = text[m.end() :]
+    title, sections, cur_title, cur_lines = fallback_id, [], None, []
+    for line in text.splitlines():
+        if line.startswith("# "):
+            title = line[2:].strip()
+        elif line.startswith("## ") or line.startswith("### "):
+            if cur_title is not None or any(x.strip() for x in cur_lines):
+                sections.append(
+                    Section(cur_title or "Overview", " ".join(x.strip() for x in cur_lines if x.strip()))
+                )
+            cur_title, cur_lines = line.lstrip("#").strip(), []
+        else:
+            cur_lines.append(line)
+    if cur_title is not None or any(x.strip() for x in cur_lines):
+        sections.append(Section(cur_title or "Overview", " ".join(x.strip() for x in cur_lines if x.strip())))
+    return Article(
+        meta.get("id", fallback_id),
+        int(meta.get("version", 1)),
+        title,
+        meta.get("category", "general"),
+        sections,
+        meta.get("status", "current"),
+    )
+
+
+# ---------------------------------------------------------------------------------------------- HTML
+class _HtmlArticle(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.title, self.sections, self.tag, self.buf = "", [], "", []
+        self.cur: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag in ("h1", "h2", "h3"):
+            self._flush()
+        self.tag = tag
+
+    def handle_data(self, data: str) -> None:
+        if self.tag == "h1":
+            self.title += data.strip()
+        elif self.tag in ("h2", "h3"):
+            self.cur = (self.cur or "") + data.strip()
+        elif data.strip() and self.tag not in ("script", "style", "title"):
+            self.buf.append(data.strip())
+
+    def handle_endtag(self, tag: str) -> None:
+        self.tag = "" if tag in ("h1", "h2", "h3") else self.tag
+
+    def _flush(self) -> None:
+        if self.buf:
+            self.sections.append(Section(self.cur or "Overview", " ".join(self.buf)))
+        self.buf = []
+        self.cur = None
+
+
+def parse_html(text: str, fallback_id: str) -> Article:
+    p = _HtmlArticle()
+    p.feed(text)
+    p._flush()
+    return Article(fallback_id, 1, p.title or fallback_id, "general", p.sections)
+
+
+# ---------------------------------------------------------------------------------------------- files
+ARTICLE_SUFFIXES = (".md", ".html", ".htm")
+
+
+def read_article(path: Path) -> Article:
+    """One article file; its id is the file name before `@` (`<id>@v<version>.md` or `<id>.md`)."""
+    stem = path.stem.split("@")[0]
+    text = path.read_text(encoding="utf-8")
+    return parse_markdown(text, stem) if path.suffix == ".md" else parse_html(text, stem)
+
+
+def load_folder(folder: Path) -> list[Article]:
+    """Every *.md / *.html article in a folder, in file-name order."""
+    paths = sorted([*folder.glob("*.md"), *folder.glob("*.html"), *folder.glob("*.htm")])
+    return [read_article(p) for p in paths]
+
+
+# ---------------------------------------------------------------------------------------------- BEIR
+@dataclass
+class BeirDataset:
+    corpus: dict[str, tuple[str, str]]  # doc id -> (title, text)
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]  # query id -> doc id -> relevance
+
+
+def load_beir(folder: Path, split: str = "test") -> BeirDataset:
+    """A BEIR folder: corpus.jsonl ({_id,title,text}), queries.jsonl ({_id,text}), qrels/<split>.tsv."""
+    for need in ("corpus.jsonl", "queries.jsonl"):
+        if not (folder / need).exists():
+            raise FileNotFoundError(
+                f"{folder / need} is missing; a BEIR folder has corpus.jsonl, queries.jsonl, qrels/"
+            )
+    corpus = {}
+    for line in (folder / "corpus.jsonl").read_text().splitlines():
+        if line.strip():
+            d = json.loads(line)
+            corpus[str(d["_id"])] = (d.get("title", ""), d.get("text", ""))
+    queries = {}
+    for line in (folder / "queries.jsonl").read_text().splitlines():
+        if line.strip():
+            d = json.loads(line)
+            queries[str(d["_id"])] = d["text"]
+    qrels_path = folder / "qrels" / f"{split}.tsv"
+    if not qrels_path.exists():
+        found = sorted((folder / "qrels").glob("*.tsv")) if (folder / "qrels").exists() else []
+        if not found:
+            raise FileNotFoundError(f"{qrels_path} is missing")
+        qrels_path = found[0]
+    qrels: dict[str, dict[str, int]] = {}
+    for i, line in enumerate(qrels_path.read_text().splitlines()):
+        parts = line.split("\t")
+        if i == 0 and parts[0] in ("query-id", "query_id", "qid"):
+            continue
+        if len(parts) >= 3 and int(parts[2]) > 0:
+            qrels.setdefault(parts[0], {})[parts[1]] = int(parts[2])
+    return BeirDataset(corpus, {q: t for q, t in queries.items() if q in qrels}, qrels)
+
+
+def write_beir(folder: Path, ds: BeirDataset, split: str = "test") -> Path:
+    """The BEIR folder `load_beir` reads (qrels with a header line)."""
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    with (folder / "corpus.jsonl").open("w") as f:
+        for doc_id, (title, text) in ds.corpus.items():
+            f.write(json.dumps({"_id": doc_id, "title": title, "text": text}) + "\n")
+    with (folder / "queries.jsonl").open("w") as f:
+        for qid, text in ds.queries.items():
+            f.write(json.dumps({"_id": qid, "text": text}) + "\n")
+    with (folder / "qrels" / f"{split}.tsv").open("w") as f:
+        f.write("query-id\tcorpus-id\tscore\n")
+        for qid, rels in ds.qrels.items():
+            for doc_id, rel in rels.items():
+                f.write(f"{qid}\t{doc_id}\t{rel}\n")
+    return folder
