@@ -64,8 +64,8 @@ def print_list(found: dict[str, SystemSpec]) -> None:
     print_rows("mlsd systems", ("system", "question", "steps", "status"), rows)
 
 
-def print_settings(classes: list[type]) -> None:
-    """One row per environment variable any settings class reads (the README's table is this table)."""
+def settings_rows(classes: list[type]) -> list[tuple[str, str, str]]:
+    """(variable, default, meaning) for every environment variable any settings class reads."""
     rows = []
     for cls in classes:
         for env, field in env_fields(cls):
@@ -73,7 +73,18 @@ def print_settings(classes: list[type]) -> None:
             alias = field.validation_alias  # REDIS_URL and MLFLOW_TRACKING_URI keep their usual names too
             name = " or ".join(alias.choices) if isinstance(alias, AliasChoices) else env
             rows.append((name, default, field.description or ""))
-    rows += [(env, "", meaning) for env, meaning in TEST_ENV.items()]
+    return rows + [(env, "", meaning) for env, meaning in TEST_ENV.items()]
+
+
+def print_settings(classes: list[type], markdown: bool = False) -> None:
+    """The README's settings table, from the code: `mlsd settings` (`--markdown` for the README itself)."""
+    rows = settings_rows(classes)
+    if markdown:
+        print("| variable | default | meaning |\n|---|---|---|")
+        for env, default, meaning in rows:
+            meaning = meaning.replace("<", "&lt;").replace(">", "&gt;")
+            print(f"| `{env}` | {f'`{default}`' if default else ''} | {meaning} |")
+        return
     print_rows("mlsd settings (environment variables)", ("variable", "default", "meaning"), rows)
 
 
@@ -111,7 +122,7 @@ def _dispatch(argv: list[str], found: dict[str, SystemSpec]) -> int:
         print_list(found)
         return 0
     if head == "settings":
-        print_settings(settings_classes(found))
+        print_settings(settings_classes(found), markdown="--markdown" in rest)
         return 0
     if head == "fundamentals":
         return int(fundamentals_main(rest) or 0)

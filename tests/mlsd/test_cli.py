@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from mlsd.cli import discover_systems, main
+from infra.config import REPO_ROOT
+from mlsd.cli import discover_systems, main, settings_classes, settings_rows
 
 
 def test_unknown_system_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -97,3 +98,14 @@ def test_bad_scale_flag_and_env_are_one_line_exit_2() -> None:
         [sys.executable, "-m", "mlsd.cli", "recsys", "data"], capture_output=True, text=True, env=env
     )
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "MLSD_SCALE" in proc.stderr
+
+
+def test_readme_lists_every_setting() -> None:
+    """The README's settings table is `mlsd settings --markdown`: every variable the code reads is in it."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    missing = [
+        env for env, _, _ in settings_rows(settings_classes(discover_systems())) if f"`{env}`" not in readme
+    ]
+    assert not missing, (
+        f"README.md lacks {missing}; paste `mlsd settings --markdown` into its Configuration section"
+    )
