@@ -12,7 +12,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -135,3 +135,45 @@ def postgres_db() -> Iterator[str]:
         )
         cur.execute(f"DROP DATABASE IF EXISTS {name}")
     conn.close()
+
+
+def _flatten(value: object, prefix: str = "") -> dict[str, object]:
+    """{"a": {"b": [1, 2]}} -> {"a.b.0": 1, "a.b.1": 2}: every leaf of a nested JSON value, by its path."""
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _flatten(item, f"{prefix}{key}.").items()}
+    if isinstance(value, list):
+        return {k: v for i, item in enumerate(value) for k, v in _flatten(item, f"{prefix}{i}.").items()}
+    return {prefix.rstrip("."): value}
+
+
+def golden_differences(golden: dict, got: dict, atol: float = 1e-6) -> tuple[list[str], float]:
+    """What in `got` differs from `golden` (numbers beyond atol, other values exactly, or missing), and the
+    largest numeric difference seen. The golden checks of every system compare through this one function."""
+    want, have = _flatten(golden), _flatten(got)
+    wrong, largest = [], 0.0
+    for key, expected in want.items():
+        if key not in have:
+            wrong.append(f"{key}: missing")
+        elif isinstance(expected, int | float) and not isinstance(expected, bool):
+            diff = abs(float(have[key]) - float(expected))  # type: ignore[arg-type]
+            largest = max(largest, diff)
+            if diff > atol:
+                wrong.append(f"{key}: {have[key]!r} != {expected!r} (|diff| {diff:.3g})")
+        elif have[key] != expected:
+            wrong.append(f"{key}: {have[key]!r} != {expected!r}")
+    return wrong, largest
+
+
+@pytest.fixture
+def golden_check() -> Callable[[dict, dict], None]:
+    """Assert `got` reproduces `golden` (see golden_differences); prints the largest difference (pytest -rP)."""
+
+    def check(golden: dict, got: dict, atol: float = 1e-6) -> None:
+        wrong, largest = golden_differences(golden, got, atol)
+        print(f"golden check: {len(_flatten(golden))} values, largest numeric difference {largest:.3g}")
+        assert not wrong, (
+            f"{len(wrong)} values differ from the old code's (largest {largest:.3g}):\n"
+            + "\n".join(wrong[:20])
+        )
+
+    return check

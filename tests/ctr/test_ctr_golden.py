@@ -18,17 +18,6 @@ GOLDEN = json.loads((Path(__file__).parent / "golden_small.json").read_text())
 TOLERANCE = 1e-6
 
 
-def flatten(value: object, prefix: str = "") -> dict[str, float]:
-    """{"train.lr.auc": 0.72, "train.lr.losses.0": 0.38, ...}: every number in a nested JSON value."""
-    if isinstance(value, dict):
-        return {k: v for key, item in value.items() for k, v in flatten(item, f"{prefix}{key}.").items()}
-    if isinstance(value, list):
-        return {k: v for i, item in enumerate(value) for k, v in flatten(item, f"{prefix}{i}.").items()}
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return {prefix.rstrip("."): float(value)}
-    return {}
-
-
 def results_fingerprint() -> dict[str, str]:
     """The committed ctr reports, by content: `all` must leave them as they are."""
     return {
@@ -37,7 +26,7 @@ def results_fingerprint() -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_all_at_small_scale_reproduces_the_old_numbers(mlsd_ctr) -> None:
+def test_all_at_small_scale_reproduces_the_old_numbers(mlsd_ctr, golden_check) -> None:
     before = results_fingerprint()
     assert mlsd_ctr(["all", "--scale", "small", "--seed", "0", "--seeds", "1"]) == 0
     assert results_fingerprint() == before, "`mlsd ctr all` wrote into benchmarks/results/ctr"
@@ -54,10 +43,4 @@ def test_all_at_small_scale_reproduces_the_old_numbers(mlsd_ctr) -> None:
         },  # fmt: skip
         "eval": {"seeds": evaluation["seeds"], "bayes": evaluation["bayes"], "runs": evaluation["runs"]},
     }
-    want, got = flatten({k: v for k, v in GOLDEN.items() if k != "source"}), flatten(new)
-    assert set(got) == set(want), f"keys differ: {sorted(set(got) ^ set(want))}"
-    diffs = {k: abs(got[k] - want[k]) for k in want}
-    worst = max(diffs, key=diffs.get)
-    off = {k: (want[k], got[k]) for k, d in diffs.items() if d > TOLERANCE}
-    print(f"ctr golden: {len(diffs)} numbers, largest difference {diffs[worst]:.3g} at {worst}")
-    assert not off, f"largest difference {diffs[worst]:.3g} at {worst}; old vs new beyond {TOLERANCE}: {off}"
+    golden_check({k: v for k, v in GOLDEN.items() if k != "source"}, new, TOLERANCE)

@@ -16,30 +16,12 @@ GOLDEN = Path(__file__).with_name("golden_small.json")
 TOLERANCE = 1e-6
 
 
-def metric_differences(golden: dict, new: dict, prefix: str = "") -> dict[str, float]:
-    """|golden - new| for every number in golden, by its path (a metric missing from `new` counts as inf)."""
-    out: dict[str, float] = {}
-    for key, want in golden.items():
-        path = f"{prefix}{key}"
-        if isinstance(want, dict):
-            out |= metric_differences(want, new.get(key, {}), f"{path}.")
-        elif isinstance(want, int | float):
-            got = new.get(key)
-            out[path] = abs(float(want) - float(got)) if isinstance(got, int | float) else float("inf")
-    return out
-
-
 @pytest.mark.slow
-def test_all_at_small_scale_reproduces_the_old_numbers() -> None:
+def test_all_at_small_scale_reproduces_the_old_numbers(golden_check) -> None:
     assert main(["rag", "all", "--scale", "small", "--seed", "0"]) == 0
     art = Artifacts("rag", "small")
     new = json.loads(art.path(EVAL).read_text())
     new["train"] = json.loads(art.path(ANSWER_CONFIG).read_text())
     golden = {k: v for k, v in json.loads(GOLDEN.read_text()).items() if not k.startswith("_")}
     assert new["split"] == golden.pop("split")
-    diffs = metric_differences(golden, new)
-    worst = max(diffs, key=diffs.get)
-    off = {k: d for k, d in diffs.items() if d > TOLERANCE}
-    assert not off, (
-        f"{len(off)} of {len(diffs)} numbers differ by more than {TOLERANCE}; largest {worst}: {diffs[worst]}"
-    )
+    golden_check(golden, new, TOLERANCE)
