@@ -40,26 +40,6 @@ def _num(value: str | None) -> float:
         return float("nan")
 
 
-def parse_locust_stats(path: Path) -> dict[str, RouteResult]:
-    """Rows of locust's <prefix>_stats.csv, by request name (the 'Aggregated' row included)."""
-    results: dict[str, RouteResult] = {}
-    with path.open() as f:
-        for row in csv.DictReader(f):
-            results[row["Name"]] = RouteResult(
-                name=row["Name"],
-                requests=int(row["Request Count"]),
-                failures=int(row["Failure Count"]),
-                rps=_num(row["Requests/s"]),
-                mean_ms=_num(row["Average Response Time"]),
-                p50_ms=_num(row["50%"]),
-                p95_ms=_num(row["95%"]),
-                p99_ms=_num(row["99%"]),
-                p999_ms=_num(row["99.9%"]),
-                max_ms=_num(row["Max Response Time"]),
-            )
-    return results
-
-
 def parse_locust_history(path: Path) -> dict[str, list[dict[str, float]]]:
     """Per-second rows of <prefix>_stats_history.csv by request name: t, rps, p50, p95, p99."""
     series: dict[str, list[dict[str, float]]] = {}
