@@ -513,6 +513,13 @@ def build_report(
             f"locust used {run_spread['locust_cpu_share']['median']:.0%} of its core (median): the load generator "
             "may be the bottleneck, not the server"
         )
+    load_before, cpus = extra.get("machine", {}).get("loadavg_1m_before", 0.0), len(layout.available)
+    if layout.pinned and load_before > cpus:
+        notes.append(
+            f"the machine was busy before the bench (load average {load_before:.1f} on {cpus} CPUs): pinned, the "
+            "server and locust cannot move away from other jobs, so the client-side tail may be worse than "
+            "unpinned; compare with --no-pin"
+        )
     if plan.ramp:
         notes.append(
             "ramp steps give each system user an interval of at least the SLO (more users as the rate rises)"

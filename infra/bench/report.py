@@ -99,7 +99,8 @@ def render_markdown(report: BenchReport, extra_md: str = "") -> str:
         "",
         f"- started: {report.started_at}; {how}; {report.users} locust users (1 on /floor); "
         f"asked {report.rate_asked:g} req/s on `{report.route}`",
-        f"- SLO: {report.slo_percentile} <= {report.slo_p99_ms:g} ms (client side, median of the runs)"
+        f"- SLO: {report.slo_percentile} <= {report.slo_p99_ms:g} ms (client side; "
+        + ("the first step, the asked rate)" if report.knee is not None else "the median of the runs)")
         + (f"; target p99 <= {report.target_p99_ms:g} ms" if report.target_p99_ms else ""),
         f"- verdict: **{report.verdict}** (exit code {report.exit_code})",
         "- machine: {} CPUs, load average {} before / {} after the bench".format(
@@ -145,7 +146,7 @@ def render_markdown(report: BenchReport, extra_md: str = "") -> str:
                 ],
             ),
         ]
-    if report.runs:
+    if report.runs and report.knee is None:
         lines += ["", "## Runs", "", *_table(RUN_COLUMNS, [run_cells(r) for r in report.runs])]
     lines += [
         "",
@@ -230,7 +231,7 @@ def plot_runs(
 
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
     for i, (label, series) in enumerate(runs):
-        pts = series.get(route, [])
+        pts = [p for p in series.get(route, []) if p["p99"] > 0]  # rows written before the first answer
         if not pts:
             continue
         t, color = [p["t"] for p in pts], f"C{i}"
