@@ -1,67 +1,91 @@
-"""The load-test harness behind `mlsd bench <system>`.
+"""The load-test harness behind `mlsd bench <system>`: a verdict that holds on a shared 2-core machine.
 
-Starts the system's server with uvicorn in a subprocess, waits for /readyz, runs locust headless
-(the system's route and the empty /floor route in the same run), stops everything, and writes
-report.json, report.md and latency.png under benchmarks/results/<system>/latest/. Every latency in
-the report is parsed from locust's own CSV files; the per-stage breakdown comes from the server's /stats.
-Loopback only, bounded in time.
+One bench, in order (loopback only, bounded in time):
+1. Pin: the server and locust get disjoint CPUs (on 2 cores, one each) and the server's thread pools are capped
+   to its share (OMP/MKL/OpenBLAS/numexpr/Rayon and BenchSpec.thread_env; a variable set in BenchSpec.env wins);
+   `--no-pin` runs as the harness did before: unpinned, no caps.
+2. Start the server (uvicorn, one worker), wait for /readyz, and load it for `warmup` s, not counted.
+3. Floor phase: the empty /floor route alone, at the asked rate with the same users (benchmarks/floor/floor_phase.py).
+4. N counted runs of `duration` s each (system route + a 1-user /floor beside it), /stats reset before each;
+   or, with `--ramp`, steps of rising rate until the SLO breaks (the knee).
+5. Judge (infra.bench.verdict): FAIL on any failed request; TOO NOISY when the floor's p99 is above
+   noise_fraction x SLO; else PASS/FAIL on the median of the runs' SLO percentile and achieved rate.
+   Exit codes: 0 PASS, 1 FAIL, 3 TOO NOISY (2 is a bad flag).
+
+Every client latency is locust's own (its --json-file totals; its CSV history for the plot); server percentiles
+come from the server's /stats; CPU seconds of the server and of locust come from /proc/<pid>/stat (utime +
+stime) over each run's load window. Each phase's locust files stay under <out>/runs/ (git-ignored); the median
+run's are copied to <out>/locust_stats.csv, locust_stats_history.csv and locust.json.
+
+The flags (`--rate --duration --runs --warmup --floor-duration --ramp --ramp-factor --ramp-steps --pin/--no-pin
+--server-cpus --noise-fraction --out`) are infra.bench.flags.BenchFlags; `bench_kwargs(flags)` turns them into
+this module's `run_bench` keyword arguments.
+
+report.json under benchmarks/results/<system>/latest/ (latencies in ms, rates in req/s):
+  system, route, slo_percentile, slo_p99_ms (the bound on that percentile), target_p99_ms, rate_asked, users,
+  duration_s (each run), runs_counted, warmup_s, started_at
+  verdict        one line: "PASS: ...", "FAIL: ...", "TOO NOISY: machine too noisy to judge: ..."
+  verdict_kind   "PASS" | "FAIL" | "TOO NOISY";  exit_code 0 | 1 | 3;  passed (verdict_kind == "PASS")
+  routes         the median run's locust rows by request name: requests, failures, rps, mean_ms, p50_ms, p95_ms,
+                 p99_ms, p999_ms, max_ms ("Aggregated" included); median_run names that run
+  stages         the median run's /stats: {"/route": {"total" | stage: {count, mean_ms, p50_ms, p95_ms, p99_ms, max_ms}}}
+  ratio_to_floor the median run's route over the 1-user floor beside it: {p50, p95, p99}
+  runs           one row per counted run: label, rate_asked, users, duration_s, requests, failures, rps,
+                 p50_ms, p95_ms, p99_ms, server_p50_ms, server_p95_ms, server_p99_ms, server_cpu_s, locust_cpu_s,
+                 server_cpu_ms_per_request, locust_cpu_ms_per_request, locust_cpu_share (of one core)
+  spread         {key: {min, median, max}} across the runs for the keys of a run row from p50_ms on
+  floor          the floor phase, a run row for the "floor" route plus limit_ms, noise_fraction, too_noisy
+                 (null when skipped with --floor-duration 0)
+  layout         pinned, cpus_available, server_cpus, locust_cpus, server_cores, thread_caps, note,
+                 server_affinity_seen, locust_affinity_seen (read back from the kernel)
+  knee           null, or with --ramp: steps (run rows + held, why), held_rate, held_achieved_rps, held_p99_ms,
+                 held_slo_ms, broke_at, why_stopped, server_cores, per_core_rps_at_slo (held_achieved_rps / server_cores)
+  notes          warnings a reader needs (short runs, a saturated load generator)
+  extra          the system's own figures, plus machine: cpus, loadavg_1m_before, loadavg_1m_after
 """
 
 from __future__ import annotations
 
-import csv
 import json
+import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from infra.bench.flags import BenchFlags, bench_kwargs
+from infra.bench.locust_stats import parse_locust_history, parse_locust_json
+from infra.bench.machine import CpuLayout, affinity_of, available_cpus, cpu_seconds, pin_to, plan_layout
+from infra.bench.report import BenchReport, plot_knee, plot_runs, print_summary, render_markdown
+from infra.bench.verdict import (
+    RunResult,
+    judge,
+    knee,
+    median_run,
+    run_problems,
+    server_route,
+    spread,
+    summarize,
+)
 from infra.config import REPO_ROOT
-from infra.steps import OneLineParser
+from infra.console import console
+from infra.steps import ConfigError, OneLineParser, StepError, add_config_flags, config_from_args
 from infra.system import BenchSpec
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
-PERCENTILE_COLUMNS = {"p50": "50%", "p95": "95%", "p99": "99%", "p99.9": "99.9%", "max": "100%"}
-
-
-@dataclass
-class RouteResult:
-    name: str
-    requests: int
-    failures: int
-    rps: float
-    mean_ms: float
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
-    p999_ms: float
-    max_ms: float
-
-
-@dataclass
-class BenchReport:
-    system: str
-    route: str
-    slo_p99_ms: float
-    target_p99_ms: float | None
-    slo_percentile: str
-    rate_asked: float
-    users: int
-    duration_s: int
-    routes: dict[str, RouteResult]
-    stages: dict[str, Any]
-    ratio_to_floor: dict[str, float]
-    passed: bool
-    verdict: str
-    started_at: str
-    extra: dict[str, Any] = field(default_factory=dict)
+FLOOR_PHASE_LOCUSTFILE = "benchmarks/floor/floor_phase.py"
+SHORT_RUN_S = 30  # under this, a p99 rests on too few samples to quote
+MAX_RAMP_USERS = 64  # locust's own CPU grows with users; one gevent loop handles this many
+LOCUST_BUSY = 0.8  # locust above this share of its core may be the bottleneck, not the server
 
 
 def free_port() -> int:
@@ -70,95 +94,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _num(value: str) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
-def parse_locust_stats(path: Path) -> dict[str, RouteResult]:
-    """Rows of locust's <prefix>_stats.csv, by request name (the 'Aggregated' row included)."""
-    results: dict[str, RouteResult] = {}
-    with path.open() as f:
-        for row in csv.DictReader(f):
-            results[row["Name"]] = RouteResult(
-                name=row["Name"],
-                requests=int(row["Request Count"]),
-                failures=int(row["Failure Count"]),
-                rps=_num(row["Requests/s"]),
-                mean_ms=_num(row["Average Response Time"]),
-                p50_ms=_num(row["50%"]),
-                p95_ms=_num(row["95%"]),
-                p99_ms=_num(row["99%"]),
-                p999_ms=_num(row["99.9%"]),
-                max_ms=_num(row["Max Response Time"]),
-            )
-    return results
-
-
-def parse_locust_history(path: Path) -> dict[str, list[dict[str, float]]]:
-    """Per-second rows of <prefix>_stats_history.csv by request name: t, rps, p50, p95, p99."""
-    series: dict[str, list[dict[str, float]]] = {}
-    if not path.exists():
-        return series
-    with path.open() as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        return series
-    t0 = _num(rows[0]["Timestamp"])
-    for row in rows:
-        if row.get("50%") in (None, "N/A", ""):
-            continue
-        series.setdefault(row["Name"], []).append(
-            {
-                "t": _num(row["Timestamp"]) - t0,
-                "rps": _num(row["Requests/s"]),
-                "p50": _num(row["50%"]),
-                "p95": _num(row["95%"]),
-                "p99": _num(row["99%"]),
-            }
-        )
-    return series
-
-
-def plot_latency(series: dict[str, list[dict[str, float]]], names: list[str], out: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
-    for name in names:
-        pts = series.get(name, [])
-        if not pts:
-            continue
-        t = [p["t"] for p in pts]
-        ax1.plot(t, [p["p50"] for p in pts], label=f"{name} p50")
-        ax1.plot(t, [p["p99"] for p in pts], linestyle="--", label=f"{name} p99")
-        ax2.plot(t, [p["rps"] for p in pts], label=name)
-    ax1.set_ylabel("latency, ms (locust, 10 s window)")
-    ax1.set_yscale("log")
-    ax1.legend(fontsize=8)
-    ax1.set_title(title)
-    ax2.set_ylabel("requests/s")
-    ax2.set_xlabel("seconds into the run")
-    ax2.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-
-
 class Server:
-    """uvicorn in a subprocess, stopped on exit; its log goes to a file."""
+    """uvicorn in a subprocess (on `cpus` when given), stopped on exit; its log goes to a file."""
 
-    def __init__(self, app: str, env: dict[str, str], log_path: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        app: str,
+        env: dict[str, str],
+        log_path: Path,
+        port: int | None = None,
+        cpus: Sequence[int] | None = None,
+    ) -> None:
         self.app = app
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self.env = {**os.environ, **env}
+        self.cpus = cpus
         self.proc: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "server not started"
+        return self.proc.pid
 
     def __enter__(self) -> Server:
         cmd = [
@@ -174,6 +132,7 @@ class Server:
             env=self.env,
             cwd=REPO_ROOT,
             start_new_session=True,
+            preexec_fn=pin_to(self.cpus),
         )
         return self
 
@@ -195,6 +154,9 @@ class Server:
             time.sleep(0.25)
         raise TimeoutError(f"server not ready after {timeout_s:.0f} s ({last}):\n{self.log_tail()}")
 
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log_path.read_text().splitlines()[-lines:])
@@ -213,35 +175,168 @@ class Server:
 
 
 def start_locust(
-    locustfile: Path, url: str, users: int, duration_s: int, csv_prefix: Path, env: dict[str, str], log: Path
+    locustfile: Path,
+    url: str,
+    users: int,
+    duration_s: int,
+    csv_prefix: Path,
+    env: dict[str, str],
+    log: Path,
+    cpus: Sequence[int] | None = None,
 ) -> subprocess.Popen:
     cmd = [
         sys.executable, "-m", "locust", "-f", str(locustfile), "--headless",
         "-u", str(users), "-r", str(users), "-t", f"{duration_s}s", "--host", url,
-        "--csv", str(csv_prefix), "--csv-full-history", "--only-summary",
+        "--csv", str(csv_prefix), "--csv-full-history", "--json-file", str(csv_prefix), "--only-summary",
         "--stop-timeout", "5", "--exit-code-on-error", "0", "--loglevel", "WARNING",
     ]  # fmt: skip
     with log.open("w") as out:
         return subprocess.Popen(
-            cmd, env={**os.environ, **env}, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT
+            cmd,
+            env={**os.environ, **env},
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=pin_to(cpus),
         )
 
 
-def wait_with_progress(proc: subprocess.Popen, seconds: int, label: str, grace_s: float = 90.0) -> None:
-    """Show a bar while proc runs; kill it if it outlives seconds + grace_s (the run is bounded)."""
-    from rich.progress import Progress
+def _exited(proc: subprocess.Popen) -> bool:
+    """Has the process exited? Without reaping it, so that /proc/<pid>/stat still holds its CPU totals."""
+    try:
+        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # already reaped
+        return True
 
-    with Progress(transient=True) as bar:
+
+def _has_rows(history_csv: Path) -> bool:
+    try:
+        return (
+            history_csv.read_bytes().count(b"\n") >= 2
+        )  # the header, then locust's first row as load starts
+    except OSError:
+        return False
+
+
+def wait_for_locust(
+    proc: subprocess.Popen,
+    seconds: int,
+    label: str,
+    history_csv: Path,
+    server_pid: int,
+    grace_s: float = 90.0,
+) -> tuple[float, float, float]:
+    """Show a bar until locust exits; (locust CPU s, server CPU s, window s) over the load window.
+
+    The window opens at locust's first stats-history row (its imports are not load) and closes at its exit;
+    locust is killed if it outlives seconds + grace_s (the run is bounded)."""
+    from rich.progress import Progress  # here, not at the top: only a live bench draws a bar
+
+    t_launch, server_at_launch = time.monotonic(), cpu_seconds(server_pid)
+    start: tuple[float, float, float] | None = None  # (time, locust CPU, server CPU) as load starts
+    with Progress(console=console, transient=True) as bar:
         task = bar.add_task(label, total=seconds)
-        t0 = time.monotonic()
-        while proc.poll() is None:
-            elapsed = time.monotonic() - t0
-            if elapsed > seconds + grace_s:
+        while not _exited(proc):
+            now = time.monotonic()
+            if start is None and _has_rows(history_csv):
+                start = (now, cpu_seconds(proc.pid), cpu_seconds(server_pid))
+            if now - t_launch > seconds + grace_s:
                 proc.kill()
                 proc.wait()
-                raise TimeoutError(f"{label} still running {elapsed:.0f} s after a {seconds} s run; killed")
-            bar.update(task, completed=min(seconds, elapsed))
-            time.sleep(0.5)
+                raise TimeoutError(
+                    f"{label} still running {now - t_launch:.0f} s after a {seconds} s run; killed"
+                )
+            bar.update(task, completed=min(seconds, now - (start[0] if start else now)))
+            time.sleep(0.1 if start is None else 0.25)
+    end = (time.monotonic(), cpu_seconds(proc.pid), cpu_seconds(server_pid))
+    proc.wait()
+    if start is None:  # it never wrote a row: count its whole life
+        start = (t_launch, 0.0, server_at_launch)
+    return end[1] - start[1], end[2] - start[2], end[0] - start[0]
+
+
+@dataclass
+class Load:
+    """Runs locust against the live server, one call per run: /stats reset first, CPU counted, CSVs kept."""
+
+    server: Server
+    spec: BenchSpec
+    env: dict[str, str]  # locust's environment: the spec's env and its thread caps
+    layout: CpuLayout
+    folder: Path  # <out>/runs: one CSV set and log per run (git-ignored)
+    locust_affinity_seen: list[int] | None = None
+
+    def __call__(
+        self, label: str, rate: float, seconds: int, users: int, floor_only: bool = False
+    ) -> RunResult:
+        slug = _slug(label)
+        prefix = self.folder / slug
+        env = {**self.env, "MLSD_BENCH_RATE": str(rate), "MLSD_BENCH_USERS": str(users)}
+        locustfile = FLOOR_PHASE_LOCUSTFILE if floor_only else self.spec.locustfile
+        httpx.post(f"{self.server.url}/stats/reset", timeout=5)
+        locust_users = (
+            max(1, users - 1) if floor_only else users
+        )  # the floor phase: the system users, on /floor
+        proc = start_locust(
+            REPO_ROOT / locustfile,
+            self.server.url,
+            locust_users,
+            seconds,
+            prefix,
+            env,
+            self.folder / f"{slug}.log",
+            self.layout.locust_cpus if self.layout.pinned else None,
+        )
+        if self.locust_affinity_seen is None:
+            self.locust_affinity_seen = affinity_of(proc.pid)
+        locust_cpu, server_cpu, window = wait_for_locust(
+            proc,
+            seconds,
+            f"{label}: {rate:g} req/s, {users} users",
+            Path(f"{prefix}_stats_history.csv"),
+            self.server.pid,
+        )
+        if not self.server.alive():
+            raise RuntimeError(f"server died during {label}:\n{self.server.log_tail()}")
+        stages = httpx.get(f"{self.server.url}/stats", timeout=10).json()
+        totals = Path(f"{prefix}.json")  # written once the run has stopped: every request counted
+        if proc.returncode != 0 or not totals.exists():
+            log = (self.folder / f"{slug}.log").read_text()[-2000:]
+            raise RuntimeError(f"locust exited with code {proc.returncode} during {label}:\n{log}")
+        return RunResult(
+            label,
+            rate,
+            locust_users,
+            seconds,
+            parse_locust_json(totals),
+            stages,
+            server_cpu,
+            locust_cpu,
+            window,
+        )
+
+    def history(self, label: str) -> dict[str, list[dict[str, float]]]:
+        return parse_locust_history(self.folder / f"{_slug(label)}_stats_history.csv")
+
+
+def _slug(label: str) -> str:
+    """A run's file prefix under runs/: "run 1" -> run1, "warm-up" -> warmup."""
+    return label.replace(" ", "").replace("-", "")
+
+
+def ramp_users(spec: BenchSpec, rate: float, users: int) -> int:
+    """Users for a ramp step: enough that each system user's interval is at least the SLO, so a user falls
+    behind only once latency already breaks it (locust users wait for their answer); at most MAX_RAMP_USERS."""
+    return 1 + max(users - 1, min(MAX_RAMP_USERS, math.ceil(rate * spec.slo_p99_ms / 1000.0)))
+
+
+def _run_line(row: dict[str, Any]) -> str:
+    return (
+        f"{row['label']}: {row['rps']:.1f} of {row['rate_asked']:g} req/s, p50/p95/p99 {row['p50_ms']:g}/"
+        f"{row['p95_ms']:g}/{row['p99_ms']:g} ms (server p99 {row['server_p99_ms']:.2f}), server CPU "
+        f"{row['server_cpu_ms_per_request']:.3f} ms/req, locust CPU {row['locust_cpu_ms_per_request']:.3f} "
+        f"ms/req ({row['locust_cpu_share']:.0%} of its core), {row['failures']} failed"
+    )
 
 
 def run_bench(
@@ -254,178 +349,221 @@ def run_bench(
     users: int | None = None,
     extra: dict[str, Any] | None = None,
     extra_md: str = "",
+    runs: int = 3,
+    warmup_s: int = 10,
+    floor_s: int | None = None,
+    ramp: bool = False,
+    ramp_factor: float = 1.5,
+    ramp_steps: int = 8,
+    pin: bool = True,
+    server_cpus: int | None = None,
+    noise_fraction: float | None = None,
 ) -> int:
-    """Load-test one system; write the report; return 0 when the SLO held with zero failures."""
-    from rich.console import Console
-
-    console = Console()
+    """Load-test one system, write the report, return the exit code: 0 PASS, 1 FAIL, 3 TOO NOISY."""
     out = out_dir or RESULTS_DIR / system / "latest"
-    out.mkdir(parents=True, exist_ok=True)
-    duration = duration_s or spec.duration_s
-    rate_asked = rate or spec.rate
-    n_users = users or spec.users
-    env = {
-        **spec.env,
-        "MLSD_BENCH_RATE": str(rate_asked),
-        "MLSD_BENCH_USERS": str(n_users),
-        "MLSD_BENCH_FLOOR_RATE": str(spec.floor_rate),
-        "PYTHONUNBUFFERED": "1",
-    }
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    plan = Plan(
+        rate=rate or spec.rate,
+        users=users or spec.users,
+        duration_s=duration_s or spec.duration_s,
+        runs=runs,
+        warmup_s=warmup_s,
+        floor_s=(duration_s or spec.duration_s) if floor_s is None else floor_s,
+        ramp=ramp,
+        ramp_factor=ramp_factor,
+        ramp_steps=ramp_steps,
+    )
+    try:
+        layout = plan_layout(available_cpus(), pin, server_cpus, spec.thread_env)
+    except ValueError as exc:
+        raise StepError(str(exc)) from exc
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     load_before = os.getloadavg()  # a FAIL on a busy machine reads differently from a regression
-    console.print(
-        f"[bold]bench {system}[/]: {spec.app} — {rate_asked:g} req/s on {spec.route} for {duration} s"
+    console.print(f"[bold]bench {system}[/]: {spec.app}, {plan.describe(spec.route)}\n{layout.note}")
+    measured = measure(spec, plan, layout, out)
+    machine = {
+        "cpus": os.cpu_count(),
+        "loadavg_1m_before": load_before[0],
+        "loadavg_1m_after": os.getloadavg()[0],
+    }
+    fraction = spec.noise_fraction if noise_fraction is None else noise_fraction
+    report = build_report(
+        system, spec, plan, layout, measured, fraction, started, {**(extra or {}), "machine": machine}
     )
-    with Server(spec.app, env, out / "server.log") as server:
+    write_report(out, report, spec, measured, extra_md)
+    print_summary(console, report, out)
+    return report.exit_code
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one bench asks for: rate, users, how long each phase runs, repeats or a ramp."""
+
+    rate: float
+    users: int
+    duration_s: int
+    runs: int
+    warmup_s: int
+    floor_s: int
+    ramp: bool
+    ramp_factor: float
+    ramp_steps: int
+
+    def describe(self, route: str) -> str:
+        counted = self.ramp_steps if self.ramp else self.runs
+        how = (
+            f"ramp x{self.ramp_factor:g} per step, up to {self.ramp_steps} steps"
+            if self.ramp
+            else f"{self.runs} runs"
+        )
+        total = self.warmup_s + self.floor_s + counted * self.duration_s
+        return (
+            f"{self.rate:g} req/s on {route}; {how} of {self.duration_s} s after {self.warmup_s} s warm-up and "
+            f"{self.floor_s} s floor (at most ~{total / 60:.1f} min of load)"
+        )
+
+
+@dataclass
+class Measured:
+    """Everything the bench measured with the server up."""
+
+    floor: RunResult | None
+    counted: list[RunResult]  # the runs, or the ramp's steps
+    histories: list[tuple[str, dict[str, list[dict[str, float]]]]]
+    floor_history: dict[str, list[dict[str, float]]] | None
+    server_affinity: list[int]
+    locust_affinity: list[int] | None
+
+
+def measure(spec: BenchSpec, plan: Plan, layout: CpuLayout, out: Path) -> Measured:
+    """Start the server on its CPUs, warm it up, measure the floor, then the runs or the ramp's steps."""
+    bench_env = {"MLSD_BENCH_FLOOR_RATE": str(spec.floor_rate), "PYTHONUNBUFFERED": "1"}
+    server_env = {**layout.server_env(), **spec.env, **bench_env}  # the spec's own choices win over the caps
+    locust_env = {**layout.locust_env(), **spec.env, **bench_env}
+    server_cpus = layout.server_cpus if layout.pinned else None
+    with Server(spec.app, server_env, out / "server.log", cpus=server_cpus) as server:
         with console.status("starting server, waiting for /readyz"):
             t0 = time.monotonic()
             server.wait_ready(spec.ready_timeout_s)
         console.print(f"server ready in {time.monotonic() - t0:.1f} s at {server.url}")
-        httpx.post(f"{server.url}/stats/reset", timeout=5)
-        locust = start_locust(
-            REPO_ROOT / spec.locustfile,
-            server.url,
-            n_users,
-            duration,
-            out / "locust",
-            env,
-            out / "locust.log",
+        load = Load(server, spec, locust_env, layout, out / "runs")
+        if plan.warmup_s:
+            load("warm-up", plan.rate, plan.warmup_s, plan.users)
+        floor = None
+        if plan.floor_s:
+            floor = load("floor", plan.rate, plan.floor_s, plan.users, floor_only=True)
+            console.print(_run_line(summarize(floor, "floor", "/floor")))
+        counted: list[RunResult] = []
+        for k in range(plan.ramp_steps if plan.ramp else plan.runs):
+            if plan.ramp:
+                rate = round(plan.rate * plan.ramp_factor**k, 1)
+                counted.append(
+                    load(f"step {k + 1}", rate, plan.duration_s, ramp_users(spec, rate, plan.users))
+                )
+            else:
+                counted.append(load(f"run {k + 1}", plan.rate, plan.duration_s, plan.users))
+            console.print(_run_line(summarize(counted[-1], spec.route, server_route(spec))))
+            if plan.ramp and run_problems(spec, counted[-1]):
+                break
+        return Measured(
+            floor=floor,
+            counted=counted,
+            histories=[(run.label, load.history(run.label)) for run in counted],
+            floor_history=load.history("floor") if floor is not None else None,
+            server_affinity=affinity_of(server.pid),
+            locust_affinity=load.locust_affinity_seen,
         )
-        wait_with_progress(locust, duration, f"locust: {n_users} users")
-        stages = httpx.get(f"{server.url}/stats", timeout=10).json()
-        if server.proc is not None and server.proc.poll() is not None:
-            raise RuntimeError(f"server died during the run:\n{server.log_tail()}")
-
-    load_after = os.getloadavg()
-    routes = parse_locust_stats(out / "locust_stats.csv")
-    history = parse_locust_history(out / "locust_stats_history.csv")
-    machine = {"cpus": os.cpu_count(), "loadavg_1m_before": load_before[0], "loadavg_1m_after": load_after[0]}
-    report = judge(
-        system,
-        spec,
-        routes,
-        stages,
-        rate_asked,
-        n_users,
-        duration,
-        started,
-        {**(extra or {}), "machine": machine},
-    )
-    (out / "report.json").write_text(json.dumps(asdict(report), indent=2, default=float))
-    plot_latency(history, [spec.route, "floor"], out / "latency.png", f"mlsd bench {system}")
-    (out / "report.md").write_text(render_markdown(report, extra_md))
-    print_summary(console, report, out)
-    return 0 if report.passed else 1
 
 
-def judge(
+def build_report(
     system: str,
     spec: BenchSpec,
-    routes: dict[str, RouteResult],
-    stages: dict[str, Any],
-    rate_asked: float,
-    users: int,
-    duration: int,
+    plan: Plan,
+    layout: CpuLayout,
+    measured: Measured,
+    noise_fraction: float,
     started: str,
     extra: dict[str, Any],
 ) -> BenchReport:
-    main = routes.get(spec.route)
-    floor = routes.get("floor")
-    problems = []
-    if main is None or main.requests == 0:
-        problems.append(f"no requests recorded on {spec.route}")
-    else:
-        observed = getattr(main, f"{spec.slo_percentile}_ms")
-        if observed > spec.slo_p99_ms:
-            problems.append(f"{spec.slo_percentile} {observed:g} ms > SLO {spec.slo_p99_ms:g} ms")
-        if main.rps < 0.9 * rate_asked:
-            problems.append(f"achieved {main.rps:.1f} req/s < 90% of the {rate_asked:g} asked")
-    total_failures = sum(r.failures for n, r in routes.items() if n != "Aggregated")
-    if total_failures:
-        problems.append(f"{total_failures} failed requests")
-    ratio = {}
-    if main and floor and floor.requests:
-        for key in ("p50_ms", "p95_ms", "p99_ms"):
-            f = getattr(floor, key)
-            ratio[key.removesuffix("_ms")] = getattr(main, key) / f if f > 0 else float("nan")
-    passed = not problems
-    verdict = "PASS" if passed else "FAIL: " + "; ".join(problems)
+    """Judge the runs (a ramp: its first step, the asked rate) and gather the report's figures."""
+    knee_result = knee(spec, measured.counted, layout.server_cores, plan.ramp_steps) if plan.ramp else None
+    judged = measured.counted[:1] if plan.ramp else measured.counted
+    verdict = judge(spec, judged, measured.floor, plan.rate, noise_fraction)
+    middle = median_run(judged, spec)
+    rows = [summarize(run, spec.route, server_route(spec)) for run in judged]
+    floor_row = None
+    if measured.floor is not None:
+        row = summarize(measured.floor, "floor", "/floor")
+        limit = verdict.floor_limit_ms
+        floor_row = {
+            **row,
+            "limit_ms": limit,
+            "noise_fraction": noise_fraction,
+            "too_noisy": row["p99_ms"] > limit,
+        }
+    run_spread = spread(rows)
+    notes = []
+    if plan.duration_s < SHORT_RUN_S:
+        notes.append(
+            f"runs of {plan.duration_s} s: a p99 over so few requests moves a lot; "
+            f"use {SHORT_RUN_S} s or more for a figure you quote"
+        )
+    if run_spread["locust_cpu_share"]["median"] > LOCUST_BUSY:
+        notes.append(
+            f"locust used {run_spread['locust_cpu_share']['median']:.0%} of its core (median): the load generator "
+            "may be the bottleneck, not the server"
+        )
+    load_before, cpus = extra.get("machine", {}).get("loadavg_1m_before", 0.0), len(layout.available)
+    if layout.pinned and load_before > cpus:
+        notes.append(
+            f"the machine was busy before the bench (load average {load_before:.1f} on {cpus} CPUs): pinned, the "
+            "server and locust cannot move away from other jobs, so the client-side tail may be worse than "
+            "unpinned; compare with --no-pin"
+        )
+    if plan.ramp:
+        notes.append(
+            "ramp steps give each system user an interval of at least the SLO (more users as the rate rises)"
+        )
+    layout_dict = {
+        **layout.as_dict(),
+        "server_affinity_seen": measured.server_affinity,
+        "locust_affinity_seen": measured.locust_affinity,
+    }
     return BenchReport(
         system=system, route=spec.route, slo_p99_ms=spec.slo_p99_ms, target_p99_ms=spec.target_p99_ms,
-        slo_percentile=spec.slo_percentile,
-        rate_asked=rate_asked, users=users, duration_s=duration, routes=routes, stages=stages,
-        ratio_to_floor=ratio, passed=passed, verdict=verdict, started_at=started, extra=extra,
+        slo_percentile=spec.slo_percentile, rate_asked=plan.rate, users=plan.users, duration_s=plan.duration_s,
+        routes=middle.routes, stages=middle.stages, ratio_to_floor=ratio_to_floor(middle.routes, spec.route),
+        passed=verdict.passed, verdict=verdict.line, started_at=started, extra=extra,
+        verdict_kind=verdict.kind, exit_code=verdict.exit_code, runs_counted=len(judged), warmup_s=plan.warmup_s,
+        median_run=middle.label, spread=run_spread, runs=rows, floor=floor_row, layout=layout_dict,
+        knee=knee_result, notes=notes,
     )  # fmt: skip
 
 
-def render_markdown(report: BenchReport, extra_md: str = "") -> str:
-    lines = [
-        f"# mlsd bench {report.system}",
-        "",
-        f"- started: {report.started_at}; {report.duration_s} s; {report.users} locust users "
-        f"(1 on /floor); asked {report.rate_asked:g} req/s on `{report.route}`",
-        f"- SLO: {report.slo_percentile} <= {report.slo_p99_ms:g} ms"
-        + (f"; target p99 <= {report.target_p99_ms:g} ms" if report.target_p99_ms else ""),
-        f"- verdict: **{report.verdict}**",
-        "- machine: {cpus} CPUs, load average {loadavg_1m_before:.2f} before / {loadavg_1m_after:.2f} after the run".format(
-            **report.extra.get(
-                "machine", {"cpus": "?", "loadavg_1m_before": float("nan"), "loadavg_1m_after": float("nan")}
-            )
-        ),
-        "",
-        "## Client-side latency (locust CSV; locust rounds times under 100 ms to whole ms)",
-        "",
-        "| route | requests | failures | req/s | mean ms | p50 | p95 | p99 | p99.9 | max |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, r in report.routes.items():
-        lines.append(
-            f"| {name} | {r.requests} | {r.failures} | {r.rps:.1f} | {r.mean_ms:.2f} | {r.p50_ms:g} | "
-            f"{r.p95_ms:g} | {r.p99_ms:g} | {r.p999_ms:g} | {r.max_ms:.1f} |"
-        )
-    if report.ratio_to_floor:
-        lines += [
-            "",
-            "Ratio to the empty floor route in the same run: "
-            + ", ".join(f"{k} x{v:.2f}" for k, v in report.ratio_to_floor.items()),
-        ]
-    for route, stages in report.stages.items():
-        lines += [
-            "",
-            f"## Server-side stages for `{route}` (ms, from /stats)",
-            "",
-            "| stage | count | mean | p50 | p95 | p99 | max |",
-            "|---|---:|---:|---:|---:|---:|---:|",
-        ]
-        for name, s in stages.items():
-            lines.append(
-                f"| {name} | {s['count']} | {s['mean_ms']:.3f} | {s['p50_ms']:.3f} | {s['p95_ms']:.3f} | "
-                f"{s['p99_ms']:.3f} | {s['max_ms']:.3f} |"
-            )
-    if extra_md:
-        lines += ["", extra_md.strip()]
-    lines += ["", "![latency over time](latency.png)", ""]
-    return "\n".join(lines)
+def write_report(out: Path, report: BenchReport, spec: BenchSpec, measured: Measured, extra_md: str) -> None:
+    """report.json, report.md, latency.png, and the median run's locust files where they always were."""
+    prefix = out / "runs" / _slug(report.median_run)
+    for suffix in ("_stats.csv", "_stats_history.csv", ".json"):
+        shutil.copyfile(f"{prefix}{suffix}", out / f"locust{suffix}")
+    (out / "report.json").write_text(json.dumps(asdict(report), indent=2, default=float))
+    title = f"mlsd bench {report.system}"
+    if report.knee is not None:
+        plot_knee(report.knee, spec.slo_p99_ms, spec.slo_percentile, out / "latency.png", title + " --ramp")
+    else:
+        plot_runs(measured.histories, measured.floor_history, spec.route, out / "latency.png", title)
+    (out / "report.md").write_text(render_markdown(report, extra_md))
 
 
-def print_summary(console: Any, report: BenchReport, out: Path) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"mlsd bench {report.system} (locust, ms)")
-    for col in ("route", "requests", "fail", "req/s", "p50", "p95", "p99", "max"):
-        table.add_column(col, justify="right" if col != "route" else "left")
-    for name, r in report.routes.items():
-        table.add_row(
-            name, str(r.requests), str(r.failures), f"{r.rps:.1f}",
-            f"{r.p50_ms:g}", f"{r.p95_ms:g}", f"{r.p99_ms:g}", f"{r.max_ms:.1f}",
-        )  # fmt: skip
-    console.print(table)
-    if report.ratio_to_floor:
-        console.print(
-            "ratio to floor: " + ", ".join(f"{k} x{v:.2f}" for k, v in report.ratio_to_floor.items())
-        )
-    style = "green" if report.passed else "red"
-    console.print(f"[{style}]{report.verdict}[/] — report: {out / 'report.md'}")
+def ratio_to_floor(routes: dict[str, Any], route: str) -> dict[str, float]:
+    """The route's percentiles over the 1-user floor route loaded beside it in the same run."""
+    main, floor = routes.get(route), routes.get("floor")
+    if not (main and floor and floor.requests):
+        return {}
+    ratio = {}
+    for key in ("p50_ms", "p95_ms", "p99_ms"):
+        f = getattr(floor, key)
+        ratio[key.removesuffix("_ms")] = getattr(main, key) / f if f > 0 else float("nan")
+    return ratio
 
 
 FLOOR_SPEC = BenchSpec(
@@ -436,7 +574,7 @@ FLOOR_SPEC = BenchSpec(
     target_p99_ms=10.0,
     rate=100.0,
     users=3,
-    duration_s=20,
+    duration_s=30,
     ready_timeout_s=60,
 )
 
@@ -444,12 +582,14 @@ FLOOR_SPEC = BenchSpec(
 def floor_main(argv: list[str]) -> int:
     """`mlsd bench floor`: the harness on its own demo route (tests the harness, not a system)."""
     p = OneLineParser(prog="mlsd bench floor", description=floor_main.__doc__)
-    p.add_argument("--duration", type=int, default=FLOOR_SPEC.duration_s, help="seconds of load")
-    p.add_argument("--rate", type=float, default=FLOOR_SPEC.rate, help="req/s on /demo")
-    p.add_argument("--out", type=Path, default=None, help="report folder")
+    add_config_flags(p, BenchFlags)
     args = p.parse_args(argv)
-    if args.duration < 1 or args.duration > 3600:
-        p.error("--duration must be between 1 and 3600 seconds")
-    if args.rate <= 0:
-        p.error("--rate must be positive")
-    return run_bench("floor", FLOOR_SPEC, out_dir=args.out, duration_s=args.duration, rate=args.rate)
+    try:
+        flags = config_from_args(BenchFlags, args)
+    except ConfigError as exc:
+        p.error(str(exc))
+    try:
+        return run_bench("floor", FLOOR_SPEC, **bench_kwargs(flags))
+    except StepError as exc:
+        sys.stderr.write(f"mlsd bench floor: {exc}\n")
+        return 1
