@@ -111,7 +111,8 @@ def _client(host: str, port: int, timeout_s: float = 0.5) -> redis.Redis:
 
 def _cluster_info(host: str, port: int) -> dict[str, str] | None:
     try:
-        return {k: str(v) for k, v in _client(host, port).cluster("INFO").items()}
+        with _client(host, port) as client:
+            return {k: str(v) for k, v in client.cluster("INFO").items()}
     except redis.exceptions.RedisError:
         return None
 
@@ -156,7 +157,8 @@ def status(spec: ClusterSpec | None = None) -> ClusterStatus:
         keys = 0
         if info is not None:
             try:
-                keys = int(_client(spec.host, port).dbsize())
+                with _client(spec.host, port) as client:
+                    keys = int(client.dbsize())
             except redis.exceptions.RedisError:
                 keys = 0
         nodes.append(
@@ -188,35 +190,21 @@ def _port_taken(host: str, port: int) -> bool:
 def _start_node(server: str, spec: ClusterSpec, port: int) -> None:
     node_dir = spec.node_dir(port)
     node_dir.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [
-            server,
-            "--port",
-            str(port),
-            "--bind",
-            spec.host,
-            "--cluster-enabled",
-            "yes",
-            "--cluster-config-file",
-            str(node_dir / "nodes.conf"),
-            "--cluster-node-timeout",
-            "2000",
-            "--appendonly",
-            "yes" if spec.appendonly else "no",
-            "--save",
-            "",  # no RDB snapshots: AOF (or nothing) is the persistence this cluster has
-            "--dir",
-            str(node_dir),
-            "--daemonize",
-            "yes",
-            "--pidfile",
-            str(spec.pid_file(port)),
-            "--logfile",
-            str(node_dir / "redis.log"),
-        ],  # fmt: skip
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    options = {
+        "port": port,
+        "bind": spec.host,
+        "cluster-enabled": "yes",
+        "cluster-config-file": node_dir / "nodes.conf",
+        "cluster-node-timeout": 2000,  # ms before a silent node is marked failing
+        "appendonly": "yes" if spec.appendonly else "no",
+        "save": "",  # no RDB snapshots: AOF (or nothing) is the persistence this cluster has
+        "dir": node_dir,
+        "daemonize": "yes",
+        "pidfile": spec.pid_file(port),
+        "logfile": node_dir / "redis.log",
+    }
+    args = [server, *(arg for name, value in options.items() for arg in (f"--{name}", str(value)))]
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
 
 
 def _wait(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:

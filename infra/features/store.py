@@ -227,15 +227,21 @@ class FeatureRepo:
 
     def online_bytes_per_entity(self, sample: int = 1000) -> float:
         """Mean Redis memory (bytes) of one entity key of this project: MEMORY USAGE over a sample."""
-        # Feast's key is the serialized entity key followed by the project name (feast's _redis_key)
-        return bytes_per_key(self.redis_client(), f"*{self.project}", sample=sample)
+        client = self.redis_client()
+        try:
+            # Feast's key is the serialized entity key followed by the project name (feast's _redis_key)
+            return bytes_per_key(client, f"*{self.project}", sample=sample)
+        finally:
+            client.close()
 
     def check_online_store(self) -> None:
         """Fail within the timeout with a clear message when Redis is down, before Feast starts writing."""
         if self.online_store == "sqlite":
             return
         try:
-            self.redis_client().ping()
+            client = self.redis_client()  # a cluster client reads the slot map here: it can fail already
+            client.ping()
+            client.close()
         except (redis.exceptions.RedisError, *STORE_DOWN_ERRORS) as exc:
             raise _unavailable(self.online_store, self.redis_url, exc) from exc
 
