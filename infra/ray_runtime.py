@@ -47,10 +47,11 @@ def _runtime(local: bool) -> RayRuntime:
 def _quiet_ray_data_console() -> None:
     """Ray Data logs every dataset's plan and progress at INFO to the console; keep warnings only there.
 
-    Its full log still goes to the session's ray-data.log (the file handler is left as it is).
+    Only Ray's own console handler is touched: its full log still goes to the session's ray-data.log, and
+    handlers others attached to the logger (pytest's capture handlers, for one) keep their levels.
     """
     for handler in logging.getLogger("ray.data").handlers:
-        if not isinstance(handler, logging.FileHandler):
+        if isinstance(handler, logging.StreamHandler) and type(handler).__module__.startswith("ray."):
             handler.setLevel(logging.WARNING)
 
 
