@@ -1,14 +1,19 @@
 """One settings object for every system, read from the environment.
 
-| variable               | default                                  | meaning                                   |
-|------------------------|------------------------------------------|-------------------------------------------|
-| MLSD_DATA_DIR          | <repo>/.mlsd                             | generated data, models, indexes, runs     |
-| MLSD_ONLINE_STORE      | sqlite                                   | Feast online store: sqlite or redis       |
-| REDIS_URL              | redis://127.0.0.1:6379/0                 | Redis for the online store and state      |
-| MLFLOW_TRACKING_URI    | sqlite:///<data dir>/mlflow.db           | MLflow backend store                      |
-| MLSD_DEVICE            | auto (cuda when available, else cpu)     | torch device                              |
-| MLSD_SEED              | 0                                        | seed for every generator and model        |
-| MLSD_SCALE             | small                                    | data scale: small, medium, large, xlarge  |
+| variable                 | default                              | meaning                                          |
+|--------------------------|--------------------------------------|--------------------------------------------------|
+| MLSD_DATA_DIR            | <repo>/.mlsd                         | generated data, models, indexes, runs            |
+| MLSD_ONLINE_STORE        | sqlite                               | Feast online store: sqlite, redis, redis_cluster |
+| REDIS_URL                | redis://127.0.0.1:6379/0             | Redis for the online store and state             |
+| MLSD_REDIS_CLUSTER_URL   | redis://127.0.0.1:7000               | Redis Cluster seed node(s), comma-separated      |
+| MLSD_REDIS_TIMEOUT_S     | 0.25                                 | Feast's Redis connect and socket timeout         |
+| MLFLOW_TRACKING_URI      | sqlite:///<data dir>/mlflow.db       | MLflow backend store                             |
+| MLSD_DEVICE              | auto (cuda when available, else cpu) | torch device                                     |
+| MLSD_SEED                | 0                                    | seed for every generator and model               |
+| MLSD_SCALE               | small                                | data scale: small, medium, large, xlarge         |
+| MLSD_RAY_ADDRESS         | unset (a local Ray)                  | Ray cluster to connect to                        |
+| MLSD_RAY_CPUS            | 1                                    | CPUs of a local Ray                              |
+| MLSD_RAY_OBJECT_STORE_MB | 512                                  | object-store memory of a local Ray               |
 
 Each system adds its own settings under one prefix (MLSD_RECSYS_, MLSD_CTR_, MLSD_FRAUD_, MLSD_RAG_) in its
 config.py; `mlsd` checks every MLSD_* variable in the environment against all of them (`check_environment`),
@@ -52,11 +57,28 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MLSD_", extra="ignore")
 
     data_dir: Path = Field(REPO_ROOT / ".mlsd", description="generated data, models, indexes, run outputs")
-    online_store: Literal["sqlite", "redis"] = Field("sqlite", description="Feast online store")
+    online_store: Literal["sqlite", "redis", "redis_cluster"] = Field(
+        "sqlite", description="Feast online store: sqlite, redis or redis_cluster"
+    )
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0",
         validation_alias=AliasChoices("REDIS_URL", "MLSD_REDIS_URL"),
         description="Redis for the online store and streaming state",
+    )
+    redis_cluster_url: str = Field(
+        "redis://127.0.0.1:7000",
+        description="Redis Cluster seed node(s), comma-separated (`python -m infra.redis_cluster start` runs one)",
+    )
+    redis_timeout_s: float = Field(
+        0.25, gt=0, description="connect and socket timeout (s) of Feast's Redis and Redis Cluster clients"
+    )
+    ray_address: str | None = Field(
+        None,
+        description="Ray cluster to connect to (e.g. ray://head:10001); unset: a local Ray in this process",
+    )
+    ray_cpus: int = Field(1, ge=1, description="CPUs a local Ray may use (ignored with MLSD_RAY_ADDRESS)")
+    ray_object_store_mb: int = Field(
+        512, ge=100, description="object-store memory (MB) of a local Ray (ignored with MLSD_RAY_ADDRESS)"
     )
     mlflow_tracking_uri: str | None = Field(
         None,

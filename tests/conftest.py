@@ -177,3 +177,31 @@ def golden_check() -> Callable[[dict, dict], None]:
         )
 
     return check
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """MLSD_REDIS_CLUSTER_URL if a healthy Redis Cluster answers there, else a throwaway three-master cluster on
+    free ports (infra.redis_cluster, AOF off), stopped at the end; no redis-server: skip, or fail in CI."""
+    # here, not at the top: this fixture was appended, and only sessions that use a cluster need the module
+    from infra import redis_cluster
+    from infra.config import ServiceUnavailable
+
+    url = os.environ.get("MLSD_REDIS_CLUSTER_URL")
+    if url and redis_cluster.seed_is_healthy(url):
+        yield url
+        return
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        service_missing(redis_cluster.INSTALL_HINT)
+    spec = redis_cluster.ClusterSpec(
+        port_base=redis_cluster.free_port_base(),
+        appendonly=False,
+        root=tmp_path_factory.mktemp("redis-cluster"),
+    )
+    try:
+        redis_cluster.start(spec)
+    except ServiceUnavailable as exc:
+        redis_cluster.stop(spec)
+        service_missing(f"a throwaway Redis Cluster did not start: {exc}")
+    yield spec.url
+    redis_cluster.stop(spec, remove_data=True)

@@ -1,10 +1,20 @@
-"""Feast helpers: feature_store.yaml for SQLite or Redis, apply, materialize, historical and online reads."""
+"""Feast helpers: feature_store.yaml for SQLite, Redis or Redis Cluster, apply, materialize, historical and
+online reads, and Redis memory per entity key."""
 
+from infra.features.online_memory import bytes_per_key
 from infra.features.store import (
     FeatureRepo,
     OnlineStoreUnavailable,
     feature_store_config,
+    redis_cluster_connection_string,
     redis_connection_string,
 )
 
-__all__ = ["FeatureRepo", "OnlineStoreUnavailable", "feature_store_config", "redis_connection_string"]
+__all__ = [
+    "FeatureRepo",
+    "OnlineStoreUnavailable",
+    "bytes_per_key",
+    "feature_store_config",
+    "redis_cluster_connection_string",
+    "redis_connection_string",
+]

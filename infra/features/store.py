@@ -1,4 +1,4 @@
-"""Feast helpers shared by every system: one code path for the SQLite and the Redis online store.
+"""Feast helpers shared by every system: one code path for the SQLite, Redis and Redis Cluster online stores.
 
 repo = FeatureRepo("recsys", repo_dir)           # writes feature_store.yaml for MLSD_ONLINE_STORE
 repo.apply([user, video, user_stats_view, ...])  # register definitions
@@ -10,24 +10,43 @@ rows, ms = repo.online(service, entity_rows)     # serving read, with its own la
 from __future__ import annotations
 
 import os
+import re
 import time
+import warnings
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import ParseResult, urlparse
 
 os.environ.setdefault("FEAST_USAGE", "False")  # Feast telemetry off, before feast is imported
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import redis  # noqa: E402
 import yaml  # noqa: E402
+from redis.backoff import NoBackoff  # noqa: E402
+from redis.retry import Retry  # noqa: E402
 
 from infra.config import ServiceUnavailable, get_settings  # noqa: E402
+from infra.features.online_memory import bytes_per_key  # noqa: E402
 
 
 class OnlineStoreUnavailable(ServiceUnavailable):
     """The online store could not be reached; the message says how to start it or switch stores."""
+
+
+# What "the store did not answer" looks like from redis-py: refused or reset (ConnectionError), no reply within
+# socket_timeout (redis's TimeoutError, which is not the builtin one), and a cluster with no reachable node or an
+# uncovered slot (RedisClusterException, ClusterDownError).
+STORE_DOWN_ERRORS = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.RedisClusterException,
+    ConnectionRefusedError,
+    TimeoutError,
+)
 
 
 def redis_connection_string(url: str) -> str:
@@ -45,16 +64,78 @@ def redis_connection_string(url: str) -> str:
     return ",".join(parts)
 
 
+def cluster_seeds(urls: str) -> list[ParseResult]:
+    """MLSD_REDIS_CLUSTER_URL ("redis://host1:port1,redis://host2:port2" or "host:port,...") parsed per seed."""
+    seeds = [urlparse(u if "://" in u else f"redis://{u}") for u in (u.strip() for u in urls.split(",")) if u]
+    if not seeds or any(s.scheme not in ("redis", "rediss") for s in seeds):
+        raise ValueError(
+            f"MLSD_REDIS_CLUSTER_URL must look like redis://host:port[,redis://host:port], got {urls!r}"
+        )
+    return seeds
+
+
+def redis_cluster_connection_string(urls: str) -> str:
+    """Seed-node URLs -> Feast's "host1:port1,host2:port2[,password=...][,ssl=true]" for redis_type: redis_cluster.
+
+    No db: a cluster has only database 0. One reachable seed is enough; the client learns the other nodes
+    and the slot map from it (CLUSTER SLOTS).
+    """
+    seeds = cluster_seeds(urls)
+    parts = [f"{s.hostname or '127.0.0.1'}:{s.port or 6379}" for s in seeds]
+    if seeds[0].password:
+        parts.append(f"password={seeds[0].password}")
+    if seeds[0].scheme == "rediss":
+        parts.append("ssl=true")
+    return ",".join(parts)
+
+
+def redis_client_options(online_store: str, timeout_s: float) -> str:
+    """The connection-string parameters that give Feast's client a deadline and no hidden retries.
+
+    Feast 0.67 passes every `name=value` of the connection string (JSON-decoded) to redis-py's `Redis` or
+    `RedisCluster` constructor (RedisOnlineStore._get_client), so the deadline needs no patch to Feast:
+    - socket_connect_timeout, socket_timeout: without them a paused or unreachable Redis blocks a read forever.
+    - retries off: redis-py 7 retries a failed command 3 times with a jittered backoff of up to 2, 4 and 8 s,
+      which turns a 0.25 s timeout into seconds. `retry=null` gives a plain client no retry; a cluster client
+      takes `cluster_error_retry_attempts=0`. A serving read that fails should fail within its deadline and
+      let the caller degrade; a retry belongs to the caller.
+    Measured with every node paused (SIGSTOP) and 0.25 s: a single Redis read fails in 0.26 s; a cluster read in
+    1.0 to 1.8 s, because the pipeline waits on each master in turn and then redis-py refreshes the slot map
+    from each known node, so the bound is about (2 x masters + 1) x timeout. A request deadline tighter than
+    that is the caller's to enforce.
+    """
+    options = f"socket_connect_timeout={timeout_s},socket_timeout={timeout_s}"
+    if online_store == "redis_cluster":
+        return options + ",cluster_error_retry_attempts=0"
+    return options + ",retry=null"
+
+
 def feature_store_config(
-    project: str, repo_dir: Path, online_store: str, redis_url: str | None = None
+    project: str,
+    repo_dir: Path,
+    online_store: str,
+    redis_url: str | None = None,
+    redis_cluster_url: str | None = None,
+    timeout_s: float = 0.25,
 ) -> dict[str, Any]:
-    """The feature_store.yaml contents: local provider, file offline store, SQLite or Redis online store."""
+    """The feature_store.yaml contents: local provider, file offline store, SQLite, Redis or Redis Cluster."""
     if online_store == "sqlite":
         online: dict[str, Any] = {"type": "sqlite", "path": str(repo_dir / "online_store.db")}
     elif online_store == "redis":
-        online = {"type": "redis", "connection_string": redis_connection_string(redis_url or "")}
+        connection = redis_connection_string(redis_url or "")
+        online = {
+            "type": "redis",
+            "connection_string": f"{connection},{redis_client_options(online_store, timeout_s)}",
+        }
+    elif online_store == "redis_cluster":
+        connection = redis_cluster_connection_string(redis_cluster_url or "")
+        online = {
+            "type": "redis",
+            "redis_type": "redis_cluster",
+            "connection_string": f"{connection},{redis_client_options(online_store, timeout_s)}",
+        }
     else:
-        raise ValueError(f"MLSD_ONLINE_STORE must be sqlite or redis, got {online_store!r}")
+        raise ValueError(f"MLSD_ONLINE_STORE must be sqlite, redis or redis_cluster, got {online_store!r}")
     return {
         "project": project,
         "provider": "local",
@@ -65,11 +146,23 @@ def feature_store_config(
     }
 
 
+def redacted(url: str) -> str:
+    """The URL(s) without a password, for messages (a 503 body or a log must not carry credentials)."""
+    return re.sub(r"(://[^:@/,]*):[^@/,]*@", r"\1:***@", url)
+
+
 def _unavailable(store: str, url: str | None, exc: Exception) -> OnlineStoreUnavailable:
+    # redis-py quotes the failed pipeline command, binary entity key included: printable text only, and short
+    what = f"{type(exc).__name__}: " + re.sub(r"[^ -~]+", "?", str(exc))[:200]
     if store == "redis":
         return OnlineStoreUnavailable(
-            f"Redis at {url} refused the connection ({type(exc).__name__}); start it with "
+            f"Redis at {redacted(url or '')} did not answer ({what}); start it with "
             "`redis-server --daemonize yes` or set MLSD_ONLINE_STORE=sqlite"
+        )
+    if store == "redis_cluster":
+        return OnlineStoreUnavailable(
+            f"Redis Cluster at {redacted(url or '')} did not answer ({what}); start a local one with "
+            "`python -m infra.redis_cluster start` or set MLSD_ONLINE_STORE=sqlite"
         )
     return OnlineStoreUnavailable(
         f"the SQLite online store failed ({exc}); re-run the system's `features` step"
@@ -91,22 +184,65 @@ class FeatureRepo:
         self.repo_dir = Path(repo_dir)
         self.repo_dir.mkdir(parents=True, exist_ok=True)
         self.online_store = online_store or settings.online_store
-        self.redis_url = redis_url or settings.redis_url
-        config = feature_store_config(project, self.repo_dir, self.online_store, self.redis_url)
+        self.timeout_s = settings.redis_timeout_s
+        if self.online_store == "redis_cluster":
+            self.redis_url = redis_url or settings.redis_cluster_url
+        else:
+            self.redis_url = redis_url or settings.redis_url
+        config = feature_store_config(
+            project,
+            self.repo_dir,
+            self.online_store,
+            redis_url=self.redis_url,
+            redis_cluster_url=self.redis_url,
+            timeout_s=self.timeout_s,
+        )
         (self.repo_dir / "feature_store.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        from feast import FeatureStore
+        from feast import FeatureStore  # here: importing feast takes seconds, and not every step needs it
 
+        # Importing feast turns DeprecationWarnings on ("once"); redis-py deprecates the one scalar that can turn
+        # a cluster client's retries off from a connection string (redis_client_options says why it is there).
+        warnings.filterwarnings(
+            "ignore", message=".*'cluster_error_retry_attempts'", category=DeprecationWarning
+        )
         self.store = FeatureStore(repo_path=str(self.repo_dir))
 
-    def check_online_store(self) -> None:
-        """Fail in milliseconds with a clear message when Redis is down (Feast itself retries for seconds)."""
-        if self.online_store != "redis":
-            return
-        import redis
+    def redis_client(self) -> redis.Redis | redis.RedisCluster:
+        """A client to the online store's Redis (or Redis Cluster), with the same deadline Feast's has."""
+        timeouts = {"socket_connect_timeout": self.timeout_s, "socket_timeout": self.timeout_s}
+        if self.online_store == "redis":
+            return redis.Redis.from_url(self.redis_url, retry=None, **timeouts)
+        if self.online_store == "redis_cluster":
+            seeds = cluster_seeds(self.redis_url)
+            return redis.RedisCluster(
+                startup_nodes=[
+                    redis.cluster.ClusterNode(s.hostname or "127.0.0.1", s.port or 6379) for s in seeds
+                ],
+                password=seeds[0].password,
+                ssl=seeds[0].scheme == "rediss",
+                retry=Retry(NoBackoff(), retries=0),
+                **timeouts,
+            )
+        raise ValueError(f"the {self.online_store} online store has no Redis client")
 
+    def online_bytes_per_entity(self, sample: int = 1000) -> float:
+        """Mean Redis memory (bytes) of one entity key of this project: MEMORY USAGE over a sample."""
+        client = self.redis_client()
         try:
-            redis.Redis.from_url(self.redis_url, socket_connect_timeout=1).ping()
-        except redis.exceptions.RedisError as exc:
+            # Feast's key is the serialized entity key followed by the project name (feast's _redis_key)
+            return bytes_per_key(client, f"*{self.project}", sample=sample)
+        finally:
+            client.close()
+
+    def check_online_store(self) -> None:
+        """Fail within the timeout with a clear message when Redis is down, before Feast starts writing."""
+        if self.online_store == "sqlite":
+            return
+        try:
+            client = self.redis_client()  # a cluster client reads the slot map here: it can fail already
+            client.ping()
+            client.close()
+        except (redis.exceptions.RedisError, *STORE_DOWN_ERRORS) as exc:
             raise _unavailable(self.online_store, self.redis_url, exc) from exc
 
     def apply(self, objects: Sequence[Any]) -> None:
@@ -157,11 +293,10 @@ class FeatureRepo:
 
 
 def _is_connection_error(exc: BaseException) -> bool:
-    import redis
-
+    """Did the online store fail to answer (refused, timed out, cluster down), anywhere in the cause chain?"""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, redis.exceptions.ConnectionError | ConnectionRefusedError | TimeoutError):
+        if isinstance(seen, STORE_DOWN_ERRORS):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
