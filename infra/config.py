@@ -9,6 +9,7 @@
 | MLSD_DEVICE            | auto (cuda when available, else cpu)     | torch device                              |
 | MLSD_SEED              | 0                                        | seed for every generator and model        |
 | MLSD_SCALE             | small                                    | data scale: small, medium, large, xlarge  |
+| MLSD_ADMIN_TOKEN       | unset (admin routes answer 403)          | bearer token for admin routes             |
 
 Each system adds its own settings under one prefix (MLSD_RECSYS_, MLSD_CTR_, MLSD_FRAUD_, MLSD_RAG_) in its
 config.py; `mlsd` checks every MLSD_* variable in the environment against all of them (`check_environment`),
@@ -22,7 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -71,6 +72,11 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="level of mlsd.* logs"
     )
+    admin_token: SecretStr | None = Field(
+        None,
+        description="bearer token for the servers' admin routes (/stats/reset, /bundle/reload); "
+        "unset: they answer 403",
+    )
 
     @field_validator("online_store", "device", mode="before")
     @classmethod
@@ -81,6 +87,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, v: str) -> str:
         return v.upper() if isinstance(v, str) else v
+
+    @field_validator("admin_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v
 
     def torch_device(self) -> str:
         """`cpu` or `cuda`: MLSD_DEVICE, or with `auto` whatever torch sees (torch imported only here)."""
