@@ -8,8 +8,9 @@ one of two functions, with one `CircuitBreaker` per dependency:
     got.value       # the answer, or the fallback
     got.degraded    # None, or why the fallback was used: "redis: timeout after 50 ms", "redis: circuit open"
 
-- **Deadline.** The call runs on the breaker's own threads; the request waits at most `deadline_s`, then takes
-  the fallback. The event loop never runs the call, so a hung socket stalls neither /healthz nor other requests.
+- **Deadline.** A blocking call runs on the breaker's own threads; the request waits at most `deadline_s`, then
+  takes the fallback. The event loop never runs the call, so a hung socket stalls neither /healthz nor other
+  requests. (An `async def` call, from an asyncio client, runs on the loop instead and is cancelled at the deadline.)
 - **Bulkhead.** Each breaker owns at most `max_workers` threads: a dependency that hangs holds those and no more,
   and never another dependency's. A call still queued when its deadline passes is cancelled, not run late.
 - **Breaker.** `failure_threshold` consecutive failures (an exception or a timeout) open it: calls then take the
@@ -27,11 +28,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
@@ -210,7 +212,9 @@ def _fallback(breaker: CircuitBreaker, fallback: T, why: str) -> Guarded[T]:
     return Guarded(fallback, reason)
 
 
-def _failed(breaker: CircuitBreaker, future: Future, fallback: T, deadline_s: float) -> Guarded[T] | None:
+def _failed(
+    breaker: CircuitBreaker, future: Future | asyncio.Future, fallback: T, deadline_s: float
+) -> Guarded[T] | None:
     """Record the verdict on a finished (or abandoned) call; None when it succeeded."""
     if not future.done():
         future.cancel()
@@ -256,35 +260,41 @@ def guarded_call(
 
 def _consume(waiter: asyncio.Future) -> None:
     if not waiter.cancelled():
-        waiter.exception()
+        waiter.exception()  # marks it retrieved; the verdict was taken, or the call abandoned, elsewhere
 
 
 async def guarded_call_async(
-    fn: Callable[..., T],
+    fn: Callable[..., T] | Callable[..., Awaitable[T]],
     *args: Any,
     deadline_s: float,
     breaker: CircuitBreaker,
     fallback: T,
     raise_on: tuple[type[BaseException], ...] = (),
 ) -> Guarded[T]:
-    """guarded_call for `async def` handlers: the event loop awaits the call and stays free for other requests."""
+    """guarded_call for `async def` handlers: the event loop awaits the call and stays free for other requests.
+    A blocking `fn` runs on the breaker's threads; an `async def fn` (redis.asyncio, httpx.AsyncClient) runs on the
+    loop as a task, cancelled at the deadline."""
     if not breaker.allow():
         return _fallback(breaker, fallback, "circuit open")
-    future = breaker.pool.submit(fn, *args)
+    call: Future[T] | asyncio.Future[T]
+    if inspect.iscoroutinefunction(fn):
+        call = waiter = asyncio.ensure_future(fn(*args))
+    else:
+        call = breaker.pool.submit(fn, *args)
+        waiter = asyncio.wrap_future(call)
+    # An abandoned call that fails later must not log "Future exception was never retrieved".
+    waiter.add_done_callback(_consume)
     verdict = False
     try:
-        waiter = asyncio.wrap_future(future)
-        # An abandoned call that fails later must not log "Future exception was never retrieved".
-        waiter.add_done_callback(_consume)
         await asyncio.wait([waiter], timeout=deadline_s)
-        if future.done() and not future.cancelled() and isinstance(future.exception(), raise_on):
+        if call.done() and not call.cancelled() and isinstance(call.exception(), raise_on):
             breaker.record_success()  # the dependency answered; the request was wrong
             verdict = True
-            raise future.exception()  # type: ignore[misc]
-        failed = _failed(breaker, future, fallback, deadline_s)
+            raise call.exception()  # type: ignore[misc]
+        failed = _failed(breaker, call, fallback, deadline_s)
         verdict = True
-        return failed or Guarded(future.result())
+        return failed or Guarded(call.result())
     finally:
         if not verdict:  # the request was cancelled (client gone): no verdict on the dependency
-            future.cancel()
+            call.cancel()
             breaker.release()

@@ -237,6 +237,38 @@ def test_threads_stay_within_the_pool_bound_and_expired_calls_never_run() -> Non
     assert not _pool_threads("bounded")
 
 
+def test_an_async_client_call_is_cancelled_at_its_deadline() -> None:
+    cancelled = []
+
+    async def hang(key: str) -> str:
+        try:
+            await asyncio.sleep(10)
+        finally:
+            cancelled.append(key)
+        return key
+
+    async def answer(key: str) -> str:
+        await asyncio.sleep(0)
+        return key
+
+    async def refuse(key: str) -> str:
+        raise ConnectionError(f"http://user:{key}@llm.local/v1 refused")
+
+    async def scenario() -> list[Guarded[str]]:
+        got = [await guarded_call_async(hang, "a", deadline_s=0.05, breaker=b, fallback="")]
+        await asyncio.sleep(0)  # let the cancellation land
+        got.append(await guarded_call_async(answer, "b", deadline_s=0.05, breaker=b, fallback=""))
+        got.append(await guarded_call_async(refuse, "pw", deadline_s=0.05, breaker=b, fallback=""))
+        return got
+
+    b = CircuitBreaker("llm")
+    timed_out, answered, refused = asyncio.run(scenario())
+    assert timed_out == Guarded("", "llm: timeout after 50 ms") and cancelled == ["a"]
+    assert answered == Guarded("b", None)
+    assert refused == Guarded("", "llm: ConnectionError: http://user:***@llm.local/v1 refused")
+    assert not _pool_threads("llm")  # an async client needs no thread
+
+
 def test_a_cancelled_request_frees_the_half_open_probe() -> None:
     clock = FakeClock()
     release = threading.Event()
