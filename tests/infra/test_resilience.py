@@ -339,13 +339,16 @@ def running(app: FastAPI) -> Iterator[str]:
         thread.join(timeout=10)
 
 
-def _healthz_ms_while(url: str, path: str, n: int) -> tuple[float, list[httpx.Response]]:
-    """Fire n requests at `path`, then time /healthz while they are in flight."""
+def _healthz_ms_while(
+    url: str, path: str, n: int, in_flight: threading.Event
+) -> tuple[float, list[httpx.Response]]:
+    """Fire n requests at `path`; once the server is inside one (`in_flight` set), time a /healthz."""
 
     async def go() -> tuple[float, list[httpx.Response]]:
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
             slow = [asyncio.create_task(client.get(path)) for _ in range(n)]
-            await asyncio.sleep(0.3)
+            assert await asyncio.to_thread(in_flight.wait, 10), f"no request reached {path}"
+            await asyncio.sleep(0.1)  # let the rest arrive too
             t0 = time.perf_counter()
             r = await client.get("/healthz")
             healthz_ms = (time.perf_counter() - t0) * 1000
@@ -356,9 +359,10 @@ def _healthz_ms_while(url: str, path: str, n: int) -> tuple[float, list[httpx.Re
 
 
 def test_healthz_answers_while_20_requests_wait_on_a_dependency_that_takes_5_s() -> None:
-    release = threading.Event()
+    release, in_flight = threading.Event(), threading.Event()
 
     def slow_store(key: str) -> dict:
+        in_flight.set()
         release.wait(5.0)  # a paused Redis: the socket answers after 5 s
         return {"key": key}
 
@@ -373,7 +377,7 @@ def test_healthz_answers_while_20_requests_wait_on_a_dependency_that_takes_5_s()
     try:
         with running(app) as url:
             t0 = time.perf_counter()
-            healthz_ms, answers = _healthz_ms_while(url, "/guarded", 20)
+            healthz_ms, answers = _healthz_ms_while(url, "/guarded", 20, in_flight)
             elapsed = time.perf_counter() - t0
         assert healthz_ms < 1000, f"/healthz took {healthz_ms:.0f} ms behind the slow dependency"
         assert all(r.status_code == 200 for r in answers)
@@ -388,13 +392,15 @@ def test_healthz_answers_while_20_requests_wait_on_a_dependency_that_takes_5_s()
 
 def test_the_same_call_made_directly_does_hold_the_event_loop() -> None:
     """The control for the test above: what it measures does catch a blocking call."""
+    in_flight = threading.Event()
     app = create_app("toy", load_in_background=False, access_log_enabled=False)
 
     @app.get("/direct")
     async def direct() -> dict:
+        in_flight.set()
         time.sleep(1.5)  # the bug: a blocking client called inside `async def`
         return {}
 
     with running(app) as url:
-        healthz_ms, _ = _healthz_ms_while(url, "/direct", 1)
+        healthz_ms, _ = _healthz_ms_while(url, "/direct", 1, in_flight)
     assert healthz_ms >= 1000  # would fail the 1 s bound above
