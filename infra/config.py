@@ -1,19 +1,6 @@
 """One settings object for every system, read from the environment.
 
-| variable                 | default                              | meaning                                          |
-|--------------------------|--------------------------------------|--------------------------------------------------|
-| MLSD_DATA_DIR            | <repo>/.mlsd                         | generated data, models, indexes, runs            |
-| MLSD_ONLINE_STORE        | sqlite                               | Feast online store: sqlite, redis, redis_cluster |
-| REDIS_URL                | redis://127.0.0.1:6379/0             | Redis for the online store and state             |
-| MLSD_REDIS_CLUSTER_URL   | redis://127.0.0.1:7000               | Redis Cluster seed node(s), comma-separated      |
-| MLSD_REDIS_TIMEOUT_S     | 0.25                                 | Feast's Redis connect and socket timeout         |
-| MLFLOW_TRACKING_URI      | sqlite:///<data dir>/mlflow.db       | MLflow backend store                             |
-| MLSD_DEVICE              | auto (cuda when available, else cpu) | torch device                                     |
-| MLSD_SEED                | 0                                    | seed for every generator and model               |
-| MLSD_SCALE               | small                                | data scale: small, medium, large, xlarge         |
-| MLSD_RAY_ADDRESS         | unset (a local Ray)                  | Ray cluster to connect to                        |
-| MLSD_RAY_CPUS            | 1                                    | CPUs of a local Ray                              |
-| MLSD_RAY_OBJECT_STORE_MB | 512                                  | object-store memory of a local Ray               |
+`mlsd settings` prints every variable with its default and meaning (the README's table is that table).
 
 Each system adds its own settings under one prefix (MLSD_RECSYS_, MLSD_CTR_, MLSD_FRAUD_, MLSD_RAG_) in its
 config.py; `mlsd` checks every MLSD_* variable in the environment against all of them (`check_environment`),
@@ -27,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -93,6 +80,11 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="level of mlsd.* logs"
     )
+    admin_token: SecretStr | None = Field(
+        None,
+        description="bearer token for the servers' admin routes (/stats/reset, /bundle/reload); "
+        "unset: they answer 403",
+    )
 
     @field_validator("online_store", "device", mode="before")
     @classmethod
@@ -103,6 +95,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, v: str) -> str:
         return v.upper() if isinstance(v, str) else v
+
+    @field_validator("admin_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v
 
     def torch_device(self) -> str:
         """`cpu` or `cuda`: MLSD_DEVICE, or with `auto` whatever torch sees (torch imported only here)."""

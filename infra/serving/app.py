@@ -1,29 +1,46 @@
 """The FastAPI app factory every system serves from.
 
-Gives each app: /healthz, /readyz (503 until `load` has finished), /metrics (Prometheus text),
-/stats (recent per-stage percentiles, JSON), /floor (an empty route: the latency floor for benchmarks),
-a Server-Timing header with per-stage milliseconds, one JSON access-log line per request, and one
-error shape for every failure: {"error": kind, "message": one line, "fields": [...]}.
+Gives each app: /healthz, /readyz (503 until `load` has finished; once ready, the state of each dependency's
+circuit breaker), /metrics (Prometheus text), /stats (recent per-stage percentiles, JSON), /floor (an empty route:
+the latency floor for benchmarks), a Server-Timing header with per-stage milliseconds, one JSON access-log line per
+request, and one error shape for every failure: {"error": kind, "message": one line, "fields": [...]}.
+
+What a hostile or careless client gets, before any route runs (RequestGuard):
+  a Host this server does not answer to   400 bad_host (DNS rebinding: a web page's script aimed at 127.0.0.1)
+  a body over `max_body_bytes` (64 KiB)   413 body_too_large (announced by Content-Length, or counted as it streams)
+  a body that is not JSON                 415 unsupported_media_type (a web page's form post is not a CORS preflight)
+Admin routes (`dependencies=[Depends(require_admin)]`; /stats/reset here) need `Authorization: Bearer
+<MLSD_ADMIN_TOKEN>`: 401 without it, 403 while the setting is unset. Error text, /readyz and the logs this module
+writes pass through `infra.redact.redact`, so a connection URL's password never reaches a client or a log.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import threading
 import time
 import traceback
-from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from infra.config import get_settings
 from infra.logs import configure_logging
+from infra.redact import redact, redact_logger
 from infra.serving.timing import RequestTimings, StageStats, _current
+
+if TYPE_CHECKING:  # for annotations only: infra.resilience imports infra.serving.timing, so not at run time
+    from infra.resilience import CircuitBreaker
 
 T = TypeVar("T")
 log = logging.getLogger("mlsd.serving")
@@ -31,6 +48,14 @@ access_log = logging.getLogger("mlsd.access")
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 INTERNAL_ROUTES = {"/healthz", "/readyz", "/metrics", "/stats", "/stats/reset"}
+# Probes and scrapers address a pod by its IP, so these answer whatever the Host; they change nothing.
+PROBE_ROUTES = {"/healthz", "/readyz", "/metrics"}
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "testserver", "[::1]")
+MAX_BODY_BYTES = 64 * 1024
+ADMIN_TOKEN_HOWTO = (
+    "set MLSD_ADMIN_TOKEN on the server (e.g. to the output of "
+    "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`) and send `Authorization: Bearer <token>`"
+)
 
 
 class AppState(Generic[T]):
@@ -50,6 +75,97 @@ class AppState(Generic[T]):
 
 def error_body(kind: str, message: str, fields: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {"error": kind, "message": message, "fields": fields or []}
+
+
+class ApiError(HTTPException):
+    """An HTTPException with its own `error` kind in the body: ApiError(409, "conflict", "tx_id reused ...")."""
+
+    def __init__(
+        self, status_code: int, kind: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(status_code=status_code, detail=message, headers=headers)
+        self.kind = kind
+
+
+def _media_type_is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def _host_name(host_header: str) -> str:
+    """The host without its port: "127.0.0.1:8000" -> "127.0.0.1", "[::1]:8000" -> "[::1]"."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1] if "]" in host else host
+    return host.rsplit(":", 1)[0] if ":" in host else host
+
+
+class RequestGuard:
+    """Pure ASGI middleware: refuses a request by its headers before any route runs (Host, size, content type),
+    and counts the body as it arrives so a stream without Content-Length is cut at the limit too."""
+
+    def __init__(self, app: Any, max_body_bytes: int, allowed_hosts: Sequence[str]) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.any_host = "*" in allowed_hosts
+        self.allowed_hosts = {h.lower() for h in allowed_hosts}
+
+    def _refusal(self, scope: dict, headers: dict[bytes, bytes]) -> ApiError | None:
+        method, path = scope.get("method", ""), scope.get("path", "")
+        if not self.any_host and not (method in ("GET", "HEAD") and path in PROBE_ROUTES):
+            host = headers.get(b"host", b"").decode("latin-1")
+            if _host_name(host) not in self.allowed_hosts:
+                return ApiError(
+                    400,
+                    "bad_host",
+                    f"this server does not answer to Host {host[:100]!r}; it answers to "
+                    f"{', '.join(sorted(self.allowed_hosts))} (create_app's allowed_hosts)",
+                )
+        length = headers.get(b"content-length")
+        if length is not None and not length.isdigit():
+            return ApiError(400, "bad_request", "Content-Length is not a number")
+        if length is not None and int(length) > self.max_body_bytes:
+            return self._too_large()
+        has_body = (length is not None and length.strip(b"0") != b"") or b"transfer-encoding" in headers
+        content_type = headers.get(b"content-type", b"").decode("latin-1")
+        if has_body and not _media_type_is_json(content_type):
+            return ApiError(
+                415,
+                "unsupported_media_type",
+                f"send the body as JSON with `Content-Type: application/json` (got {content_type[:100]!r})",
+            )
+        return None
+
+    def _too_large(self) -> ApiError:
+        return ApiError(
+            413, "body_too_large", f"the request body is over the limit of {self.max_body_bytes} bytes"
+        )
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        # The first of a repeated header wins, as in Starlette's request.headers.
+        headers = dict(reversed(scope.get("headers", ())))
+        refusal = self._refusal(scope, headers)
+        if refusal is not None:
+            body = error_body(refusal.kind, refusal.detail)
+            await JSONResponse(status_code=refusal.status_code, content=body)(scope, receive, send)
+            return
+        received = 0
+
+        async def counted_receive() -> dict:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    # An HTTPException: FastAPI's body parsing re-raises it, a route reading request.body()
+                    # raises it, and either way the app's handler answers 413 in the one error shape.
+                    raise self._too_large()
+            return message
+
+        await self.app(scope, counted_receive, send)
 
 
 class TimingMiddleware:
@@ -138,6 +254,65 @@ class AppTelemetry:
             self.stats.record(route, stage_name, ms)
 
 
+class BreakerCollector:
+    """Each dependency's circuit at scrape time: mlsd_dependency_state (one-hot over closed/open/half_open) and
+    mlsd_dependency_calls_total by outcome (ok, error, timeout, rejected)."""
+
+    def __init__(self, app_name: str, breakers: Sequence[CircuitBreaker]) -> None:
+        self.app_name, self.breakers = app_name, list(breakers)
+
+    def collect(self) -> Iterator[Metric]:
+        state = GaugeMetricFamily(
+            "mlsd_dependency_state",
+            "1 for the circuit's current state",
+            labels=["app", "dependency", "state"],
+        )
+        calls = CounterMetricFamily(
+            "mlsd_dependency_calls", "Guarded calls by outcome", labels=["app", "dependency", "outcome"]
+        )
+        for breaker in self.breakers:
+            snap = breaker.snapshot()
+            for name in ("closed", "open", "half_open"):
+                state.add_metric([self.app_name, breaker.name, name], float(snap["state"] == name))
+            for outcome, n in snap["counts"].items():
+                calls.add_metric([self.app_name, breaker.name, outcome], n)
+        yield state
+        yield calls
+
+
+_bearer = HTTPBearer(auto_error=False, description="MLSD_ADMIN_TOKEN")
+
+
+def require_admin(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
+    """FastAPI dependency for admin routes: `@app.post("/bundle/reload", dependencies=[Depends(require_admin)])`.
+    403 while MLSD_ADMIN_TOKEN is unset; 401 unless the request sends `Authorization: Bearer <it>`."""
+    token: str | None = request.app.state.admin_token
+    if token is None:
+        raise ApiError(403, "admin_disabled", f"admin routes are off on this server: {ADMIN_TOKEN_HOWTO}")
+    sent = credentials.credentials.encode() if credentials is not None else b""
+    if not hmac.compare_digest(sent, token.encode()):
+        raise ApiError(
+            401,
+            "unauthorized",
+            "this is an admin route: send `Authorization: Bearer <MLSD_ADMIN_TOKEN>`",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+def _admin_paths(app: FastAPI) -> list[str]:
+    """The routes that depend on require_admin (for the start-up warning)."""
+    paths = []
+    for route in app.routes:
+        dependant = getattr(
+            route, "dependant", None
+        )  # API routes have one; mounts and the docs routes do not
+        if dependant is not None and any(d.call is require_admin for d in dependant.dependencies):
+            paths.append(route.path)
+    return paths
+
+
 def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     fields = []
     for err in exc.errors():
@@ -154,12 +329,22 @@ def create_app(
     title: str | None = None,
     access_log_enabled: bool = True,
     load_in_background: bool = True,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    allowed_hosts: Sequence[str] = LOCAL_HOSTS,
+    breakers: Sequence[CircuitBreaker] = (),
 ) -> FastAPI:
     """An app with the mlsd endpoints; `load()` returns the system's resources (a typed object) and the app
     turns ready. Handlers take them with a dependency: `res: Annotated[MyResources, Depends(require_ready)]`.
-    A resources object with a `close()` method is closed at shutdown."""
+    A resources object with a `close()` method is closed at shutdown.
+
+    max_body_bytes: larger bodies get 413. allowed_hosts: the Host names served (port ignored; "*" for any),
+    the local ones by default; a deployment behind a load balancer names its own. breakers: the circuit
+    breakers of the system's dependencies, shown on /readyz and /metrics."""
     configure_logging()
+    redact_logger("mlsd.serving")
+    redact_logger("mlsd.resilience")
     resources: AppState[Any] = AppState()
+    admin_token = get_settings().admin_token
 
     def _run_load() -> None:
         t0 = time.perf_counter()
@@ -168,13 +353,17 @@ def create_app(
             resources.ready = True
             log.info("%s ready in %.1f s", name, time.perf_counter() - t0)
         except Exception as exc:  # shown on /readyz, never as a crash loop
-            resources.error = f"{type(exc).__name__}: {exc}"
+            resources.error = redact(f"{type(exc).__name__}: {exc}")
             log.error("%s failed to load: %s\n%s", name, resources.error, traceback.format_exc())
-
-    from contextlib import asynccontextmanager
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):  # noqa: ANN202
+        if _app.state.admin_token is None:
+            log.warning(
+                "MLSD_ADMIN_TOKEN is not set: admin routes (%s) answer 403; to use them, %s",
+                ", ".join(_admin_paths(_app)),
+                ADMIN_TOKEN_HOWTO,
+            )
         if load_in_background:
             threading.Thread(target=_run_load, name=f"{name}-load", daemon=True).start()
         else:
@@ -187,6 +376,12 @@ def create_app(
     app = FastAPI(title=title or name, lifespan=lifespan)
     app.state.resources = resources
     app.state.telemetry = AppTelemetry(name, access_log_enabled)
+    app.state.admin_token = admin_token.get_secret_value() if admin_token is not None else None
+    app.state.breakers = list(breakers)
+    if breakers:
+        app.state.telemetry.registry.register(BreakerCollector(name, breakers))
+    app.add_middleware(RequestGuard, max_body_bytes=max_body_bytes, allowed_hosts=allowed_hosts)
+    # Added last, so the outermost: refused requests are timed, counted and logged like any other.
     app.add_middleware(TimingMiddleware, fastapi_app=app)
 
     @app.exception_handler(RequestValidationError)
@@ -197,16 +392,18 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
-        kind = "not_ready" if exc.status_code == 503 else "http_error"
+        kind = getattr(exc, "kind", None) or ("not_ready" if exc.status_code == 503 else "http_error")
         return JSONResponse(
-            status_code=exc.status_code, content=error_body(kind, str(exc.detail)), headers=exc.headers
+            status_code=exc.status_code,
+            content=error_body(kind, redact(str(exc.detail))),
+            headers=exc.headers,
         )
 
     @app.exception_handler(Exception)
     async def _internal(_req: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error: %s\n%s", exc, traceback.format_exc())
         return JSONResponse(
-            status_code=500, content=error_body("internal_error", f"{type(exc).__name__}: {exc}")
+            status_code=500, content=error_body("internal_error", redact(f"{type(exc).__name__}: {exc}"))
         )
 
     @app.get("/healthz", tags=["ops"])
@@ -216,8 +413,9 @@ def create_app(
     @app.get("/readyz", tags=["ops"])
     async def readyz() -> JSONResponse:
         if resources.ready:
-            return JSONResponse({"status": "ready"})
-        body = error_body("not_ready", resources.error or "loading models and indexes")
+            deps = {b.name: b.snapshot() for b in app.state.breakers}
+            return JSONResponse({"status": "ready", "dependencies": deps})
+        body = error_body("not_ready", redact(resources.error or "loading models and indexes"))
         return JSONResponse(status_code=503, content=body)
 
     @app.get("/metrics", tags=["ops"])
@@ -228,7 +426,7 @@ def create_app(
     async def stats() -> dict[str, Any]:
         return app.state.telemetry.stats.summary()
 
-    @app.post("/stats/reset", tags=["ops"])
+    @app.post("/stats/reset", tags=["ops"], dependencies=[Depends(require_admin)])
     async def stats_reset() -> dict[str, str]:
         app.state.telemetry.stats.reset()
         return {"status": "reset"}

@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, Field
 
+from infra.config import get_settings
 from infra.serving import create_app, require_ready, stage
 
 
@@ -97,7 +98,9 @@ def test_unhandled_error_is_json_without_traceback() -> None:
         assert "Traceback" not in r.text
 
 
-def test_server_timing_metrics_and_stats() -> None:
+def test_server_timing_metrics_and_stats(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLSD_ADMIN_TOKEN", "test-token")
+    get_settings.cache_clear()
     with TestClient(make_app(_load, load_in_background=False)) as client:
         for _ in range(3):
             r = client.post("/work", json={"k": 2, "user_id": "u"})
@@ -111,7 +114,7 @@ def test_server_timing_metrics_and_stats() -> None:
         stats = client.get("/stats").json()
         assert stats["/work"]["features"]["count"] == 3
         assert stats["/work"]["features"]["p50_ms"] >= 2.0
-        client.post("/stats/reset")
+        assert client.post("/stats/reset", headers={"Authorization": "Bearer test-token"}).status_code == 200
         assert client.get("/stats").json() == {}
         assert client.get("/floor").json() == {}
 
