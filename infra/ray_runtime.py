@@ -76,6 +76,7 @@ def init_ray(
         num_cpus=num_cpus or settings.ray_cpus,
         object_store_memory=(object_store_mb or settings.ray_object_store_mb) * MB,
         include_dashboard=False,
+        _node_ip_address="127.0.0.1",  # a local Ray talks over loopback only, never the machine's own address
         **quiet,
     )
     return _runtime(local=True)

@@ -49,6 +49,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -273,7 +274,10 @@ class Load:
         prefix = self.folder / slug
         env = {**self.env, "MLSD_BENCH_RATE": str(rate), "MLSD_BENCH_USERS": str(users)}
         locustfile = FLOOR_PHASE_LOCUSTFILE if floor_only else self.spec.locustfile
-        httpx.post(f"{self.server.url}/stats/reset", timeout=5)
+        token = self.server.env["MLSD_ADMIN_TOKEN"]
+        httpx.post(
+            f"{self.server.url}/stats/reset", headers={"Authorization": f"Bearer {token}"}, timeout=5
+        ).raise_for_status()
         locust_users = (
             max(1, users - 1) if floor_only else users
         )  # the floor phase: the system users, on /floor
@@ -438,7 +442,13 @@ class Measured:
 def measure(spec: BenchSpec, plan: Plan, layout: CpuLayout, out: Path) -> Measured:
     """Start the server on its CPUs, warm it up, measure the floor, then the runs or the ramp's steps."""
     bench_env = {"MLSD_BENCH_FLOOR_RATE": str(spec.floor_rate), "PYTHONUNBUFFERED": "1"}
-    server_env = {**layout.server_env(), **spec.env, **bench_env}  # the spec's own choices win over the caps
+    admin = {"MLSD_ADMIN_TOKEN": secrets.token_urlsafe(16)}  # /stats/reset is an admin route: a token per run
+    server_env = {
+        **layout.server_env(),
+        **spec.env,
+        **bench_env,
+        **admin,
+    }  # the spec's own choices win over the caps
     locust_env = {**layout.locust_env(), **spec.env, **bench_env}
     server_cpus = layout.server_cpus if layout.pinned else None
     with Server(spec.app, server_env, out / "server.log", cpus=server_cpus) as server:

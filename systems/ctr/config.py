@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from infra.bench.flags import BenchFlags
 from infra.config import REPO_ROOT
 from infra.steps import ConfigError, StepConfig, flag
 from infra.system import BenchSpec
@@ -162,17 +163,11 @@ class SkewConfig(StepConfig):
 
 
 @dataclass
-class BenchConfig(StepConfig):
+class BenchConfig(BenchFlags):
     """Train if needed, A/B and promote, serve the champion, load-test /predict beside the floor route."""
 
-    duration: int = flag(BENCH.duration_s, "seconds of load")
+    duration: int = flag(BENCH.duration_s, "seconds of each counted run")
     rate: float = flag(BENCH.rate, "requests/s on /predict")
-    out: Path | None = flag(None, "report folder (default: benchmarks/results/ctr/latest)")
-
-    def __post_init__(self) -> None:
-        _between("duration", self.duration, 1, 3600)
-        if self.rate <= 0:
-            raise ConfigError(f"--rate must be positive, got {self.rate:g}")
 
 
 @dataclass

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from infra.bench.flags import BenchFlags
 from infra.steps import ConfigError, StepConfig, flag
 
 DEV_BUNDLE_KEY = "mlsd-dev-bundle-key"  # demo only: a device gets its key at provisioning, never from git
@@ -133,20 +134,13 @@ class ScoreConfig(StepConfig):
 
 
 @dataclass
-class BenchConfig(StepConfig):
+class BenchConfig(BenchFlags):
     """Load-test POST /score with locust (after data, train and eval when their outputs are missing)."""
 
-    duration: int = flag(60, "seconds of load")
+    duration: int = flag(60, "seconds of each counted run")
     rate: float = flag(300.0, "requests/s on /score")
     store: Literal["redis", "memory"] = flag("redis", "velocity state the server keeps")
-    out: Path | None = flag(None, "report folder (default: benchmarks/results/fraud/latest)")
     mlflow: bool = flag(True, "log the training run to MLflow (when bench trains first)")
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.duration <= 3600:
-            raise ConfigError(f"--duration must be between 1 and 3600 seconds, got {self.duration}")
-        if self.rate <= 0:
-            raise ConfigError(f"--rate must be positive, got {self.rate}")
 
 
 @dataclass

@@ -22,6 +22,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from infra.artifacts import Artifacts
+from infra.bench.flags import bench_kwargs
 from infra.bench.harness import run_bench
 from infra.config import get_settings
 from infra.console import console, print_rows, print_values
@@ -210,7 +211,11 @@ def bench(cfg: BenchConfig, art: Artifacts) -> int:
     }
     try:
         code = run_bench(
-            "fraud", spec, out_dir=cfg.out, extra=extra, extra_md=markdown_tables(train_report, eval_report)
+            "fraud",
+            spec,
+            **bench_kwargs(cfg),
+            extra=extra,
+            extra_md=markdown_tables(train_report, eval_report),
         )
     finally:
         if redis_store is not None:

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from infra.bench.flags import BenchFlags
 from infra.steps import ConfigError, StepConfig, flag
 
 
@@ -139,13 +140,9 @@ class ServeConfig(StepConfig):
 
 
 @dataclass
-class BenchConfig(StepConfig):
+class BenchConfig(BenchFlags):
     rate: float = flag(20.0, "requests/s on each of /ask and /search")
-    duration: int = flag(60, "seconds of load")
-
-    def __post_init__(self) -> None:
-        if self.rate <= 0 or not 1 <= self.duration <= 3600:
-            raise ConfigError("--rate must be positive and --duration between 1 and 3600")
+    duration: int = flag(60, "seconds of each counted run")
 
 
 @dataclass

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from infra.bench.flags import BenchFlags
 from infra.config import Scale
 from infra.steps import ConfigError, StepConfig, StepError, flag
 
@@ -192,14 +193,11 @@ class ServeConfig(BuildConfig):
 
 
 @dataclass
-class BenchConfig(BuildConfig):
+class BenchConfig(BuildConfig, BenchFlags):
     scale: Literal["small", "medium", "large", "xlarge"] = flag("medium", "data scale (bench default: medium, the scale DESIGN.md reports)")  # fmt: skip
-    duration: int | None = flag(None, "seconds of load (default: 60)")
+    duration: int | None = flag(None, "seconds of each counted run (default: 60)")
     rate: float | None = flag(None, "requests/s on /recommend (default: 200)")
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.duration is not None:
-            _at_least(self, 1, "duration")
-        if self.rate is not None and self.rate <= 0:
-            raise ConfigError(f"--rate must be positive (got {self.rate})")
+        BuildConfig.__post_init__(self)
+        BenchFlags.__post_init__(self)

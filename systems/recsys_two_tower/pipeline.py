@@ -16,6 +16,7 @@ import numpy as np
 import uvicorn
 
 from infra.artifacts import Artifacts
+from infra.bench.flags import bench_kwargs
 from infra.bench.harness import RESULTS_DIR, run_bench
 from infra.config import get_settings
 from infra.console import console, print_rows, print_values
@@ -175,7 +176,7 @@ def bench(cfg: BenchConfig, art: Artifacts) -> int:
     extra = {"scale": cfg.scale, "offline": evaluation, "cross": cross_result, "ann": sweep_summary["chosen"],
              "n_videos": sweep_summary["n_videos"], "train": model_meta.get("metrics", {})}  # fmt: skip
     md = report_markdown(cfg.scale, evaluation, sweep_summary, cross_result)
-    return run_bench("recsys", spec, duration_s=cfg.duration, rate=cfg.rate, extra=extra, extra_md=md)
+    return run_bench("recsys", spec, **bench_kwargs(cfg), extra=extra, extra_md=md)
 
 
 def _print_sweep(summary: dict) -> None:
