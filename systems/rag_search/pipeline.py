@@ -184,7 +184,7 @@ def bench(cfg: BenchConfig, art: Artifacts) -> int:
         target_p99_ms=100.0,
         rate=cfg.rate,
         users=5,  # 2 on /ask, 2 on /search, 1 on /floor (fixed counts in the locustfile)
-        thread_env=("MLSD_RAG_THREADS",),  # the harness caps the encoder's torch threads to the server's cores
+        thread_env=("MLSD_RAG_THREADS",),  # capped by the harness to the server's cores
         duration_s=cfg.duration,
         floor_rate=5.0,
         ready_timeout_s=300.0,
