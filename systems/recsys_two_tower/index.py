@@ -9,6 +9,7 @@ cheapest nprobe whose recall@100 against exact is >= 0.95. Indexes move to the G
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ from systems.recsys_two_tower.features.definitions import USER_COLS
 from systems.recsys_two_tower.features.repo import RecsysFeatures
 from systems.recsys_two_tower.features.transform import user_inputs, video_inputs
 from systems.recsys_two_tower.model import TwoTower
+
+log = logging.getLogger("mlsd.recsys")
 
 RECALL_TARGET = 0.95
 
@@ -65,12 +68,22 @@ def user_vectors(
 
 
 def maybe_gpu(index: faiss.Index) -> faiss.Index:
-    """The same index on GPU 0 when faiss was built with GPU support and sees a device."""
+    """The same index on GPU 0 when faiss was built with GPU support and sees a device; logs which is in use."""
+    nprobe = getattr(faiss.try_extract_index_ivf(index), "nprobe", None)
     if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
         gpu = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
-        if hasattr(index, "nprobe"):
-            faiss.GpuParameterSpace().set_index_parameter(gpu, "nprobe", index.nprobe)
+        if nprobe is not None:
+            faiss.GpuParameterSpace().set_index_parameter(gpu, "nprobe", nprobe)
+        log.info(
+            "FAISS %s: %s over %d vectors, nprobe %s, on GPU 0",
+            faiss.__version__,
+            type(gpu).__name__,
+            index.ntotal,
+            nprobe,
+        )
         return gpu
+    log.info("FAISS %s: %s over %d vectors, nprobe %s, on the CPU (%d threads)", faiss.__version__,
+             type(index).__name__, index.ntotal, nprobe, faiss.omp_get_max_threads())  # fmt: skip
     return index
 
 
