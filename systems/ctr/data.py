@@ -19,6 +19,7 @@ included) to the artifact folder; `features.training_rows` turns the log into `r
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from collections.abc import Callable
@@ -312,6 +313,7 @@ def load_criteo_tsv(path: Path, nrows: int | None = None) -> pd.DataFrame:
     Missing integers stay NaN, missing categoricals become "" (their own bucket after hashing).
     """
     names = ["label", *CRITEO_INT, *CRITEO_CAT]
+    _check_field_counts(path, nrows)
     try:
         raw = pd.read_csv(path, sep="\t", header=None, names=names, nrows=nrows, dtype=str,
                           keep_default_na=False, index_col=False, quoting=3)  # fmt: skip
@@ -325,9 +327,6 @@ def load_criteo_tsv(path: Path, nrows: int | None = None) -> pd.DataFrame:
                               "(decompress train.txt first, or pass a .gz)") from None  # fmt: skip
     except pd.errors.EmptyDataError:
         raise DataFormatError(f"{path}: the file is empty; expected Criteo TSV lines") from None
-    short = raw[CRITEO_CAT[-1]].isna().to_numpy()  # a line with fewer than 40 fields ends in NaN
-    _first_bad(path, short, lambda i: f"has {int(raw.iloc[i].notna().sum())} fields; expected {CRITEO_FIELDS} "
-               "tab-separated fields (label, I1..I13, C1..C26)")  # fmt: skip
     label = raw["label"].to_numpy(dtype=object)
     _first_bad(path, ~np.isin(label, ["0", "1"]), lambda i: f"label must be 0 or 1, got {label[i]!r}")
     for col in CRITEO_INT:
@@ -339,8 +338,23 @@ def load_criteo_tsv(path: Path, nrows: int | None = None) -> pd.DataFrame:
     frame = raw[CRITEO_CAT].copy()
     frame.insert(0, "label", raw["label"].astype(np.int64))
     for j, col in enumerate(CRITEO_INT):
-        frame.insert(1 + j, col, pd.to_numeric(raw[col].replace("", np.nan), errors="raise").astype("float64"))
+        frame.insert(
+            1 + j, col, pd.to_numeric(raw[col].replace("", np.nan), errors="raise").astype("float64")
+        )
     return frame
+
+
+def _check_field_counts(path: Path, nrows: int | None) -> None:
+    """Every line has 40 fields (pandas pads a short line with empty strings, which Criteo uses for missing)."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as f:
+        for i, line in enumerate(f):
+            if nrows is not None and i >= nrows:
+                break
+            fields = line.count(b"\t") + 1
+            if fields != CRITEO_FIELDS:
+                raise DataFormatError(f"{path}: line {i + 1} has {fields} fields; expected {CRITEO_FIELDS} "
+                                      "tab-separated fields (label, I1..I13, C1..C26)")  # fmt: skip
 
 
 def _first_bad(path: Path, bad: np.ndarray, what: Callable[[int], str]) -> None:

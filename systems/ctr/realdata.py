@@ -79,7 +79,9 @@ def data(cfg: DataConfig, art: Artifacts) -> None:
         "hash buckets": CRITEO_BUCKETS, "seconds": time.perf_counter() - t0,
     })  # fmt: skip
     if len(rows) < cfg.rows:
-        console.print(f"[yellow]{path} has {len(rows):,} rows, fewer than --rows {cfg.rows:,}: all were read[/]")
+        console.print(
+            f"[yellow]{path} has {len(rows):,} rows, fewer than --rows {cfg.rows:,}: all were read[/]"
+        )
 
 
 def split_rows(art: Artifacts) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
@@ -179,4 +181,3 @@ BENCH_REFUSAL = (
     "rows are anonymised (no user, ad or time), so nothing can request them; the Criteo models are scored "
     "offline by `mlsd ctr eval --data criteo:<path>`"
 )
-

@@ -45,7 +45,8 @@ class FraudSettings(BaseSettings):
         True, description="one JSON access-log line per request (the bench turns it off)"
     )
     realdata_dir: Path | None = Field(
-        None, description="set by `bench --data`: the artifact folder whose credit-card model the server loads"
+        None,
+        description="set by `bench --data`: the artifact folder whose credit-card model the server loads",
     )
 
 
@@ -66,7 +67,9 @@ DATA_KINDS = ("creditcard",)  # `--data creditcard:<path>`: the public European 
 class RealDataFlags(StepConfig):
     """`--data creditcard:<path>`: the build steps and bench read the public CSV, in a folder of its own."""
 
-    data: str | None = flag(None, "a public dataset instead of the simulator: creditcard:<path of creditcard.csv>")
+    data: str | None = flag(
+        None, "a public dataset instead of the simulator: creditcard:<path of creditcard.csv>"
+    )
 
     def __post_init__(self) -> None:
         if self.data is not None:

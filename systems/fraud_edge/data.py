@@ -261,12 +261,16 @@ def load_creditcard_csv(path: str | Path) -> pd.DataFrame:
         where = f"line {found[1]} has {found[2]} fields" if found else str(exc).splitlines()[0]
         raise DataFormatError(f"{path}: {where}; expected {expected}") from None
     except UnicodeDecodeError as exc:
-        raise DataFormatError(f"{path}: byte {exc.start} is not text; expected the creditcard.csv text file") from None
+        raise DataFormatError(
+            f"{path}: byte {exc.start} is not text; expected the creditcard.csv text file"
+        ) from None
     except pd.errors.EmptyDataError:
         raise DataFormatError(f"{path}: the file is empty; expected a header line and {expected}") from None
     missing = [c for c in CREDITCARD_COLUMNS if c not in df.columns]
     if missing:
-        raise DataFormatError(f"{path}: line 1 is not the credit-card fraud header; missing columns: {missing[:5]}")
+        raise DataFormatError(
+            f"{path}: line 1 is not the credit-card fraud header; missing columns: {missing[:5]}"
+        )
     if df.empty:
         raise DataFormatError(f"{path}: a header and no rows; expected {expected} a line")
     df = df[CREDITCARD_COLUMNS]

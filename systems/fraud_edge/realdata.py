@@ -152,7 +152,9 @@ def train(cfg: TrainConfig, art: Artifacts) -> dict:
     table = {k: fraud_train.measure_variant(p, xte, y[te]) for k, p in paths.items()}
     fp32_scores = make_session(fp32, threads=1, prefer_gpu=False).run(None, {"features": xte})[0][:, 0]
     for name, p in paths.items():
-        diff = np.abs(make_session(p, threads=1, prefer_gpu=False).run(None, {"features": xte})[0][:, 0] - fp32_scores)
+        diff = np.abs(
+            make_session(p, threads=1, prefer_gpu=False).run(None, {"features": xte})[0][:, 0] - fp32_scores
+        )
         table[name]["p99_abs_diff_vs_fp32"] = float(np.quantile(diff, 0.99))
         table[name]["max_abs_diff_vs_fp32"] = float(diff.max())
     chosen, why = fraud_train.select_variant(table)
@@ -170,8 +172,11 @@ def train(cfg: TrainConfig, art: Artifacts) -> dict:
         "source": str(cfg.data_path()),
         "rows": {"train": len(tr), "valid": len(va), "test": len(te)},
         "frauds": {"train": int(y[tr].sum()), "valid": int(y[va].sum()), "test": int(y[te].sum())},
-        "lightgbm": {"pr_auc": pr_auc(y[te], lgbm_scores), "recall_at_1pct_fpr": recall_at_fpr(y[te], lgbm_scores),
-                     "trees": int(lgbm.best_iteration_ or cfg.lgbm_rounds)},  # fmt: skip
+        "lightgbm": {
+            "pr_auc": pr_auc(y[te], lgbm_scores),
+            "recall_at_1pct_fpr": recall_at_fpr(y[te], lgbm_scores),
+            "trees": int(lgbm.best_iteration_ or cfg.lgbm_rounds),
+        },  # fmt: skip
         "mlp_loss_per_epoch": losses,
         "variants": table,
         "chosen": chosen,
@@ -225,7 +230,9 @@ def evaluate(cfg: EvalConfig, art: Artifacts) -> dict:
     scores = sess.run(None, {"features": x[te]})[0][:, 0]
     valid_scores = sess.run(None, {"features": x[va]})[0][:, 0]
     lgbm_scores = np.load(art.require(fraud_train.LGBM_TEST_SCORES, "train --data creditcard:<path>"))
-    train_report = json.loads(art.require(fraud_train.TRAIN_REPORT, "train --data creditcard:<path>").read_text())
+    train_report = json.loads(
+        art.require(fraud_train.TRAIN_REPORT, "train --data creditcard:<path>").read_text()
+    )
     t = Thresholds(float(bundle.thresholds["review"]), float(bundle.thresholds["decline"]))
     costs = Costs(**bundle.thresholds["costs"])
     floor = large_amount_rule(x[te])
@@ -290,7 +297,9 @@ def build_app(art: Artifacts | None = None) -> FastAPI:
     """POST /score for credit-card rows, on the LIVE bundle of `art` (default: MLSD_FRAUD_REALDATA_DIR)."""
     root = art.root if art is not None else FraudSettings().realdata_dir
     if root is None:
-        raise SystemExit("MLSD_FRAUD_REALDATA_DIR is not set: start this server through `mlsd fraud bench --data`")
+        raise SystemExit(
+            "MLSD_FRAUD_REALDATA_DIR is not set: start this server through `mlsd fraud bench --data`"
+        )
 
     def load() -> RowScorer:
         try:
@@ -328,4 +337,3 @@ def bench_stream(art: Artifacts, rows: int = 5000) -> list[dict]:
 def bench_env(art: Artifacts, stream: Path) -> dict[str, str]:
     return {"MLSD_FRAUD_REALDATA_DIR": str(art.root), "MLSD_FRAUD_STREAM": str(stream),
             "MLSD_FRAUD_ACCESS_LOG": "0"}  # fmt: skip
-
