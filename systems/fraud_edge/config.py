@@ -44,10 +44,6 @@ class FraudSettings(BaseSettings):
     access_log: bool = Field(
         True, description="one JSON access-log line per request (the bench turns it off)"
     )
-    realdata_dir: Path | None = Field(
-        None,
-        description="set by `bench --data`: the artifact folder whose credit-card model the server loads",
-    )
 
 
 SETTINGS = FraudSettings

@@ -248,7 +248,7 @@ def bench_realdata(cfg: BenchConfig, art: Artifacts) -> int:
     eval_report = json.loads(art.require(EVAL_REPORT, "eval").read_text())
     spec = BenchSpec(app="systems.fraud_edge.realdata:build_app", locustfile="benchmarks/fraud/locustfile_realdata.py",
                      route="score", slo_p99_ms=10.0, target_p99_ms=5.0, rate=cfg.rate, users=4,
-                     duration_s=cfg.duration, ready_timeout_s=120, env=realdata.bench_env(art, stream))  # fmt: skip
+                     duration_s=cfg.duration, ready_timeout_s=120, env=realdata.bench_env(stream))  # fmt: skip
     extra = {"data": cfg.data, "model_variant": train_report["chosen"], "variants": train_report["variants"],
              "quality": eval_report["quality"], "policies": eval_report["policies"]}  # fmt: skip
     out = cfg.out or RESULTS_DIR / "fraud" / "latest-creditcard"  # never overwrites the simulator's report

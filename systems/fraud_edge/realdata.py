@@ -294,12 +294,14 @@ class RowScorer:
 
 
 def build_app(art: Artifacts | None = None) -> FastAPI:
-    """POST /score for credit-card rows, on the LIVE bundle of `art` (default: MLSD_FRAUD_REALDATA_DIR)."""
-    root = art.root if art is not None else FraudSettings().realdata_dir
-    if root is None:
-        raise SystemExit(
-            "MLSD_FRAUD_REALDATA_DIR is not set: start this server through `mlsd fraud bench --data`"
-        )
+    """POST /score for credit-card rows, on the LIVE bundle of `art`.
+
+    Started by the bench (no `art`): the artifact folder is the one holding MLSD_FRAUD_STREAM, the rows it
+    replays (`bench --data` writes them there)."""
+    stream = FraudSettings().stream
+    if art is None and stream is None:
+        raise SystemExit("MLSD_FRAUD_STREAM is not set: start this server through `mlsd fraud bench --data`")
+    root = art.root if art is not None else stream.parent  # type: ignore[union-attr]
 
     def load() -> RowScorer:
         try:
@@ -334,6 +336,6 @@ def bench_stream(art: Artifacts, rows: int = 5000) -> list[dict]:
     return [{"tx_id": f"cc{i}", "features": x[i].tolist()} for i in te[:rows]]
 
 
-def bench_env(art: Artifacts, stream: Path) -> dict[str, str]:
-    return {"MLSD_FRAUD_REALDATA_DIR": str(art.root), "MLSD_FRAUD_STREAM": str(stream),
-            "MLSD_FRAUD_ACCESS_LOG": "0"}  # fmt: skip
+def bench_env(stream: Path) -> dict[str, str]:
+    """The server's and locust's environment: the stream (in the artifact folder whose bundle is served)."""
+    return {"MLSD_FRAUD_STREAM": str(stream), "MLSD_FRAUD_ACCESS_LOG": "0"}
