@@ -29,6 +29,7 @@ import torch
 from infra.artifacts import Artifacts
 from infra.console import console, print_rows, print_values
 from infra.serving.onnx import make_session
+from infra.steps import StepError
 from systems.ctr.config import DataConfig, EvalConfig, TrainConfig
 from systems.ctr.data import CRITEO_CAT, CRITEO_INT, criteo_categorical_ids, criteo_numeric, load_criteo_tsv
 from systems.ctr.evaluate import quality
@@ -91,6 +92,11 @@ def split_rows(art: Artifacts) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray
     cat = rows[CAT_COLUMNS].to_numpy(np.int64)
     num = rows[NUM_COLUMNS].to_numpy(np.float32)
     y = rows["click"].to_numpy(np.int64)
+    for name, part in (("first 80%", y[:cut]), ("last 20%", y[cut:])):
+        if part.size == 0 or part.min() == part.max():
+            raise StepError(
+                f"the {name} of the {len(y):,} rows read has only one label; read more rows (--rows)"
+            )
     return (cat[:cut], num[:cut], y[:cut]), (cat[cut:], num[cut:], y[cut:])
 
 

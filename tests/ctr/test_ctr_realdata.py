@@ -146,3 +146,13 @@ def test_each_file_and_row_count_gets_its_own_folder(tmp_path: Path) -> None:
     a, b = write_criteo(tmp_path / "a.txt", 10), write_criteo(tmp_path / "b.txt", 10)
     names = {variant_root(a, 100).name, variant_root(b, 100).name, variant_root(a, 200).name}
     assert len(names) == 3 and AllConfig().variant() == AllConfig().scale
+
+
+def test_rows_with_one_label_only_are_one_line(
+    tmp_path: Path, mlsd_ctr: Callable[[Sequence[str]], int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_criteo(tmp_path / "train.txt", 200)
+    lines = ["0" + line[1:] for line in path.read_text().splitlines()]  # no click at all
+    path.write_text("\n".join(lines) + "\n")
+    assert mlsd_ctr(["train", "--data", f"criteo:{path}", "--rows", "200"]) == 1
+    assert "has only one label" in _one_line_error(capsys)
