@@ -32,7 +32,7 @@ from infra.serving.onnx import make_session
 from infra.steps import StepError
 from systems.ctr.config import DataConfig, EvalConfig, TrainConfig
 from systems.ctr.data import CRITEO_CAT, CRITEO_INT, criteo_categorical_ids, criteo_numeric, load_criteo_tsv
-from systems.ctr.evaluate import quality
+from systems.ctr.evaluate import plot_reliability, quality, reliability
 from systems.ctr.features import hash_fields
 from systems.ctr.model import CalibratedScorer
 from systems.ctr.train import FitConfig, Fitted, fit
@@ -150,19 +150,24 @@ def evaluate(cfg: EvalConfig, art: Artifacts) -> None:
     """LR and DeepFM retrained over seeds on the same split: mean ± std, beside the published Criteo figures."""
     train_set, test_set = split_rows(art)
     runs: dict[str, list[dict[str, float]]] = {"lr": [], "deepfm": []}
+    curves: dict[str, list[dict[str, float]]] = {}
     for seed in range(cfg.seeds):
         for kind in runs:
             fitted = fit_criteo(kind, train_set, cfg.epochs, cfg.batch_size, seed)
-            runs[kind].append(quality(test_set[2], fitted.predict(test_set[0], test_set[1])).as_dict())
+            p = fitted.predict(test_set[0], test_set[1])
+            runs[kind].append(quality(test_set[2], p).as_dict())
+            if seed == 0:
+                curves[kind] = reliability(test_set[2], p)
     keys = ("auc", "log_loss", "ne", "calibration")
     summary = {kind: {k: (float(np.mean([r[k] for r in rs])), float(np.std([r[k] for r in rs]))) for k in keys}
                for kind, rs in runs.items()}  # fmt: skip
     n_train, n_test = len(train_set[2]), len(test_set[2])
     base_ctr = float(test_set[2].mean())
     out = art.dir("eval")
+    plot_reliability(curves, out / "reliability.png")
     (out / "eval.json").write_text(json.dumps({
         "source": json.loads(art.path("market.json").read_text()), "seeds": cfg.seeds, "train_rows": n_train,
-        "test_rows": n_test, "test_ctr": base_ctr, "runs": runs, "summary": summary,
+        "test_rows": n_test, "test_ctr": base_ctr, "runs": runs, "summary": summary, "reliability": curves,
         "published": [dict(zip(("model", "auc", "log_loss", "data"), p, strict=True)) for p in PUBLISHED],
     }, indent=2))  # fmt: skip
     rows = [[f"{kind} (this run)", *[f"{summary[kind][k][0]:.4f} ± {summary[kind][k][1]:.4f}" for k in keys],
@@ -173,7 +178,7 @@ def evaluate(cfg: EvalConfig, art: Artifacts) -> None:
                ["model", "AUC", "log loss", "NE", "calibration", "data, split"], rows)  # fmt: skip
     console.print("* NE of a published log loss, taking Kaggle's overall CTR (0.2562) as the base rate. Published "
                   "figures quoted as widely reported, not fetched here. No Bayes ceiling row on real data.")  # fmt: skip
-    console.print(f"written: {out / 'eval.json'}")
+    console.print(f"written: {out / 'eval.json'}, {out / 'reliability.png'}")
 
 
 def published_ne(log_loss: float, base_ctr: float = 0.2562) -> float:

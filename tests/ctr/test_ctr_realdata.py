@@ -71,6 +71,7 @@ def test_all_with_data_runs_the_pipeline_on_criteo_rows(
         assert (root / "models" / kind / "model.onnx").exists()
     report = json.loads((root / "eval" / "eval.json").read_text())
     assert report["seeds"] == 1 and {"lr", "deepfm"} <= set(report["summary"])
+    assert len(report["reliability"]["deepfm"]) == 10 and (root / "eval" / "reliability.png").exists()
     assert any(p["model"].startswith("DeepFM") and p["auc"] == 0.8007 for p in report["published"])
 
 
