@@ -47,9 +47,9 @@ class Artifacts:
         """The artifact's path, or MissingArtifact saying which command makes it."""
         path = self.root / name
         if not path.exists():
-            raise MissingArtifact(
-                f"{path} is missing; run `mlsd {self.system} {made_by} --scale {self.variant}`"
-            )
+            # a real dataset's folder (data-<kind>-<hash>) is named by --data, not by a scale
+            scale = "" if self.variant.startswith("data-") else f" --scale {self.variant}"
+            raise MissingArtifact(f"{path} is missing; run `mlsd {self.system} {made_by}{scale}`")
         return path
 
 

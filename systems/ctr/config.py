@@ -6,6 +6,7 @@ locustfile may build it.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -56,8 +57,39 @@ def _between(name: str, value: int, low: int, high: int) -> None:
         raise ConfigError(f"--{name.replace('_', '-')} must be between {low:,} and {high:,}, got {value:,}")
 
 
+DATA_KINDS = ("criteo",)  # `--data criteo:<path>`: the Criteo display-ads TSV (DESIGN.md, "Real data")
+
+
 @dataclass
-class DataConfig(StepConfig):
+class RealDataFlags(StepConfig):
+    """`--data criteo:<path>` and `--rows N`: every build step and bench read the same file, in its own folder."""
+
+    data: str | None = flag(None, "a public dataset instead of the simulator: criteo:<path of train.txt>")
+    rows: int = flag(1_000_000, "with --data: read the first N rows of the file (in file order)")
+
+    def __post_init__(self) -> None:
+        _between("rows", self.rows, 100, 50_000_000)
+        if self.data is not None:
+            kind, _, path = self.data.partition(":")
+            if kind not in DATA_KINDS or not path:
+                raise ConfigError(f"--data must be <kind>:<path> with kind one of {', '.join(DATA_KINDS)}, "
+                                  f"got '{self.data}'")  # fmt: skip
+            if not Path(path).is_file():
+                raise ConfigError(f"--data: {path} is not a file")
+
+    def data_path(self) -> Path | None:
+        return None if self.data is None else Path(self.data.partition(":")[2])
+
+    def variant(self) -> str:
+        """data-criteo-<hash of the file's path and --rows>: real data never shares the simulator's folder."""
+        if self.data is None:
+            return self.scale
+        digest = hashlib.sha1(f"{self.data_path().resolve()}|{self.rows}".encode()).hexdigest()[:8]
+        return f"data-criteo-{digest}"
+
+
+@dataclass
+class DataConfig(RealDataFlags):
     """The simulated marketplace: the scale sets impressions per day; the rest overrides the world's size."""
 
     n_days: int | None = flag(None, "days of impressions (default 14; the last 3 are held out)")
@@ -68,6 +100,7 @@ class DataConfig(StepConfig):
     n_sites: int | None = flag(None, "sites (default 30)")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.n_days is not None:
             _between("n_days", self.n_days, 4, 60)  # a train day, and 3 test days
         for name in ("impressions_per_day", "n_users", "n_ads", "n_advertisers", "n_sites"):
@@ -82,28 +115,32 @@ class DataConfig(StepConfig):
 
 
 @dataclass
-class TrainConfig(StepConfig):
+class TrainConfig(RealDataFlags):
     """Hashed LR and DeepFM on the first days, scored on the last three, registered in MLflow."""
 
     epochs: int = flag(3, "epochs per model")
     batch_size: int = flag(1024, "minibatch size")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _between("epochs", self.epochs, 1, 50)
         _between("batch_size", self.batch_size, 1, 1_000_000)
 
 
 @dataclass
-class EvalConfig(StepConfig):
+class EvalConfig(RealDataFlags):
     """LR and DeepFM retrained over seeds 0..N-1: mean ± std, and the reliability plot."""
 
     seeds: int = flag(3, "seeds to train each model with")
+    epochs: int = flag(3, "with --data: epochs per model (the simulator's eval uses train's defaults)")
+    batch_size: int = flag(1024, "with --data: minibatch size")
     publish: bool = flag(True, "copy eval.json and reliability.png to --out (default: on)")
     out: Path = flag(
         RESULTS / "eval", "where --publish copies the report (default: benchmarks/results/ctr/eval)"
     )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _between("seeds", self.seeds, 1, 10)
 
 
@@ -163,21 +200,27 @@ class SkewConfig(StepConfig):
 
 
 @dataclass
-class BenchConfig(BenchFlags):
+class BenchConfig(BenchFlags, RealDataFlags):
     """Train if needed, A/B and promote, serve the champion, load-test /predict beside the floor route."""
 
     duration: int = flag(BENCH.duration_s, "seconds of each counted run")
     rate: float = flag(BENCH.rate, "requests/s on /predict")
 
+    def __post_init__(self) -> None:
+        BenchFlags.__post_init__(self)
+        RealDataFlags.__post_init__(self)
+
 
 @dataclass
-class AllConfig(StepConfig):
+class AllConfig(RealDataFlags):
     """`mlsd ctr all`: data → train → eval; flags flow to the steps that have them."""
 
     epochs: int = flag(3, "epochs per model (train)")
+    batch_size: int = flag(1024, "minibatch size (train)")
     seeds: int = flag(3, "seeds per model (eval)")
     publish: bool = flag(False, "copy eval's report to benchmarks/results/ctr/eval (default: off)")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _between("epochs", self.epochs, 1, 50)
         _between("seeds", self.seeds, 1, 10)

@@ -19,7 +19,10 @@ included) to the artifact folder; `features.training_rows` turns the log into `r
 
 from __future__ import annotations
 
+import gzip
 import json
+import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -294,26 +297,71 @@ CRITEO_INT = [f"I{i}" for i in range(1, 14)]
 CRITEO_CAT = [f"C{i}" for i in range(1, 27)]
 
 
+class DataFormatError(StepError, ValueError):
+    """A public file that is not in its format: one line naming the file, the row and what was expected."""
+
+
+CRITEO_FIELDS = 1 + len(CRITEO_INT) + len(CRITEO_CAT)  # 40 tab-separated fields a line
+_HEX = r"[0-9a-fA-F]{1,16}"  # a hashed categorical: 8 hex digits in the Kaggle and Terabyte files
+
+
 def load_criteo_tsv(path: Path, nrows: int | None = None) -> pd.DataFrame:
     """Criteo Kaggle/Terabyte TSV: label, 13 integer columns, 26 hashed categoricals (hex); no header.
 
+    Every line is checked (40 fields, a 0/1 label, integers, hex categoricals): a line that is not in the
+    format is a DataFormatError naming the file, the line and what was expected, never a half-read frame.
     Missing integers stay NaN, missing categoricals become "" (their own bucket after hashing).
     """
-    frame = pd.read_csv(
-        path,
-        sep="\t",
-        header=None,
-        names=["label", *CRITEO_INT, *CRITEO_CAT],
-        nrows=nrows,
-        dtype={**{c: "float64" for c in CRITEO_INT}, **{c: "string" for c in CRITEO_CAT}, "label": "int64"},
-        keep_default_na=False,
-        na_values={c: [""] for c in CRITEO_INT},
-    )
-    bad = frame["label"].isin([0, 1])
-    if not bad.all():
-        raise ValueError(f"{path}: label must be 0 or 1 (row {int(np.argmin(bad.to_numpy()))} is not)")
-    frame[CRITEO_CAT] = frame[CRITEO_CAT].fillna("")
+    names = ["label", *CRITEO_INT, *CRITEO_CAT]
+    _check_field_counts(path, nrows)
+    try:
+        raw = pd.read_csv(path, sep="\t", header=None, names=names, nrows=nrows, dtype=str,
+                          keep_default_na=False, index_col=False, quoting=3)  # fmt: skip
+    except pd.errors.ParserError as exc:  # "Expected 40 fields in line 7, saw 41"
+        found = re.search(r"line (\d+), saw (\d+)", str(exc))
+        where = f"line {found[1]} has {found[2]} fields" if found else str(exc).splitlines()[0]
+        raise DataFormatError(f"{path}: {where}; expected {CRITEO_FIELDS} tab-separated fields "
+                              "(label, I1..I13, C1..C26)") from None  # fmt: skip
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(f"{path}: byte {exc.start} is not text; expected the Criteo TSV "
+                              "(decompress train.txt first, or pass a .gz)") from None  # fmt: skip
+    except pd.errors.EmptyDataError:
+        raise DataFormatError(f"{path}: the file is empty; expected Criteo TSV lines") from None
+    label = raw["label"].to_numpy(dtype=object)
+    _first_bad(path, ~np.isin(label, ["0", "1"]), lambda i: f"label must be 0 or 1, got {label[i]!r}")
+    for col in CRITEO_INT:
+        bad = ~raw[col].str.fullmatch(r"-?\d*").to_numpy(dtype=bool)
+        _first_bad(path, bad, lambda i, c=col: f"{c} must be an integer or empty, got {raw[c].iloc[i]!r}")
+    for col in CRITEO_CAT:
+        bad = ~raw[col].str.fullmatch(f"(?:{_HEX})?").to_numpy(dtype=bool)
+        _first_bad(path, bad, lambda i, c=col: f"{c} must be a hex hash or empty, got {raw[c].iloc[i]!r}")
+    frame = raw[CRITEO_CAT].copy()
+    frame.insert(0, "label", raw["label"].astype(np.int64))
+    for j, col in enumerate(CRITEO_INT):
+        frame.insert(
+            1 + j, col, pd.to_numeric(raw[col].replace("", np.nan), errors="raise").astype("float64")
+        )
     return frame
+
+
+def _check_field_counts(path: Path, nrows: int | None) -> None:
+    """Every line has 40 fields (pandas pads a short line with empty strings, which Criteo uses for missing)."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as f:
+        for i, line in enumerate(f):
+            if nrows is not None and i >= nrows:
+                break
+            fields = line.count(b"\t") + 1
+            if fields != CRITEO_FIELDS:
+                raise DataFormatError(f"{path}: line {i + 1} has {fields} fields; expected {CRITEO_FIELDS} "
+                                      "tab-separated fields (label, I1..I13, C1..C26)")  # fmt: skip
+
+
+def _first_bad(path: Path, bad: np.ndarray, what: Callable[[int], str]) -> None:
+    """DataFormatError for the first row flagged `bad` (its 1-based line in a file without a header)."""
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataFormatError(f"{path}: line {i + 1}: {what(i)}")
 
 
 def criteo_categorical_ids(frame: pd.DataFrame) -> np.ndarray:

@@ -23,7 +23,8 @@ from infra.bench.flags import bench_kwargs
 from infra.bench.harness import run_bench
 from infra.console import console, markdown_table, print_rows, print_values
 from infra.registry import Registry
-from infra.steps import Step
+from infra.steps import Step, StepError
+from systems.ctr import realdata
 from systems.ctr.config import (
     BENCH,
     AllConfig,
@@ -64,6 +65,8 @@ def lift_cell(ab: dict) -> str:
 # ------------------------------------------------------------------------------------------------ build steps
 def data(cfg: DataConfig, art: Artifacts) -> None:
     """Simulate the impression log, fill the Feast repo, write the point-in-time training rows."""
+    if cfg.data:  # --data criteo:<path>: the public log instead (realdata.py)
+        return realdata.data(cfg, art)
     config = MarketConfig.for_scale(cfg.scale, seed=cfg.seed, **cfg.market_overrides())
     with console.status("simulating impressions, filling Feast, point-in-time join"):
         market, log = write_log(config, art)
@@ -76,6 +79,8 @@ def data(cfg: DataConfig, art: Artifacts) -> None:
 
 def train(cfg: TrainConfig, art: Artifacts) -> None:
     """Fit hashed LR and DeepFM on the first days, score them on the last three, export ONNX, register."""
+    if cfg.data:
+        return realdata.train(cfg, art)
     train_rows, test_rows = split(load_rows(art))
     ceiling = bayes_quality(test_rows, load_log(art, columns=["request_id", "p_true"]))
     results: dict[str, dict] = {"bayes": ceiling.as_dict()}
@@ -94,6 +99,8 @@ def train(cfg: TrainConfig, art: Artifacts) -> None:
 
 def evaluate(cfg: EvalConfig, art: Artifacts) -> None:
     """LR and DeepFM retrained over seeds: mean ± std of each metric; the reliability plot."""
+    if cfg.data:
+        return realdata.evaluate(cfg, art)
     train_rows, test_rows = split(load_rows(art))
     ceiling = bayes_quality(test_rows, load_log(art, columns=["request_id", "p_true"]))
     out = art.dir("eval")
@@ -175,6 +182,12 @@ def skew(cfg: SkewConfig, art: Artifacts) -> None:
                [[r.case, r.feature, r.joined_rows, r.mismatch_rate, r.psi, r.jensen_shannon] for r in shown.itertuples()])  # fmt: skip
 
 
+def bench_check(cfg: BenchConfig) -> None:
+    """Before building anything: the Criteo models cannot be served (realdata.BENCH_REFUSAL says why)."""
+    if cfg.data:
+        raise StepError(realdata.BENCH_REFUSAL)
+
+
 def bench(cfg: BenchConfig, art: Artifacts) -> int:
     """Offline quality, the A/B that promotes DeepFM, then load-test /predict on the champion."""
     results = json.loads(art.require("train_metrics.json", "train").read_text())
@@ -223,5 +236,5 @@ STEPS = [
     Step("monitor", monitor, MonitorConfig, needs=MODELS, in_all=False, help=monitor.__doc__ or ""),
     Step("skew", skew, SkewConfig, needs=("market.json", "rows.parquet"), makes=("skew.json",), in_all=False,
          help=skew.__doc__ or ""),
-    Step("bench", bench, BenchConfig, needs=MODELS, in_all=False, help=bench.__doc__ or ""),
+    Step("bench", bench, BenchConfig, needs=MODELS, in_all=False, check=bench_check, help=bench.__doc__ or ""),
 ]  # fmt: skip

@@ -6,6 +6,7 @@ environment before it runs anything, and the server and the locustfile read it t
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,8 +56,38 @@ SCALES: dict[str, tuple[int, int, int]] = {
 }
 
 
+DATA_KINDS = ("creditcard",)  # `--data creditcard:<path>`: the public European card-holder CSV (DESIGN.md)
+
+
 @dataclass
-class DataConfig(StepConfig):
+class RealDataFlags(StepConfig):
+    """`--data creditcard:<path>`: the build steps and bench read the public CSV, in a folder of its own."""
+
+    data: str | None = flag(
+        None, "a public dataset instead of the simulator: creditcard:<path of creditcard.csv>"
+    )
+
+    def __post_init__(self) -> None:
+        if self.data is not None:
+            kind, _, path = self.data.partition(":")
+            if kind not in DATA_KINDS or not path:
+                raise ConfigError(f"--data must be <kind>:<path> with kind one of {', '.join(DATA_KINDS)}, "
+                                  f"got '{self.data}'")  # fmt: skip
+            if not Path(path).is_file():
+                raise ConfigError(f"--data: {path} is not a file")
+
+    def data_path(self) -> Path | None:
+        return None if self.data is None else Path(self.data.partition(":")[2])
+
+    def variant(self) -> str:
+        """data-creditcard-<hash of the file's path>: real data never shares the simulator's folder."""
+        if self.data is None:
+            return self.scale
+        return f"data-creditcard-{hashlib.sha1(str(self.data_path().resolve()).encode()).hexdigest()[:8]}"
+
+
+@dataclass
+class DataConfig(RealDataFlags):
     """Simulate the transaction stream of a scale (the flags override its size) and its batch features."""
 
     cards: int | None = flag(None, "number of cards (default: the scale's)")
@@ -68,6 +99,7 @@ class DataConfig(StepConfig):
     )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name, low in (("cards", 1), ("terminals", 10), ("days", 24)):
             value = getattr(self, name)
             if value is not None and value < low:
@@ -75,7 +107,7 @@ class DataConfig(StepConfig):
 
 
 @dataclass
-class TrainConfig(StepConfig):
+class TrainConfig(RealDataFlags):
     """LightGBM (the quality reference) and the MLP; ONNX fp32 / int8; thresholds; a signed bundle."""
 
     epochs: int = flag(8, "MLP epochs")
@@ -86,6 +118,7 @@ class TrainConfig(StepConfig):
     mlflow: bool = flag(True, "log the run to MLflow")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.hidden = tuple(self.hidden)
         if not 1 <= self.epochs <= 200:
             raise ConfigError(f"--epochs must be between 1 and 200, got {self.epochs}")
@@ -96,7 +129,7 @@ class TrainConfig(StepConfig):
 
 
 @dataclass
-class EvalConfig(StepConfig):
+class EvalConfig(RealDataFlags):
     """Quality, cost by policy and drift monitors on the test split (eventual labels)."""
 
 
@@ -134,7 +167,7 @@ class ScoreConfig(StepConfig):
 
 
 @dataclass
-class BenchConfig(BenchFlags):
+class BenchConfig(BenchFlags, RealDataFlags):
     """Load-test POST /score with locust (after data, train and eval when their outputs are missing)."""
 
     duration: int = flag(60, "seconds of each counted run")
@@ -142,9 +175,13 @@ class BenchConfig(BenchFlags):
     store: Literal["redis", "memory"] = flag("redis", "velocity state the server keeps")
     mlflow: bool = flag(True, "log the training run to MLflow (when bench trains first)")
 
+    def __post_init__(self) -> None:
+        BenchFlags.__post_init__(self)
+        RealDataFlags.__post_init__(self)
+
 
 @dataclass
-class AllConfig(StepConfig):
+class AllConfig(RealDataFlags):
     """`mlsd fraud all`: data, train, eval in order."""
 
     mlflow: bool = flag(True, "log the training run to MLflow")

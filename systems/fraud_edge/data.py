@@ -18,6 +18,7 @@ at time T only knows the frauds whose chargeback arrived before T; `temporal_spl
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -238,21 +239,59 @@ def labels_known_at(df: pd.DataFrame, cutoff: int) -> np.ndarray:
 CREDITCARD_COLUMNS = ["Time", *[f"V{i}" for i in range(1, 29)], "Amount", "Class"]
 
 
+class DataFormatError(StepError, ValueError):
+    """A public file that is not in its format: one line naming the file, the row and what was expected."""
+
+
 def load_creditcard_csv(path: str | Path) -> pd.DataFrame:
-    """Read creditcard.csv and check its layout; Time is seconds from the first row, Class 1 = fraud."""
+    """Read creditcard.csv and check every row; Time is seconds from the first row, Class 1 = fraud.
+
+    The Kaggle file has a quoted header and quoted Class values ("0"); both read as they should. A row
+    that is not in the layout is a DataFormatError naming the file, its line (the header is line 1) and
+    what was expected, never a half-read frame.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} not found; download creditcard.csv and pass its path")
-    df = pd.read_csv(path)
+    expected = f"{len(CREDITCARD_COLUMNS)} comma-separated fields (Time, V1..V28, Amount, Class)"
+    try:
+        df = pd.read_csv(path, index_col=False)
+    except pd.errors.ParserError as exc:  # "Expected 31 fields in line 7, saw 32"
+        found = re.search(r"line (\d+), saw (\d+)", str(exc))
+        where = f"line {found[1]} has {found[2]} fields" if found else str(exc).splitlines()[0]
+        raise DataFormatError(f"{path}: {where}; expected {expected}") from None
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(
+            f"{path}: byte {exc.start} is not text; expected the creditcard.csv text file"
+        ) from None
+    except pd.errors.EmptyDataError:
+        raise DataFormatError(f"{path}: the file is empty; expected a header line and {expected}") from None
     missing = [c for c in CREDITCARD_COLUMNS if c not in df.columns]
     if missing:
-        raise ValueError(f"{path} is not in the credit-card fraud layout; missing columns: {missing[:5]}")
-    df = df[CREDITCARD_COLUMNS].astype({"Class": "int8"})
-    bad = sorted(set(df["Class"].unique()) - {0, 1})
-    if bad:
-        raise ValueError(f"{path}: Class must be 0 or 1, found {bad}")
+        raise DataFormatError(
+            f"{path}: line 1 is not the credit-card fraud header; missing columns: {missing[:5]}"
+        )
+    if df.empty:
+        raise DataFormatError(f"{path}: a header and no rows; expected {expected} a line")
+    df = df[CREDITCARD_COLUMNS]
+    if df[CREDITCARD_COLUMNS[-1]].isna().any():  # a short line leaves the last fields empty
+        i = int(np.argmax(df[CREDITCARD_COLUMNS[-1]].isna().to_numpy()))
+        raise DataFormatError(f"{path}: line {i + 2} has fewer fields than the header; expected {expected}")
+    for col in CREDITCARD_COLUMNS:
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = ~np.isfinite(values.to_numpy(np.float64))  # not a number, empty, or inf
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DataFormatError(f"{path}: line {i + 2}: {col} must be a number, got {df[col].iloc[i]!r}")
+        df[col] = values.astype(np.float64)
+    bad = ~df["Class"].isin([0, 1]).to_numpy()
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataFormatError(f"{path}: line {i + 2}: Class must be 0 or 1, found {df['Class'].iloc[i]:g}")
     if (df["Amount"] < 0).any():
-        raise ValueError(f"{path}: negative Amount in {int((df['Amount'] < 0).sum())} rows")
+        i = int(np.argmax((df["Amount"] < 0).to_numpy()))
+        raise DataFormatError(f"{path}: line {i + 2}: Amount must be 0 or more, got {df['Amount'].iloc[i]:g}")
+    df = df.astype({"Class": "int8"})
     return df.sort_values("Time", kind="stable").reset_index(drop=True)
 
 

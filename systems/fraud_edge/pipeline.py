@@ -23,11 +23,12 @@ from pydantic import ValidationError
 
 from infra.artifacts import Artifacts
 from infra.bench.flags import bench_kwargs
-from infra.bench.harness import run_bench
+from infra.bench.harness import RESULTS_DIR, run_bench
 from infra.config import get_settings
 from infra.console import console, print_rows, print_values
 from infra.steps import Step
 from infra.system import BenchSpec
+from systems.fraud_edge import realdata
 from systems.fraud_edge.bundle import BundleRejected
 from systems.fraud_edge.config import (
     AllConfig,
@@ -60,6 +61,8 @@ BENCH_STREAM_ROWS = 5000
 
 def data(cfg: DataConfig, art: Artifacts) -> None:
     """Simulate the transaction stream (known truth, label delay) and compute its batch velocity features."""
+    if cfg.data:  # --data creditcard:<path>: the public CSV instead (realdata.py)
+        return realdata.data(cfg, art)
     sim = SimConfig.for_scale(cfg.scale, cfg.seed)
     sim = dataclasses.replace(
         sim,
@@ -87,6 +90,9 @@ def data(cfg: DataConfig, art: Artifacts) -> None:
 
 def train_step(cfg: TrainConfig, art: Artifacts) -> None:
     """LightGBM (reference) + MLP → ONNX fp32 / int8 dynamic / int8 static → pick → thresholds → signed bundle."""
+    if cfg.data:
+        realdata.train(cfg, art)
+        return
     report = train(cfg, art)
     columns = ("variant", "KB", "p50 ms", "p99 ms", "rows/s b4096", "PR-AUC", "recall@1%FPR", "|dp| p99", "|dp| max")  # fmt: skip
     rows = [
@@ -117,6 +123,9 @@ def train_step(cfg: TrainConfig, art: Artifacts) -> None:
 
 def eval_step(cfg: EvalConfig, art: Artifacts) -> None:
     """Quality, cost by policy and drift monitors on the test split (eventual labels), with the LIVE bundle."""
+    if cfg.data:
+        realdata.evaluate(cfg, art)
+        return
     report = evaluate(art)
     columns = ("policy", "cost EUR", "fraud stopped EUR", "decline rate", "review rate", "false declines")
     rows = [
@@ -173,6 +182,8 @@ def score(cfg: ScoreConfig, art: Artifacts) -> int:
 
 def bench(cfg: BenchConfig, art: Artifacts) -> int:
     """Load-test POST /score with locust at --rate for --duration, beside the empty /floor route."""
+    if cfg.data:
+        return bench_realdata(cfg, art)
     namespace = f"bench{int(time.time())}"
     redis_store = RedisVelocityStore(get_settings().redis_url, namespace) if cfg.store == "redis" else None
     df = pd.read_parquet(art.require(TRANSACTIONS, "data"))
@@ -227,6 +238,21 @@ def bench(cfg: BenchConfig, art: Artifacts) -> int:
         f"cost saved vs rules only: {eval_report['cost_saved_vs_rules_eur']:,.0f} EUR"
     )
     return code
+
+
+def bench_realdata(cfg: BenchConfig, art: Artifacts) -> int:
+    """`bench --data creditcard:<path>`: POST /score on the credit-card model (no velocity store: no ids)."""
+    stream = art.path(BENCH_STREAM)
+    stream.write_text(json.dumps(realdata.bench_stream(art, BENCH_STREAM_ROWS)))
+    train_report = json.loads(art.require(TRAIN_REPORT, "train").read_text())
+    eval_report = json.loads(art.require(EVAL_REPORT, "eval").read_text())
+    spec = BenchSpec(app="systems.fraud_edge.realdata:build_app", locustfile="benchmarks/fraud/locustfile_realdata.py",
+                     route="score", slo_p99_ms=10.0, target_p99_ms=5.0, rate=cfg.rate, users=4,
+                     duration_s=cfg.duration, ready_timeout_s=120, env=realdata.bench_env(stream))  # fmt: skip
+    extra = {"data": cfg.data, "model_variant": train_report["chosen"], "variants": train_report["variants"],
+             "quality": eval_report["quality"], "policies": eval_report["policies"]}  # fmt: skip
+    out = cfg.out or RESULTS_DIR / "fraud" / "latest-creditcard"  # never overwrites the simulator's report
+    return run_bench("fraud", spec, **{**bench_kwargs(cfg), "out_dir": out}, extra=extra)
 
 
 ALL_CONFIG = AllConfig
