@@ -188,6 +188,7 @@ def test_online_path_matches_offline_inputs(recsys_env) -> None:
 @pytest.mark.redis
 def test_redis_online_store_serves_the_same(recsys_env, redis_url, monkeypatch, unique_name) -> None:
     """The same features step and server, with MLSD_ONLINE_STORE=redis: identical recommendations."""
+    monkeypatch.setenv("MLSD_RECSYS_FEATURE_DEADLINE_MS", "3000")  # a loaded machine must not degrade either
     uid = _known_user(recsys_env)
     with TestClient(build_app()) as c:
         wait_ready(c)
