@@ -12,6 +12,7 @@ SYSTEM = SystemSpec(
         "train",
         "index",
         "sweep",
+        "rank",
         "eval",
         "cross",
         "capacity",

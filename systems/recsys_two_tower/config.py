@@ -29,6 +29,10 @@ class RecsysSettings(BaseSettings):
     users: int = Field(
         20_000, ge=1, description="known users the recsys load test draws from (set by `mlsd recsys bench`)"
     )
+    feature_deadline_ms: float = Field(
+        50.0, gt=0, le=10_000,
+        description="how long /recommend waits for the online user features before answering degraded",
+    )  # fmt: skip
 
 
 SETTINGS = RecsysSettings
@@ -145,6 +149,15 @@ class IndexConfig(EvalConfig):
 
 
 @dataclass
+class RankConfig(StepConfig):
+    rank_users: int = flag(3000, "users active in the last training days whose candidates train the ranker")
+    rank_epochs: int = flag(300, "full-batch Adam steps of the ranker")
+
+    def __post_init__(self) -> None:
+        _at_least(self, 1, "rank_users", "rank_epochs")
+
+
+@dataclass
 class CrossConfig(StepConfig):
     rerank_users: int = flag(300, "test users for the re-ranking comparison")
     full_users: int = flag(5, "users whose whole catalog the cross model scores (slow by design)")
@@ -178,12 +191,13 @@ class CapacityConfig(StepConfig):
 
 
 @dataclass
-class BuildConfig(TrainConfig, IndexConfig, CrossConfig):
+class BuildConfig(TrainConfig, IndexConfig, RankConfig, CrossConfig):
     """The flags of every build step: `all`, `serve` and `bench` hand them to the steps they run first."""
 
     def __post_init__(self) -> None:
         TrainConfig.__post_init__(self)
         IndexConfig.__post_init__(self)
+        RankConfig.__post_init__(self)
         CrossConfig.__post_init__(self)
 
 

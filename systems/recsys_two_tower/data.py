@@ -5,9 +5,15 @@ Generating model (what the oracle knows and the models must learn):
   `pop_v` (Zipf), a creator, a duration, an upload time, and a noisy 8-d content vector near its
   cluster's centroid (what a content encoder would see; it lets unseen videos embed: cold start).
 - A user has a sparse preference pi_u over clusters (Dirichlet over 3 favourite clusters + a little
-  everywhere). A watch picks a cluster c ~ pi_u, then a video v in c with probability pop_v / Z_c.
-  So the true P(v | u) = pi_u[c(v)] * pop_v / Z_c(v), and ranking by it is the oracle.
-- Completion ratio rises with how much the user likes the cluster; sessions are bursts of watches.
+  everywhere) and a taste for video length: a favourite duration bin b_u (4 bins, DURATION_EDGES) with
+  weight g_u[b] = exp(-DURATION_TASTE * |b - b_u|). A watch picks a cluster c ~ pi_u, then a video v in c
+  with probability g_u[b(v)] * pop_v / Z_uc, Z_uc = sum_b g_u[b] * W[c, b] (W[c, b]: the popularity mass
+  of cluster c's videos in bin b). So the true P(v | u) = pi_u[c(v)] * g_u[b(v)] * pop_v / Z_uc(v), and
+  ranking by it is the oracle (exact: the sampler draws c, then b, then v from these very factors).
+- The duration taste is a user x video interaction: no user feature and no video feature carries it alone
+  (the user's recent watches reveal b_u, the video's duration reveals b(v)); a ranker that sees both
+  (rank.py) can use it, a dot product of towers fed only ids, counts and topic mix has to learn it.
+- Completion ratio rises with how much the user likes the cluster and the length; sessions are bursts.
 
 Events have timestamps over `days` days; the split is temporal (train on the past, test on the future).
 """
@@ -28,6 +34,14 @@ N_CLUSTERS = N_TOPICS * N_SUB
 CONTENT_DIM = 8
 DAY = 86_400
 START_TS = 1_767_225_600  # 2026-01-01T00:00:00Z: the feed's first day
+DURATION_EDGES = (90, 150, 250)  # seconds: 4 length bins, about a quarter of the catalog each
+N_DURATION_BINS = len(DURATION_EDGES) + 1
+DURATION_TASTE = 1.2  # g_u[b] = exp(-DURATION_TASTE * |b - b_u|): a bin away weighs 0.30, three away 0.03
+
+
+def duration_bin(duration_s: np.ndarray) -> np.ndarray:
+    """The length bin (0 = shortest) of each duration: what the user's taste g_u is defined over."""
+    return np.searchsorted(np.asarray(DURATION_EDGES), np.asarray(duration_s), side="right").astype(np.int64)
 
 
 @dataclass
@@ -39,7 +53,8 @@ class Feed:
     users: pd.DataFrame  # user_id, signup_ts
     events: pd.DataFrame  # user_id, video_id, ts, completion, session_id
     user_pref: np.ndarray  # (U, C) true cluster preferences pi_u
-    cluster_norm: np.ndarray  # (C,) Z_c = sum of pop over the cluster's videos
+    cluster_norm: np.ndarray  # (C, NB) W[c, b] = sum of pop over cluster c's videos in length bin b
+    duration_pref: np.ndarray  # (U, NB) true length taste g_u (unnormalised weights)
 
     @property
     def split_ts(self) -> int:
@@ -48,8 +63,11 @@ class Feed:
     def true_scores(self, user_ids: np.ndarray) -> np.ndarray:
         """P(v | u) for each user over the whole catalog: (len(user_ids), n_videos)."""
         cluster = self.videos["cluster"].to_numpy()
-        within = (self.videos["pop"].to_numpy() / self.cluster_norm[cluster]).astype(np.float32)
-        return self.user_pref[user_ids][:, cluster] * within[None, :]
+        length = duration_bin(self.videos["duration_s"].to_numpy())
+        g = self.duration_pref[user_ids]  # (B, NB)
+        z = g @ self.cluster_norm.T  # (B, C): Z_uc
+        within = g[:, length] * self.videos["pop"].to_numpy()[None, :] / z[:, cluster]  # (B, V)
+        return (self.user_pref[user_ids][:, cluster] * within).astype(np.float32)
 
 
 def generate(config: FeedConfig) -> Feed:
@@ -95,6 +113,8 @@ def generate(config: FeedConfig) -> Feed:
     pref /= pref.sum(1, keepdims=True)
     users = pd.DataFrame({"user_id": np.arange(n_u, dtype=np.int64),
                           "signup_ts": START_TS - rng.integers(DAY, 700 * DAY, n_u)})  # fmt: skip
+    favourite_bin = rng.integers(0, N_DURATION_BINS, n_u)
+    taste = np.exp(-DURATION_TASTE * np.abs(np.arange(N_DURATION_BINS)[None, :] - favourite_bin[:, None]))
 
     # events: heavy-tailed activity, cluster ~ pi_u, video ~ pop within cluster
     activity = rng.lognormal(0, 0.9, n_u)
@@ -102,15 +122,23 @@ def generate(config: FeedConfig) -> Feed:
     ev_user = np.repeat(np.arange(n_u), n_events)
     cdf = np.cumsum(pref, axis=1)
     ev_cluster = (cdf[ev_user] < rng.random(ev_user.size)[:, None]).sum(1).clip(0, N_CLUSTERS - 1)
-    order = np.argsort(cluster, kind="stable")  # videos grouped by cluster
-    sorted_cluster = cluster[order]
-    cluster_norm = np.bincount(cluster, weights=pop, minlength=N_CLUSTERS)
+    # then a length bin b ~ g_u[b] * W[c, b] / Z_uc, then a video of cell (c, b) ~ pop
+    length = duration_bin(duration)
+    cell = cluster.astype(np.int64) * N_DURATION_BINS + length  # (V,) cell id, cells ordered (c, b)
+    n_cells = N_CLUSTERS * N_DURATION_BINS
+    cell_norm = np.bincount(cell, weights=pop, minlength=n_cells)  # W, flattened
+    bin_weight = taste[ev_user] * cell_norm.reshape(N_CLUSTERS, N_DURATION_BINS)[ev_cluster]  # (E, NB)
+    bin_cdf = np.cumsum(bin_weight, axis=1) / bin_weight.sum(1, keepdims=True)
+    ev_bin = (bin_cdf < rng.random(ev_user.size)[:, None]).sum(1).clip(0, N_DURATION_BINS - 1)
+    ev_cell = ev_cluster * N_DURATION_BINS + ev_bin
+    order = np.argsort(cell, kind="stable")  # videos grouped by cell
+    sorted_cell = cell[order]
     within = np.cumsum(pop[order]) - np.repeat(
-        np.cumsum(cluster_norm) - cluster_norm, np.bincount(sorted_cluster, minlength=N_CLUSTERS)
+        np.cumsum(cell_norm) - cell_norm, np.bincount(sorted_cell, minlength=n_cells)
     )
-    within_frac = within / cluster_norm[sorted_cluster]  # in (0, 1] inside each cluster segment
-    key = sorted_cluster + within_frac  # increasing: cluster c occupies (c, c + 1]
-    target = ev_cluster + rng.random(ev_user.size) * 0.999999 + 1e-9
+    within_frac = within / cell_norm[sorted_cell]  # in (0, 1] inside each cell segment
+    key = sorted_cell + within_frac  # increasing: cell e occupies (e, e + 1]
+    target = ev_cell + rng.random(ev_user.size) * 0.999999 + 1e-9
     pos = np.searchsorted(key, target).clip(0, n_v - 1)
     ev_video = order[pos]
 
@@ -122,7 +150,7 @@ def generate(config: FeedConfig) -> Feed:
     lo = upload_ts[ev_video][early] + 60
     ts[early] = lo + (rng.random(early.sum()) * np.maximum(end - lo, 1)).astype(np.int64)
     keep = ts < end
-    liking = pref[ev_user, ev_cluster] * N_CLUSTERS
+    liking = pref[ev_user, ev_cluster] * N_CLUSTERS * taste[ev_user, length[ev_video]]
     completion = 1 / (1 + np.exp(-(np.log(liking + 1e-6) * 0.6 + rng.normal(0, 0.7, ev_user.size))))
     events = pd.DataFrame(
         {"user_id": ev_user.astype(np.int64), "video_id": ev_video.astype(np.int64), "ts": ts.astype(np.int64),
@@ -130,7 +158,10 @@ def generate(config: FeedConfig) -> Feed:
     )[keep].sort_values(["user_id", "ts"], kind="stable").reset_index(drop=True)  # fmt: skip
     new_session = session_start[keep] | (events["user_id"].diff() != 0).to_numpy()
     events["session_id"] = np.cumsum(new_session).astype(np.int64)
-    return Feed(config, videos, users, events, pref.astype(np.float32), cluster_norm)
+    cluster_norm = cell_norm.reshape(N_CLUSTERS, N_DURATION_BINS)
+    return Feed(
+        config, videos, users, events, pref.astype(np.float32), cluster_norm, taste.astype(np.float32)
+    )
 
 
 def temporal_split(events: pd.DataFrame, split_ts: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -168,6 +199,7 @@ def save(feed: Feed, out: Path) -> None:
     feed.events.to_parquet(out / "events.parquet")
     np.save(out / "user_pref.npy", feed.user_pref)
     np.save(out / "cluster_norm.npy", feed.cluster_norm)
+    np.save(out / "duration_pref.npy", feed.duration_pref)
     (out / "config.json").write_text(json.dumps(asdict(feed.config)))
 
 
@@ -180,6 +212,7 @@ def load(out: Path) -> Feed:
         pd.read_parquet(out / "events.parquet"),
         np.load(out / "user_pref.npy"),
         np.load(out / "cluster_norm.npy"),
+        np.load(out / "duration_pref.npy"),
     )
 
 

@@ -1,5 +1,6 @@
 """The `eval` step: Recall@K and NDCG@K on the future split for random, most-popular, two-tower exact,
-two-tower ANN and the oracle (ranking by the generator's true P(video | user): the ceiling)."""
+two-tower ANN, the ANN's candidates in the ranker's order (and after the policy layer), and the oracle
+(ranking by the generator's true P(video | user): the ceiling)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,24 @@ import numpy as np
 
 from infra.console import markdown_table
 from infra.metrics import mean_ndcg_at_k, mean_recall_at_k
+from infra.serving.onnx import make_session
 from systems.recsys_two_tower.data import DAY, Feed, holdout_users
 from systems.recsys_two_tower.features.repo import RecsysFeatures
 from systems.recsys_two_tower.index import exact_index, maybe_gpu, user_vectors
 from systems.recsys_two_tower.model import TwoTower
+from systems.recsys_two_tower.rank import (
+    CANDIDATES,
+    CREATOR_CAP,
+    RankCatalog,
+    candidates_for,
+    policy,
+    rank_candidates,
+    user_profile,
+)
 
 KS = (10, 100)
+RANKED = f"ANN top {CANDIDATES} -> ranker"
+POLICY = f"ANN top {CANDIDATES} -> ranker -> policy (<= {CREATOR_CAP} per creator)"
 
 
 def drop_seen(candidates: np.ndarray, seen: np.ndarray, k: int) -> np.ndarray:
@@ -45,6 +58,27 @@ def oracle_recs(
     return np.stack(out)
 
 
+def ranked_recs(
+    model: TwoTower, feed: Feed, features: RecsysFeatures, root: Path, index: faiss.Index, users: np.ndarray,
+    seens: list[np.ndarray], k: int,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The serving index's first CANDIDATES unseen videos in the ranker's order, then after the policy layer."""
+    catalog = RankCatalog.load(root / "rank" / "catalog.npz")
+    session = make_session(root / "rank" / "ranker.onnx", threads=1)
+    seen_videos = np.load(root / "model" / "seen_videos.npy")
+    frame, cands, scores = candidates_for(
+        model, features, index, users, feed.split_ts - 1, seen_videos, seens
+    )
+    cols = {c: frame[c].tolist() for c in frame.columns}
+    ranked, capped = [], []
+    for i, (c, s) in enumerate(zip(cands, scores, strict=True)):
+        order, rscores = rank_candidates(session, user_profile(cols, catalog, i), c, s, catalog)
+        ranked.append(np.pad(order[:k], (0, k - len(order[:k])), constant_values=-1))
+        kept, _ = policy(order, rscores, np.empty(0, np.int64), catalog.creator[order], k)
+        capped.append(np.pad(kept, (0, k - len(kept)), constant_values=-1))
+    return np.stack(ranked), np.stack(capped)
+
+
 def run_eval(
     model: TwoTower, feed: Feed, features: RecsysFeatures, root: Path, max_users: int = 1000, seed: int = 0
 ) -> dict:
@@ -70,6 +104,7 @@ def run_eval(
     t0 = time.perf_counter()
     recs["two-tower ANN (serving index)"] = search_excluding(serving, queries, seens, k)
     ann_ms = (time.perf_counter() - t0) * 1000 / len(users)
+    recs[RANKED], recs[POLICY] = ranked_recs(model, feed, features, root, serving, users, seens, k)
     recs["oracle (true preferences)"] = oracle_recs(feed, users, seens, k)
     table = {
         name: {

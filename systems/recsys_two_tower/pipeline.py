@@ -1,9 +1,9 @@
-"""recsys, top to bottom: a generated feed -> Feast features -> two towers -> a FAISS index -> offline metrics
--> the cross-model experiment -> /recommend under load.
+"""recsys, top to bottom: a generated feed -> Feast features -> two towers -> a FAISS index -> a ranker behind it
+-> offline metrics -> the cross-model experiment -> /recommend under load.
 
 Each step reads what the steps before it wrote under `<MLSD_DATA_DIR>/recsys/<scale>/` and writes its own;
 `mlsd recsys <step>` first runs whatever it needs that is missing, `mlsd recsys all` runs every build step
-(data ... eval, cross). Flags: `mlsd recsys <step> --help`.
+(data ... rank, eval, cross). Flags: `mlsd recsys <step> --help`.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from systems.recsys_two_tower.config import (
     FeaturesConfig,
     FeedConfig,
     IndexConfig,
+    RankConfig,
     ServeConfig,
     SweepConfig,
     TrainConfig,
@@ -44,6 +45,8 @@ from systems.recsys_two_tower.evaluate import report_markdown, run_eval
 from systems.recsys_two_tower.features.repo import RecsysFeatures, build_features, open_features
 from systems.recsys_two_tower.index import SWEEP_COLUMNS, catalog_frame, run_index, sweep_rows, user_vectors
 from systems.recsys_two_tower.model import TwoTower
+from systems.recsys_two_tower.provenance import read_run_id, write_run_id
+from systems.recsys_two_tower.rank import run_rank
 from systems.recsys_two_tower.serve import build_app
 from systems.recsys_two_tower.train import load_model, load_training_set, run_train
 
@@ -73,6 +76,11 @@ def _features(art: Artifacts) -> RecsysFeatures:
 def _model(art: Artifacts) -> TwoTower:
     art.require("model/two_tower.pt", "train")
     return load_model(art.root / "model")
+
+
+def _run_id(art: Artifacts) -> str:
+    """The training run the model under model/ came from."""
+    return str(read_run_id(art.require("model/run.json", "train")))
 
 
 def _json(art: Artifacts, name: str, made_by: str) -> dict:
@@ -108,6 +116,7 @@ def features(cfg: FeaturesConfig, art: Artifacts) -> None:
 def train(cfg: TrainConfig, art: Artifacts) -> None:
     """Point-in-time training join -> two towers -> ONNX user tower -> MLflow (alias champion)."""
     result = run_train(_feed(art), _features(art), art.root, cfg)
+    write_run_id(art.dir("model"), result["run_id"])  # what index and rank record as their origin
     print_values("train", {k: v for k, v in result.items() if k != "losses"}
                  | {"epoch losses": " ".join(f"{x:.3f}" for x in result["losses"])})  # fmt: skip
 
@@ -120,12 +129,24 @@ def index(cfg: IndexConfig, art: Artifacts) -> None:
     queries = user_vectors(model, feats, users, feed.split_ts - 1, seen)
     nlists = cfg.nlist or ((64, 256) if feed.config.n_videos < 100_000 else (1024, 2048))
     summary = run_index(model, feed, feats, art.root, queries, nlists)
+    write_run_id(art.dir("index"), _run_id(art))
     _print_sweep(summary)
 
 
-def evaluate(cfg: EvalConfig, art: Artifacts) -> None:
-    """Recall@K and NDCG@K on the future split: random, most-popular, two-tower exact and ANN, oracle."""
+def rank(cfg: RankConfig, art: Artifacts) -> None:
+    """Train the ranker behind the ANN (user x video features, listwise loss on the last training days) -> ONNX."""
     art.require("index/serving.faiss", "index")
+    with console.status("ranker: candidates from the ANN, features, training, ONNX export"):
+        meta = run_rank(_model(art), _feed(art), _features(art), art.root, _run_id(art), cfg.rank_users,
+                        cfg.rank_epochs, cfg.seed)  # fmt: skip
+    print_values("rank", {k: v for k, v in meta.items() if k != "features"})
+
+
+def evaluate(cfg: EvalConfig, art: Artifacts) -> None:
+    """Recall@K and NDCG@K on the future split: random, most-popular, two-tower exact and ANN, ANN + ranker
+    (+ policy), oracle."""
+    art.require("index/serving.faiss", "index")
+    art.require("rank/ranker.onnx", "rank")
     result = run_eval(_model(art), _feed(art), _features(art), art.root, cfg.eval_users, cfg.seed)
     cols = list(next(iter(result["table"].values())))
     print_rows(f"offline quality on the future split ({result['users']} users; new videos only)",
@@ -186,11 +207,13 @@ def _print_sweep(summary: dict) -> None:
 
 # ------------------------------------------------------------------------------------------ the steps, in order
 # fmt: off
-FEED = ("config.json", "videos.parquet", "users.parquet", "events.parquet", "user_pref.npy", "cluster_norm.npy")
+FEED = ("config.json", "videos.parquet", "users.parquet", "events.parquet", "user_pref.npy", "cluster_norm.npy",
+        "duration_pref.npy")
 FEATURES = ("offline/user_stats.parquet", "offline/video_content.parquet", "offline/video_popularity.parquet",
             "feature_repo/registry.db", "trending.npy")
-MODEL = ("model/two_tower.pt", "model/config.json", "model/user_tower.onnx", "model/seen_videos.npy")
-INDEX = ("index/catalog_emb.npy", "index/serving.faiss", "index/sweep.json")
+MODEL = ("model/two_tower.pt", "model/config.json", "model/user_tower.onnx", "model/seen_videos.npy", "model/run.json")
+INDEX = ("index/catalog_emb.npy", "index/serving.faiss", "index/sweep.json", "index/run.json")
+RANK = ("rank/ranker.onnx", "rank/catalog.npz", "rank/meta.json")
 
 STEPS: list[Step] = [
     Step("data", data, DataConfig, makes=FEED, help=data.__doc__),
@@ -198,13 +221,14 @@ STEPS: list[Step] = [
     Step("train", train, TrainConfig, needs=FEED + FEATURES, makes=(*MODEL, "training_set.npz"), help=train.__doc__),
     Step("index", index, IndexConfig, needs=FEED + FEATURES + MODEL, makes=INDEX, help=index.__doc__),
     Step("sweep", sweep, SweepConfig, needs=("index/sweep.json",), help=sweep.__doc__, in_all=False),
-    Step("eval", evaluate, EvalConfig, needs=FEED + FEATURES + MODEL + INDEX, makes=("eval.json",),
+    Step("rank", rank, RankConfig, needs=FEED + FEATURES + MODEL + INDEX, makes=RANK, help=rank.__doc__),
+    Step("eval", evaluate, EvalConfig, needs=FEED + FEATURES + MODEL + INDEX + RANK, makes=("eval.json",),
          help=evaluate.__doc__),
     Step("cross", cross, CrossConfig, needs=(*FEED, *FEATURES, *MODEL, "training_set.npz", *INDEX),
          makes=("cross.json",), help=cross.__doc__),
     Step("capacity", capacity, CapacityConfig, help=capacity.__doc__, in_all=False),
-    Step("serve", serve, ServeConfig, needs=FEATURES + MODEL + INDEX, help=serve.__doc__, in_all=False),
-    Step("bench", bench, BenchConfig, needs=FEED + FEATURES + MODEL + INDEX + ("eval.json", "cross.json"),
+    Step("serve", serve, ServeConfig, needs=FEATURES + MODEL + INDEX + RANK, help=serve.__doc__, in_all=False),
+    Step("bench", bench, BenchConfig, needs=FEED + FEATURES + MODEL + INDEX + RANK + ("eval.json", "cross.json"),
          help=bench.__doc__, in_all=False),
 ]
 # fmt: on

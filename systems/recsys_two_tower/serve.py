@@ -1,8 +1,20 @@
-"""`POST /recommend`: online user features (Feast) -> user tower (ONNX Runtime) -> FAISS -> filter seen.
+"""`POST /recommend`: online user features (Feast) -> user tower (ONNX Runtime) -> FAISS candidates -> ranking
+features -> ranker (ONNX Runtime) -> policy (seen filter, per-creator cap) -> k videos.
 
-Unknown user -> trending videos, marked cold_start. Online store down -> the tower runs on default
-features, marked degraded (a breaker skips the store for a few seconds instead of waiting on it).
-Each stage is timed into Server-Timing, /metrics and /stats.
+Stages, each timed into Server-Timing, /metrics, /stats and so the bench report: features, transform, tower,
+ann, rank_features, ranker, policy (cold start: features, trending).
+
+What a client gets when something is wrong:
+  unknown user                       trending videos, cold_start: true
+  online store slow, down or open    the tower and ranker on default features (no history, so no seen filter),
+    circuit                          degraded: true, within MLSD_RECSYS_FEATURE_DEADLINE_MS (default 50 ms).
+                                     The read runs on the breaker's own threads (infra.resilience), so a hung
+                                     store holds those threads and nothing else: /healthz and other requests
+                                     answer meanwhile; after 3 failures the circuit opens and requests stop
+                                     waiting for 5 s.
+  user_id or k out of range          422 at the schema (user_id in [0, 2**53), k in [1, 500]): never a store
+                                     call, so never a 500 and never a failure held against the shared breaker
+  artifacts from different runs      503 at /readyz and /recommend naming the runs (provenance.py)
 
 Which scale's artifacts the server loads: `build_app(scale)`, else MLSD_RECSYS_SCALE (what `mlsd recsys
 bench --scale` sets for the server it starts), else MLSD_SCALE.
@@ -11,7 +23,6 @@ bench --scale` sets for the server it starts), else MLSD_SCALE.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -24,6 +35,7 @@ from pydantic import BaseModel, Field
 from infra.artifacts import Artifacts
 from infra.config import get_settings
 from infra.registry import CHAMPION, Registry
+from infra.resilience import CircuitBreaker, guarded_call_async
 from infra.serving import create_app, current_timings, require_ready, stage
 from infra.serving.onnx import make_session
 from systems.recsys_two_tower.config import SETTINGS, TowerConfig
@@ -31,13 +43,16 @@ from systems.recsys_two_tower.features.definitions import HISTORY_COLS, USER_COL
 from systems.recsys_two_tower.features.repo import RecsysFeatures, open_features
 from systems.recsys_two_tower.features.transform import user_inputs
 from systems.recsys_two_tower.index import maybe_gpu
+from systems.recsys_two_tower.provenance import check_same_run, read_run_id
+from systems.recsys_two_tower.rank import CANDIDATES, RankCatalog, policy, rank_features, user_profile
 
 MARGIN = 50  # extra candidates fetched so that filtering seen videos still leaves k
-BREAKER_SECONDS = 5.0
+MAX_ID = 2**53 - 1  # ids a JSON number, an int64 store key and a float64 all hold exactly
+BREAKER_FAILURES, BREAKER_COOLDOWN_S = 3, 5.0
 
 
 class RecommendRequest(BaseModel):
-    user_id: int = Field(..., ge=0, description="viewer id")
+    user_id: int = Field(..., ge=0, le=MAX_ID, description="viewer id")
     k: int = Field(20, ge=1, le=500, description="how many videos to return")
     exclude_seen: bool = Field(True, description="drop videos in the user's recent history")
 
@@ -57,23 +72,15 @@ class RecommendResponse(BaseModel):
 
 
 class OnlineFeatures:
-    """Feast online reads behind a breaker: after a failure, skip the store for BREAKER_SECONDS."""
+    """Feast online reads of one user's user_stats; blocking (call it through guarded_call_async)."""
 
     def __init__(self, features: RecsysFeatures) -> None:
         self.repo = features.repo
         self.service = features.user_serving
-        self.open_until = 0.0
 
-    def read(self, user_id: int) -> dict[str, list[Any]] | None:
-        """The user's feature columns, or None when the store is unavailable."""
-        if time.monotonic() < self.open_until:
-            return None
-        try:
-            values, _ = self.repo.online(self.service, [{"user_id": user_id}])
-            return values
-        except Exception:
-            self.open_until = time.monotonic() + BREAKER_SECONDS
-            return None
+    def read(self, user_id: int) -> dict[str, list[Any]]:
+        values, _ = self.repo.online(self.service, [{"user_id": user_id}])
+        return values
 
 
 @dataclass
@@ -84,9 +91,14 @@ class RecsysResources:
     session: ort.InferenceSession  # the ONNX user tower
     seen_videos: np.ndarray  # (n_videos,) bool: watched in training (unseen ids map to bucket 0)
     index: faiss.Index  # the serving ANN index the index step chose
+    ranker: ort.InferenceSession  # the ONNX ranker (rank.py)
+    catalog: RankCatalog  # what the ranker and the policy know of each video
     trending: np.ndarray  # the cold-start answer
     features: OnlineFeatures
+    breaker: CircuitBreaker  # the online store's
+    deadline_s: float
     model_version: str
+    run_id: str  # the training run every artifact was built from
 
 
 def serving_scale() -> str:
@@ -94,31 +106,41 @@ def serving_scale() -> str:
     return SETTINGS().scale or get_settings().scale
 
 
-def load_resources(scale: str) -> RecsysResources:
+def load_resources(scale: str, breaker: CircuitBreaker) -> RecsysResources:
+    """Every artifact of the scale, after checking they come from one training run (else ArtifactMismatch)."""
     faiss.omp_set_num_threads(1)  # batch-1 queries: threads cost more than they give
     art = Artifacts("recsys", scale)
     index_path = art.require("index/serving.faiss", "index")
     trending_path = art.require("trending.npy", "features")
+    ranker_path = art.require("rank/ranker.onnx", "rank")
     ref, model_dir = Registry().load("recsys_two_tower", CHAMPION, dst=art.dir("serving_model"))
+    check_same_run(ref.run_id, scale, index=read_run_id(art.require("index/run.json", "index")),
+                   ranker=read_run_id(art.require("rank/meta.json", "rank")))  # fmt: skip
     meta = json.loads((model_dir / "config.json").read_text())
     res = RecsysResources(
         cfg=TowerConfig(**meta["tower"]),
         session=make_session(model_dir / "user_tower.onnx", threads=1),
         seen_videos=np.load(model_dir / "seen_videos.npy"),
         index=maybe_gpu(faiss.read_index(str(index_path))),  # GPU when faiss sees one, else as is
+        ranker=make_session(ranker_path, threads=1),
+        catalog=RankCatalog.load(art.require("rank/catalog.npz", "rank")),
         trending=np.load(trending_path),
         features=OnlineFeatures(open_features(art.root, scale)),
+        breaker=breaker,
+        deadline_s=SETTINGS().feature_deadline_ms / 1000.0,
         model_version=f"recsys_two_tower v{ref.version}",
+        run_id=ref.run_id,
     )
     # warm the paths once so the first request does not pay for lazy initialisation
-    res.features.read(0)
-    recommend_for(res, RecommendRequest(user_id=0, k=10))
+    cols = res.features.read(0)
+    recommend_for(res, RecommendRequest(user_id=0, k=10), cols)
     return res
 
 
-def recommend_for(res: RecsysResources, req: RecommendRequest) -> dict[str, Any]:
-    with stage("features"):
-        cols = res.features.read(req.user_id)
+def recommend_for(
+    res: RecsysResources, req: RecommendRequest, cols: dict[str, list[Any]] | None
+) -> dict[str, Any]:
+    """The answer from the user's online columns (None: the store did not answer in time -> degraded)."""
     degraded = cols is None
     known = not degraded and cols["watches_30d"][0] is not None
     if not degraded and not known:
@@ -130,39 +152,48 @@ def recommend_for(res: RecsysResources, req: RecommendRequest) -> dict[str, Any]
         cols = {"user_id": [req.user_id]} | {c: [None] for c in USER_COLS}
     with stage("transform"):
         bucket, dense, history = user_inputs(cols, res.cfg, res.seen_videos)
-    with stage("model"):
+    with stage("tower"):
         query = res.session.run(None, {"user_bucket": bucket, "dense": dense, "history": history})[0]
     with stage("ann"):
         margin = MARGIN if req.exclude_seen else 0
-        scores, ids = res.index.search(query, req.k + margin)
-    with stage("filter"):
-        ids, scores = ids[0], scores[0]
-        keep = ids >= 0
+        scores, ids = res.index.search(query, max(CANDIDATES, req.k) + margin)
+        keep = ids[0] >= 0
+        ids, scores = ids[0][keep], scores[0][keep]
+    with stage("rank_features"):
+        x = rank_features(user_profile(cols, res.catalog), ids, scores, res.catalog)
+    with stage("ranker"):
+        rscores = res.ranker.run(None, {"features": x})[0]
+        order = np.argsort(-rscores, kind="stable")
+    with stage("policy"):
+        seen = np.empty(0, np.int64)
         if req.exclude_seen and not degraded:
-            recent = np.asarray([cols[c][0] for c in HISTORY_COLS], dtype=np.float64)
-            keep &= ~np.isin(ids, recent)
-        items = [
-            {"video_id": int(v), "score": float(s)}
-            for v, s in zip(ids[keep][: req.k], scores[keep][: req.k], strict=True)
-        ]
-    timings = current_timings()
-    if timings is not None and degraded:
-        timings.flags["degraded"] = "online store unreachable"
+            seen = np.asarray([cols[c][0] for c in HISTORY_COLS], dtype=np.int64)
+        ranked = ids[order]
+        top, top_scores = policy(ranked, rscores[order], seen, res.catalog.creator[ranked], req.k)
+        items = [{"video_id": int(v), "score": float(s)} for v, s in zip(top, top_scores, strict=True)]
     return {"items": items, "cold_start": False, "degraded": degraded}
 
 
 def build_app(scale: str | None = None) -> FastAPI:
     """The app factory uvicorn calls (`--factory`); `scale` defaults to serving_scale()."""
     chosen = scale or serving_scale()
-    app = create_app(
-        "recsys", load=lambda: load_resources(chosen), title="mlsd recsys: two-tower video recommendations"
+    breaker = CircuitBreaker(
+        "online_store", failure_threshold=BREAKER_FAILURES, cooldown_s=BREAKER_COOLDOWN_S, max_workers=4
     )
+    app = create_app(
+        "recsys", load=lambda: load_resources(chosen, breaker), breakers=[breaker],
+        title="mlsd recsys: two-tower retrieval + ranker video recommendations",
+    )  # fmt: skip
 
     @app.post("/recommend", response_model=RecommendResponse)
     async def recommend(
         req: RecommendRequest, res: Annotated[RecsysResources, Depends(require_ready)]
     ) -> dict[str, Any]:
-        out = recommend_for(res, req)
+        with stage("features"):
+            got = await guarded_call_async(
+                res.features.read, req.user_id, deadline_s=res.deadline_s, breaker=res.breaker, fallback=None
+            )
+        out = recommend_for(res, req, got.value)
         timings = current_timings()
         stages = {k: round(v, 3) for k, v in (timings.stages.items() if timings else [])}
         return {"user_id": req.user_id, "model_version": res.model_version, "stages_ms": stages, **out}

@@ -1,5 +1,5 @@
 """One small recsys pipeline per test session, built by the pipeline's own steps (data -> features -> train
--> index -> eval) and shared by the stage tests; each test points MLSD_DATA_DIR at it."""
+-> index -> rank -> eval) and shared by the stage tests; each test points MLSD_DATA_DIR at it."""
 
 from __future__ import annotations
 
@@ -14,7 +14,14 @@ import pytest
 from infra.artifacts import Artifacts
 from infra.config import get_settings
 from systems.recsys_two_tower import pipeline
-from systems.recsys_two_tower.config import DataConfig, EvalConfig, FeaturesConfig, IndexConfig, TrainConfig
+from systems.recsys_two_tower.config import (
+    DataConfig,
+    EvalConfig,
+    FeaturesConfig,
+    IndexConfig,
+    RankConfig,
+    TrainConfig,
+)
 
 # smaller than the defaults so the session builds in seconds: smaller hash tables, 3 epochs, 400 users, one nlist
 SMALL = {"scale": "small", "seed": 0}
@@ -27,6 +34,7 @@ class Pipeline:
     workdir: Path
     train: dict
     index: dict
+    rank: dict
     eval: dict
 
 
@@ -44,6 +52,7 @@ def recsys_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeli
         pipeline.features(FeaturesConfig(**SMALL), art)
         pipeline.train(TRAIN, art)
         pipeline.index(IndexConfig(**SMALL, eval_users=400, nlist=(64,)), art)
+        pipeline.rank(RankConfig(**SMALL, rank_users=1000, rank_epochs=150), art)
         pipeline.evaluate(EvalConfig(**SMALL, eval_users=400), art)
         model = json.loads((art.root / "model" / "config.json").read_text())
         yield Pipeline(
@@ -51,6 +60,7 @@ def recsys_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeli
             art.root,
             train={**model["metrics"], "losses": model["losses"]},
             index=json.loads((art.root / "index" / "sweep.json").read_text()),
+            rank=json.loads((art.root / "rank" / "meta.json").read_text()),
             eval=json.loads((art.root / "eval.json").read_text()),
         )
     finally:

@@ -82,3 +82,26 @@ def test_movielens_bad_file_says_why(tmp_path: Path) -> None:
     bad.write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="userId"):
         data.load_movielens(bad)
+
+
+def test_oracle_is_exact_for_the_length_taste() -> None:
+    """The sampler draws watches from the very P(v | u) the oracle ranks by: P sums to 1 per user, and the
+    watched length bins per favourite bin match their expectation under it (within sampling noise)."""
+    feed = data.generate(TINY)
+    scores = feed.true_scores(np.arange(TINY.n_users))
+    np.testing.assert_allclose(scores.sum(1), 1.0, atol=1e-5)
+    ev = feed.events
+    length = data.duration_bin(feed.videos["duration_s"].to_numpy())
+    favourite = feed.duration_pref.argmax(1)
+    seen = np.zeros((data.N_DURATION_BINS, data.N_DURATION_BINS))
+    np.add.at(seen, (favourite[ev["user_id"]], length[ev["video_id"]]), 1)
+    n = np.bincount(ev["user_id"], minlength=TINY.n_users)
+    expected = np.stack(
+        [np.bincount(favourite, weights=n * scores[:, length == b].sum(1), minlength=data.N_DURATION_BINS)
+         for b in range(data.N_DURATION_BINS)], axis=1,
+    )  # fmt: skip
+    chi2 = ((seen - expected) ** 2 / expected).sum()
+    assert chi2 < 60, f"watched length bins are not what the oracle predicts (chi2 {chi2:.1f}, 16 cells)"
+    # and the taste is strong: most watches fall in the user's favourite bin or next to it
+    near = np.abs(favourite[ev["user_id"]] - length[ev["video_id"]]) <= 1
+    assert near.mean() > 0.75

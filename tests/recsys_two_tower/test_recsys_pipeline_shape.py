@@ -26,7 +26,7 @@ def test_system_steps_are_the_pipeline_steps() -> None:
 
 def test_all_is_the_build_path_in_order() -> None:
     built = [s.name for s in pipeline.STEPS if s.in_all]
-    assert built == ["data", "features", "train", "index", "eval", "cross"]
+    assert built == ["data", "features", "train", "index", "rank", "eval", "cross"]
 
 
 def test_every_step_has_help(capsys: pytest.CaptureFixture[str]) -> None:
