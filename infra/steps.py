@@ -71,6 +71,10 @@ class StepConfig:
     )
     force: bool = flag(False, "re-run the steps this one needs even when their artifacts exist")
 
+    def variant(self) -> str:
+        """The artifact folder's name under the system's (a config with --data names its own)."""
+        return self.scale
+
 
 C = TypeVar("C", bound=StepConfig)
 
@@ -219,7 +223,7 @@ def run_cli(
         config = config_from_args(step.config, args)
     except ConfigError as exc:
         parser.error(str(exc))
-    art = Artifacts(system, config.scale)
+    art = Artifacts(system, config.variant())
 
     def log(msg: str) -> None:
         console.print(f"[dim]mlsd {system}:[/] {msg}")
@@ -232,4 +236,7 @@ def run_cli(
     except (MissingArtifact, ServiceUnavailable, StepError) as exc:
         sys.stderr.write(f"mlsd {system} {head}: {exc}\n")
         return 1
+    except ConfigError as exc:  # an input found bad while running (a data file not in its format)
+        sys.stderr.write(f"mlsd {system} {head}: {exc}\n")
+        return 2
     return result if isinstance(result, int) and not isinstance(result, bool) else 0
