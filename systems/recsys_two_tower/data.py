@@ -237,13 +237,17 @@ def ratings_file(path: Path) -> Path:
     path = Path(path)
     if path.is_file():
         return path
+    if not path.is_dir():
+        raise DataFormatError(
+            f"{path}: not a MovieLens ratings file; expected one of {', '.join(RATINGS_FILES)}"
+        )
     for name in RATINGS_FILES:
         if (path / name).is_file():
             return path / name
     raise DataFormatError(f"{path}: no MovieLens ratings file; expected one of {', '.join(RATINGS_FILES)}")
 
 
-def load_movielens(path: Path) -> pd.DataFrame:
+def read_movielens_ratings(path: Path) -> pd.DataFrame:
     """MovieLens ratings as columns user, item (the dataset's own ids), rating, ts; strict about the format.
 
     u.data (ml-100k): `user<TAB>item<TAB>rating<TAB>ts`, no header. ratings.dat (ml-1m, ml-10m):
@@ -282,6 +286,24 @@ def load_movielens(path: Path) -> pd.DataFrame:
         i = int(np.flatnonzero(bad)[0])
         raise _bad(path, i + first, "a rating in 0.5..5", str(raw["rating"].iloc[i]))
     return out.astype({"user": np.int64, "item": np.int64, "rating": np.float32, "ts": np.int64})
+
+
+def load_movielens(path: Path) -> pd.DataFrame:
+    """MovieLens ratings as watch events of the feed's schema (user_id, video_id, ts, completion, session_id).
+
+    A rating r in 0.5..5 becomes completion r / 5; user and item ids are re-indexed from 0; a gap of more than
+    30 minutes (or a new user) starts a session.
+    """
+    raw = read_movielens_ratings(path)
+    user_codes, _ = pd.factorize(raw["user"], sort=True)
+    item_codes, _ = pd.factorize(raw["item"], sort=True)
+    events = pd.DataFrame(
+        {"user_id": user_codes.astype(np.int64), "video_id": item_codes.astype(np.int64),
+         "ts": raw["ts"].to_numpy(np.int64), "completion": raw["rating"].to_numpy(np.float32) / 5.0}
+    ).sort_values(["user_id", "ts"], kind="stable").reset_index(drop=True)  # fmt: skip
+    gap = events.groupby("user_id")["ts"].diff().fillna(np.inf)
+    events["session_id"] = (np.cumsum(gap.to_numpy() > 1800) - 1).astype(np.int64)  # from 0
+    return events
 
 
 def load_movielens_items(folder: Path) -> pd.DataFrame | None:
@@ -354,7 +376,7 @@ def movielens_feed(path: Path, protocol: str = "temporal", seed: int = 0) -> Fee
     per user a random 25% of their ratings is the test set. Either way the real timestamps are mapped, in
     order, onto the generator's window (train on days 0..24, test on 24..28), so every later step runs as is.
     """
-    ratings = load_movielens(path)
+    ratings = read_movielens_ratings(path)
     user_codes, _ = pd.factorize(ratings["user"], sort=True)
     item_codes, item_ids = pd.factorize(ratings["item"], sort=True)
     ts = ratings["ts"].to_numpy(np.int64)

@@ -19,9 +19,9 @@ from systems.recsys_two_tower import pipeline
 from systems.recsys_two_tower.config import DataConfig
 from systems.recsys_two_tower.data import (
     DataFormatError,
-    load_movielens,
     load_movielens_items,
     movielens_feed,
+    read_movielens_ratings,
 )
 from systems.recsys_two_tower.public_protocol import mean_average_precision_at_k, mean_precision_at_k
 
@@ -64,7 +64,7 @@ def test_the_three_rating_formats_read_the_same(tmp_path: Path) -> None:
     (c / "ratings.csv").write_text(
         "userId,movieId,rating,timestamp\n" + "".join(f"{u},{i},{r}.0,{t}\n" for u, i, r, t in rows)
     )
-    frames = [load_movielens(p) for p in (a, b, c)]
+    frames = [read_movielens_ratings(p) for p in (a, b, c)]
     assert len(frames[0]) == len(rows)
     for f in frames[1:]:
         assert f.equals(frames[0])
@@ -91,7 +91,7 @@ def test_u_item_latin1_genres_and_year(tmp_path: Path) -> None:
 def test_a_bad_file_is_one_line_naming_file_and_row(tmp_path: Path, name: str, text: str, row: int) -> None:
     (tmp_path / name).write_text(text)
     with pytest.raises(DataFormatError, match=rf"{name}: row {row}: expected"):
-        load_movielens(tmp_path)
+        read_movielens_ratings(tmp_path)
 
 
 def test_a_bad_file_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -103,7 +103,7 @@ def test_a_bad_file_exits_2_with_one_line(tmp_path: Path, capsys: pytest.Capture
 
 def test_random_protocol_is_75_25_per_user_and_temporal_is_in_time(tmp_path: Path) -> None:
     folder = write_ml100k(tmp_path / "ml", 20, 60)
-    ratings = load_movielens(folder)
+    ratings = read_movielens_ratings(folder)
     feed = movielens_feed(folder, "random", seed=0)
     test = feed.events["ts"] >= feed.split_ts
     per_user = test.groupby(feed.events["user_id"]).mean()
