@@ -72,7 +72,7 @@ class StepConfig:
     force: bool = flag(False, "re-run the steps this one needs even when their artifacts exist")
 
     def variant(self) -> str:
-        """The artifact folder's name under the system's (a config with --data names its own)."""
+        """The artifact folder's name under the system's (a config reading a real dataset names its own)."""
         return self.scale
 
 
