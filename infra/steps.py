@@ -236,4 +236,7 @@ def run_cli(
     except (MissingArtifact, ServiceUnavailable, StepError) as exc:
         sys.stderr.write(f"mlsd {system} {head}: {exc}\n")
         return 1
+    except ConfigError as exc:  # an input found bad while running (a data file not in its format)
+        sys.stderr.write(f"mlsd {system} {head}: {exc}\n")
+        return 2
     return result if isinstance(result, int) and not isinstance(result, bool) else 0

@@ -5,6 +5,7 @@ Kept light to import (pydantic only): `mlsd` reads SETTINGS to check the environ
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -52,17 +53,41 @@ EVAL = "eval.json"  # the numbers `mlsd rag eval` printed (eval)
 
 # ---------------------------------------------------------------------------------------------- step configs
 @dataclass
-class DataConfig(StepConfig):
+class RealDataFlags(StepConfig):
+    """--data beir:<folder>: a public BEIR dataset instead of the help center, in its own artifact folder."""
+
+    data: str = flag("", "a BEIR folder instead of the help center: beir:<folder with corpus.jsonl, queries.jsonl, qrels/>")  # fmt: skip
+    beir_split: str = flag("test", "the qrels file of --data / --beir (qrels/<split>.tsv)")
+
+    def __post_init__(self) -> None:
+        if not self.data:
+            return
+        kind, _, path = self.data.partition(":")
+        if kind != "beir" or not path:
+            raise ConfigError(f"--data must be beir:<folder> (got {self.data!r})")
+        if not Path(path).is_dir():
+            raise ConfigError(f"--data {self.data}: {path} is not a folder")
+
+    def variant(self) -> str:
+        """data_beir_<hash of the resolved folder>: a BEIR run never mixes with the help center's artifacts."""
+        if not self.data:
+            return self.scale
+        return "data_beir_" + hashlib.sha1(str(Path(self.data[5:]).resolve()).encode()).hexdigest()[:8]
+
+
+@dataclass
+class DataConfig(RealDataFlags):
     beir_out: Path | None = flag(None, "also write the KB as a small BEIR folder here")
 
 
 @dataclass
-class IndexConfig(StepConfig):
+class IndexConfig(RealDataFlags):
     folder: Path | None = flag(
         None, "index this folder of Markdown/HTML articles instead of the generated KB"
     )
 
     def __post_init__(self) -> None:
+        RealDataFlags.__post_init__(self)
         if self.folder is not None and not self.folder.is_dir():
             raise ConfigError(f"--folder {self.folder} is not a folder")
 
@@ -81,7 +106,7 @@ class UpdateConfig(StepConfig):
 
 
 @dataclass
-class TrainConfig(StepConfig):
+class TrainConfig(RealDataFlags):
     mlflow: bool = flag(True, "log the reranker run to MLflow")
 
 
@@ -89,7 +114,7 @@ GeneratorName = Literal["extractive", "smollm", "openai"]
 
 
 @dataclass
-class EvalConfig(StepConfig):
+class EvalConfig(RealDataFlags):
     split: Literal["heldout", "tune", "all"] = flag("heldout", "which questions")
     limit: int = flag(0, "only the first N questions (0: all)")
     llm: bool = flag(False, "also score the SmolLM2-135M generator (slow on CPU)")
@@ -103,10 +128,10 @@ class EvalConfig(StepConfig):
     beir: Path | None = flag(
         None, "score retrieval on a BEIR folder (corpus.jsonl, queries.jsonl, qrels/) instead"
     )
-    beir_split: str = flag("test", "the qrels file of --beir (qrels/<split>.tsv)")
     out: Path | None = flag(None, "also write the tables here (Markdown)")
 
     def __post_init__(self) -> None:
+        RealDataFlags.__post_init__(self)
         if self.beir is not None and not self.beir.is_dir():
             raise ConfigError(f"--beir {self.beir} is not a folder")
         if self.limit < 0 or self.llm_limit < 1:
@@ -114,7 +139,7 @@ class EvalConfig(StepConfig):
 
 
 @dataclass
-class AskConfig(StepConfig):
+class AskConfig(RealDataFlags):
     question: str | None = flag(None, "the question, in quotes", positional=True)
     generator: GeneratorName = flag("extractive", "who writes the answer (the verifier checks it either way)")
     openai_url: str | None = flag(
@@ -127,6 +152,7 @@ class AskConfig(StepConfig):
     )
 
     def __post_init__(self) -> None:
+        RealDataFlags.__post_init__(self)
         self.question = (self.question or "").strip()
         if not self.question:
             raise ConfigError("ask needs a question: mlsd rag ask 'how do I reset my password?'")
@@ -135,7 +161,7 @@ class AskConfig(StepConfig):
 
 
 @dataclass
-class ServeConfig(StepConfig):
+class ServeConfig(RealDataFlags):
     port: int = flag(8000, "port on 127.0.0.1")
 
 

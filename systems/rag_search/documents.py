@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
+from infra.steps import ConfigError
+
 
 def slugify(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
@@ -152,36 +154,87 @@ class BeirDataset:
     qrels: dict[str, dict[str, int]]  # query id -> doc id -> relevance
 
 
+class BeirFormatError(ConfigError):
+    """A BEIR file not in its format: one line naming the file, the row and what was expected (exit 2)."""
+
+
+def _jsonl(path: Path, fields: tuple[str, ...]) -> list[dict]:
+    """Every row of a JSON-lines file, each an object with `fields` (strings; _id may be a number)."""
+    rows = []
+    with path.open(encoding="utf-8", errors="strict") as f:
+        try:
+            for n, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    raise BeirFormatError(
+                        f"{path}: row {n}: expected a JSON object, got {line[:60]!r}"
+                    ) from None
+                if not isinstance(row, dict) or any(k not in row for k in fields):
+                    raise BeirFormatError(
+                        f"{path}: row {n}: expected a JSON object with {', '.join(fields)}, got {line[:60]!r}"
+                    )
+                if row["_id"] in (None, "") or not isinstance(row.get("text", ""), str):
+                    raise BeirFormatError(f"{path}: row {n}: expected a non-empty _id and a string text")
+                rows.append(row)
+        except UnicodeDecodeError as exc:
+            raise BeirFormatError(f"{path}: byte {exc.start}: expected UTF-8 text") from None
+    if not rows:
+        raise BeirFormatError(
+            f"{path}: row 1: expected JSON lines with {', '.join(fields)}, got an empty file"
+        )
+    return rows
+
+
+def _qrels(path: Path) -> dict[str, dict[str, int]]:
+    """qrels/<split>.tsv: `query-id<TAB>corpus-id<TAB>score`, a header line optional."""
+    qrels: dict[str, dict[str, int]] = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        parts = line.split("\t")
+        if n == 1 and parts[0] in ("query-id", "query_id", "qid"):
+            continue
+        if not line.strip():
+            continue
+        if len(parts) != 3 or not parts[0] or not parts[1] or not parts[2].strip().lstrip("-").isdigit():
+            raise BeirFormatError(
+                f"{path}: row {n}: expected query-id<TAB>corpus-id<TAB>integer score, got {line[:60]!r}"
+            )
+        if int(parts[2]) > 0:
+            qrels.setdefault(parts[0], {})[parts[1]] = int(parts[2])
+    if not qrels:
+        raise BeirFormatError(f"{path}: row 1: expected at least one judgement with a score above 0")
+    return qrels
+
+
 def load_beir(folder: Path, split: str = "test") -> BeirDataset:
-    """A BEIR folder: corpus.jsonl ({_id,title,text}), queries.jsonl ({_id,text}), qrels/<split>.tsv."""
+    """A BEIR folder: corpus.jsonl ({_id,title,text}), queries.jsonl ({_id,text}), qrels/<split>.tsv.
+
+    Strict: a row not in its format is a BeirFormatError naming the file and the row. Queries without
+    judgements are dropped (BEIR ships every split's queries in one file); a judgement naming a document or
+    query the folder does not have is an error, not a silently smaller benchmark.
+    """
     for need in ("corpus.jsonl", "queries.jsonl"):
         if not (folder / need).exists():
-            raise FileNotFoundError(
-                f"{folder / need} is missing; a BEIR folder has corpus.jsonl, queries.jsonl, qrels/"
+            raise BeirFormatError(
+                f"{folder / need} is missing; a BEIR folder has corpus.jsonl, queries.jsonl, qrels/<split>.tsv"
             )
-    corpus = {}
-    for line in (folder / "corpus.jsonl").read_text().splitlines():
-        if line.strip():
-            d = json.loads(line)
-            corpus[str(d["_id"])] = (d.get("title", ""), d.get("text", ""))
-    queries = {}
-    for line in (folder / "queries.jsonl").read_text().splitlines():
-        if line.strip():
-            d = json.loads(line)
-            queries[str(d["_id"])] = d["text"]
+    corpus = {str(d["_id"]): (str(d.get("title") or ""), d["text"]) for d in _jsonl(folder / "corpus.jsonl", ("_id", "text"))}  # fmt: skip
+    queries = {str(d["_id"]): d["text"] for d in _jsonl(folder / "queries.jsonl", ("_id", "text"))}
     qrels_path = folder / "qrels" / f"{split}.tsv"
     if not qrels_path.exists():
         found = sorted((folder / "qrels").glob("*.tsv")) if (folder / "qrels").exists() else []
-        if not found:
-            raise FileNotFoundError(f"{qrels_path} is missing")
-        qrels_path = found[0]
-    qrels: dict[str, dict[str, int]] = {}
-    for i, line in enumerate(qrels_path.read_text().splitlines()):
-        parts = line.split("\t")
-        if i == 0 and parts[0] in ("query-id", "query_id", "qid"):
-            continue
-        if len(parts) >= 3 and int(parts[2]) > 0:
-            qrels.setdefault(parts[0], {})[parts[1]] = int(parts[2])
+        raise BeirFormatError(
+            f"{qrels_path} is missing" + (f"; this folder has {', '.join(p.stem for p in found)} (--beir-split)" if found else "")
+        )  # fmt: skip
+    qrels = _qrels(qrels_path)
+    for qid, rels in qrels.items():
+        if qid not in queries:
+            raise BeirFormatError(f"{qrels_path}: query-id {qid!r} is not in {folder / 'queries.jsonl'}")
+        missing = next((d for d in rels if d not in corpus), None)
+        if missing is not None:
+            raise BeirFormatError(f"{qrels_path}: corpus-id {missing!r} is not in {folder / 'corpus.jsonl'}")
     return BeirDataset(corpus, {q: t for q, t in queries.items() if q in qrels}, qrels)
 
 

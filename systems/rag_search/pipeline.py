@@ -13,6 +13,7 @@ writes its own; a missing artifact is built first by the step that makes it. One
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import uvicorn
@@ -22,9 +23,10 @@ from infra.artifacts import Artifacts
 from infra.bench.flags import bench_kwargs
 from infra.bench.harness import run_bench
 from infra.console import console, markdown_table, print_rows, print_values
-from infra.steps import Step, StepError
+from infra.steps import Step, StepError, run_step
 from infra.system import BenchSpec
 from systems.rag_search.answer import AnswerConfig, RagPipeline
+from systems.rag_search.beir import beir_eval, index_beir
 from systems.rag_search.config import (
     ANSWER_CONFIG,
     ARTICLES,
@@ -46,20 +48,23 @@ from systems.rag_search.config import (
 )
 from systems.rag_search.cost import GpuShape, LlmShape, serving_math
 from systems.rag_search.data import generate_kb, load_questions, write_kb, write_tiny_beir
-from systems.rag_search.documents import load_beir, load_folder, read_article
+from systems.rag_search.documents import BeirDataset, load_beir, load_folder, read_article, write_beir
 from systems.rag_search.evaluate import beir_table, evaluate_kb, table_rows, transpose
 from systems.rag_search.generate import load_generator
 from systems.rag_search.index import SearchIndex
-from systems.rag_search.model import MiniLM
+from systems.rag_search.model import MiniLM, Reranker
 from systems.rag_search.retrieve import Searcher
 from systems.rag_search.serve import build_app
 from systems.rag_search.train import log_to_mlflow, train_reranker
 
 SCALES = ("small",)  # the help center has one size
+BEIR_DIR = "kb/beir"  # --data beir:<folder>: the validated copy of the split the steps read
 
 
 def data(cfg: DataConfig, art: Artifacts) -> None:
-    """Generate the help center (Markdown articles, archived versions) and its evaluation questions."""
+    """Generate the help center (Markdown articles, archived versions) and its evaluation questions (or --data)."""
+    if cfg.data:
+        return real_data(cfg, art)
     if cfg.scale not in SCALES:  # every other step reads what this one makes, so this is the one check
         raise StepError(
             f"rag has one scale, small (the help center is a fixed size); got --scale {cfg.scale}"
@@ -75,6 +80,33 @@ def data(cfg: DataConfig, art: Artifacts) -> None:
         console.print(f"wrote a BEIR folder from the KB: {write_tiny_beir(cfg.beir_out, cfg.seed)}")
 
 
+def real_data(cfg: DataConfig, art: Artifacts) -> None:
+    """--data beir:<folder>: read the BEIR folder strictly and keep a copy of the split beside the artifacts."""
+    folder = Path(cfg.data.partition(":")[2])
+    with console.status(f"reading {folder}"):
+        ds = load_beir(folder, cfg.beir_split)
+    write_beir(art.dir(BEIR_DIR), ds, cfg.beir_split)
+    art.dir(ARTICLES)  # the help center's articles: none here (the corpus is kb/beir/corpus.jsonl)
+    # the judged queries stand in for the questions (the help center's eval set) so the steps' needs hold
+    shutil.copy(art.path(BEIR_DIR) / "queries.jsonl", art.path(QUESTIONS))
+    source = {
+        "kind": "beir",
+        "path": str(folder.resolve()),
+        "split": cfg.beir_split,
+        "documents": len(ds.corpus),
+    }
+    art.path("source.json").write_text(json.dumps(source, indent=2))
+    print_values(f"rag data: BEIR {folder.name} ({cfg.beir_split}) -> {art.root}", {
+        "documents": len(ds.corpus), "judged queries": len(ds.queries),
+        "judgements": sum(len(r) for r in ds.qrels.values()),
+    })  # fmt: skip
+
+
+def _beir(art: Artifacts) -> BeirDataset:
+    split = json.loads(art.require("source.json", "data").read_text())["split"]
+    return load_beir(art.path(BEIR_DIR), split)
+
+
 def _load_index(art: Artifacts) -> SearchIndex:
     art.require(INDEX_FILE, "index")
     return SearchIndex.load(art.dir(INDEX_DIR))
@@ -82,6 +114,11 @@ def _load_index(art: Artifacts) -> SearchIndex:
 
 def index(cfg: IndexConfig, art: Artifacts) -> None:
     """Chunk the articles by section and index them: BM25, FAISS vectors, token and sentence embeddings."""
+    if art.exists("source.json"):  # --data beir:<folder>: the corpus, in batches with progress
+        search_index = index_beir(_beir(art), MiniLM())
+        search_index.save(art.dir(INDEX_DIR))
+        print_values("rag index (BEIR)", {"documents": len(_beir(art).corpus), "chunks": len(search_index)})
+        return
     articles = load_folder(cfg.folder or art.require(ARTICLES, "data"))
     with console.status(f"embedding {len(articles)} articles with MiniLM"):
         search_index = SearchIndex()
@@ -104,6 +141,8 @@ def update(cfg: UpdateConfig, art: Artifacts) -> None:
 
 def train(cfg: TrainConfig, art: Artifacts) -> None:
     """Train the LightGBM reranker on the tune split and choose the refusal threshold."""
+    if art.exists("source.json"):  # BEIR has no training split here: transfer the support KB's reranker
+        return transfer_reranker(art)
     tune = [q for q in load_questions(art.require(QUESTIONS, "data")) if q.split == "tune"]
     searcher = Searcher(_load_index(art), MiniLM())
     reranker, threshold, stats = train_reranker(searcher, tune, cfg.seed, progress=True)
@@ -114,8 +153,29 @@ def train(cfg: TrainConfig, art: Artifacts) -> None:
     print_values("rag train (tune split)", stats)
 
 
+def transfer_reranker(art: Artifacts) -> None:
+    """Copy the reranker (and refusal threshold) trained on the help center, training it there if missing."""
+    kb = Artifacts("rag", SCALES[0])
+    if not (kb.exists(RERANKER) and kb.exists(ANSWER_CONFIG)):
+        console.print("training the reranker on the support KB first (it is transferred to the BEIR corpus)")
+        run_step(STEPS, "train", TrainConfig(scale=SCALES[0], mlflow=False), kb, console.print)
+    for name in (RERANKER, ANSWER_CONFIG):
+        shutil.copy(kb.path(name), art.path(name))
+    print_values(
+        "rag train (BEIR): reranker transferred",
+        {"from": str(kb.path(RERANKER)), "to": str(art.path(RERANKER))},
+    )
+
+
 def evaluate(cfg: EvalConfig, art: Artifacts) -> None:
     """Retrieval per retriever and answers per generator on the held-out questions (or a BEIR folder)."""
+    if art.exists("source.json"):  # --data beir:<folder>: every retriever on the index built from it
+        ds = _beir(art)
+        searcher = Searcher(_load_index(art), MiniLM(), Reranker.load(art.require(RERANKER, "train")))
+        results = {"beir": beir_eval(searcher, ds)}
+        art.path(EVAL).write_text(json.dumps(results, indent=2))
+        _report({"beir": f"BEIR {Path(cfg.data[5:]).name} ({cfg.beir_split}), {len(ds.corpus)} documents, {len(ds.queries)} queries"}, results, cfg.out)  # fmt: skip
+        return
     if cfg.beir is not None:
         ds = load_beir(cfg.beir, cfg.beir_split)
         results = {"beir": beir_table(ds, MiniLM())}
@@ -170,7 +230,7 @@ def ask(cfg: AskConfig, art: Artifacts) -> None:
 
 def serve(cfg: ServeConfig, art: Artifacts) -> None:
     """Serve /ask, /search and the page on 127.0.0.1 (MLSD_RAG_* settings choose the generators)."""
-    uvicorn.run(build_app(), host="127.0.0.1", port=cfg.port)
+    uvicorn.run(build_app(RagPipeline.load(art) if cfg.data else None), host="127.0.0.1", port=cfg.port)
 
 
 def bench(cfg: BenchConfig, art: Artifacts) -> int:
@@ -216,3 +276,6 @@ STEPS = [
     Step("bench", bench, BenchConfig, needs=SERVED, in_all=False, help=bench.__doc__ or ""),
     Step("cost", cost, CostConfig, in_all=False, help=cost.__doc__ or ""),
 ]  # fmt: skip
+ALL_CONFIG = (
+    EvalConfig  # `mlsd rag all` takes --data and the eval flags (the others' flags are their defaults)
+)

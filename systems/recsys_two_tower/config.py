@@ -5,7 +5,9 @@ Light to import (pydantic and dataclasses only): `mlsd` reads SETTINGS to check 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -93,18 +95,47 @@ def _at_least(cfg: StepConfig, low: int, *names: str) -> None:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least {low} (got {getattr(cfg, name)})")
 
 
+DATA_KINDS = ("movielens",)
+
+
 @dataclass
-class DataConfig(StepConfig):
+class RealDataFlags(StepConfig):
+    """--data: a real public dataset instead of the generated feed, in its own artifact folder."""
+
+    data: str = flag("", "a real dataset instead of the generated feed: movielens:<folder with u.data, ratings.dat or ratings.csv>")  # fmt: skip
+    protocol: Literal["temporal", "random"] = flag("temporal", "the split of --data: temporal (the project's) or random (the public tables': 75/25 per user)")  # fmt: skip
+
+    def __post_init__(self) -> None:
+        if not self.data:
+            return
+        kind, _, path = self.data.partition(":")
+        if kind not in DATA_KINDS or not path:
+            raise ConfigError(f"--data must be <kind>:<path> with kind one of {', '.join(DATA_KINDS)} (got {self.data!r})")  # fmt: skip
+        if not Path(path).exists():
+            raise ConfigError(f"--data {self.data}: {path} does not exist")
+
+    def variant(self) -> str:
+        """data_<kind>_<hash of the resolved path>[_random] (underscores: it names a Feast project): never the
+        simulator's folder."""
+        if not self.data:
+            return self.scale
+        kind, _, path = self.data.partition(":")
+        digest = hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:8]
+        return f"data_{kind}_{digest}" + ("_random" if self.protocol == "random" else "")
+
+
+@dataclass
+class DataConfig(RealDataFlags):
     """`mlsd recsys data`: the feed of --scale (small: 1,500 users x 6,000 videos; medium: 20,000 x 1M)."""
 
 
 @dataclass
-class FeaturesConfig(StepConfig):
+class FeaturesConfig(RealDataFlags):
     """`mlsd recsys features`: snapshots -> Feast offline files -> online store (MLSD_ONLINE_STORE)."""
 
 
 @dataclass
-class TrainConfig(StepConfig):
+class TrainConfig(RealDataFlags):
     epochs: int = flag(4, "training epochs")
     batch_size: int = flag(1024, "global batch (the in-batch softmax's negatives)")
     lr: float = flag(3e-3, "Adam learning rate")
@@ -114,6 +145,7 @@ class TrainConfig(StepConfig):
     creator_buckets: int = flag(TowerConfig.creator_buckets, "hash buckets for creator ids")
 
     def __post_init__(self) -> None:
+        RealDataFlags.__post_init__(self)
         _at_least(self, 1, "epochs", "batch_size", "max_rows")
         _at_least(self, 2, "user_buckets", "video_buckets", "creator_buckets")  # bucket 0 is padding
         if self.lr <= 0:
@@ -128,10 +160,11 @@ class TrainConfig(StepConfig):
 
 
 @dataclass
-class EvalConfig(StepConfig):
+class EvalConfig(RealDataFlags):
     eval_users: int = flag(1000, "test users (with a new video in the future split) to evaluate on")
 
     def __post_init__(self) -> None:
+        RealDataFlags.__post_init__(self)
         _at_least(self, 1, "eval_users")
 
 
@@ -149,7 +182,7 @@ class IndexConfig(EvalConfig):
 
 
 @dataclass
-class RankConfig(StepConfig):
+class RankConfig(RealDataFlags):
     rank_users: int = flag(3000, "users active in the last training days whose candidates train the ranker")
     rank_epochs: int = flag(300, "full-batch Adam steps of the ranker")
 
@@ -158,17 +191,18 @@ class RankConfig(StepConfig):
 
 
 @dataclass
-class CrossConfig(StepConfig):
+class CrossConfig(RealDataFlags):
     rerank_users: int = flag(300, "test users for the re-ranking comparison")
     full_users: int = flag(5, "users whose whole catalog the cross model scores (slow by design)")
     cross_steps: int = flag(400, "training steps of the cross model")
 
     def __post_init__(self) -> None:
+        RealDataFlags.__post_init__(self)
         _at_least(self, 1, "rerank_users", "full_users", "cross_steps")
 
 
 @dataclass
-class SweepConfig(StepConfig):
+class SweepConfig(RealDataFlags):
     """`mlsd recsys sweep`: the ANN table the index step measured (index/sweep.json)."""
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from infra.steps import ConfigError
 from systems.recsys_two_tower.config import FeedConfig
 
 N_TOPICS, N_SUB = 16, 8
@@ -217,38 +218,259 @@ def load(out: Path) -> Feed:
 
 
 # ---- real data: MovieLens ------------------------------------------------------------------------
+# `mlsd recsys all --data movielens:<dir>` turns a MovieLens download into a Feed of the generator's schema, so
+# that features (Feast), train, index and eval run unchanged. What MovieLens lacks is said where it is filled in.
+
+ML_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
+             "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
+             "War", "Western", "IMAX", "(no genres listed)")  # fmt: skip  # u.item's 19 flags in order, then ml-latest's
+RATINGS_FILES = ("u.data", "ratings.dat", "ratings.csv")
+TRAIN_DAYS, TEST_DAYS = 24, 4  # the real timeline is mapped onto the generator's 28-day window
+
+
+class DataFormatError(ConfigError):
+    """A real-data file is not in the format its name promises: one line naming the file, the row, what was
+    expected (`mlsd` prints it and exits 2)."""
+
+
+def _bad(path: Path, row: int, expected: str, got: str) -> DataFormatError:
+    return DataFormatError(f"{path}: row {row}: expected {expected}, got {got[:60]!r}")
+
+
+def _check_int_columns(path: Path, raw: pd.DataFrame, cols: list[str], expected: str, first_row: int) -> None:
+    """Every value of `cols` an integer (rating may be a decimal in ratings.csv), else the first bad row."""
+    for col in cols:
+        values = pd.to_numeric(raw[col], errors="coerce")
+        bad = values.isna().to_numpy()
+        if col != "rating":
+            bad |= ~np.isclose(values.fillna(0).to_numpy(np.float64) % 1, 0)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            got = "|".join("" if pd.isna(v) else str(v) for v in raw.iloc[i].to_numpy())
+            raise _bad(path, i + first_row, expected, got)
+
+
+def _read(path: Path, expected: str, **kwargs) -> pd.DataFrame:
+    """pandas.read_csv with its parser errors (too many fields on line N) as one DataFormatError line."""
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], **kwargs)
+    except pd.errors.ParserError as exc:
+        import re  # only on this error path: the row pandas names
+
+        m = re.search(r"line (\d+)", str(exc))
+        raise DataFormatError(f"{path}: row {m.group(1) if m else '?'}: expected {expected}") from None
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(
+            f"{path}: byte {exc.start}: expected text in {kwargs.get('encoding', 'utf-8')}"
+        ) from None
+
+
+def ratings_file(path: Path) -> Path:
+    """The ratings file of a MovieLens folder (or the file itself)."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise DataFormatError(
+            f"{path}: not a MovieLens ratings file; expected one of {', '.join(RATINGS_FILES)}"
+        )
+    for name in RATINGS_FILES:
+        if (path / name).is_file():
+            return path / name
+    raise DataFormatError(f"{path}: no MovieLens ratings file; expected one of {', '.join(RATINGS_FILES)}")
+
+
+def read_movielens_ratings(path: Path) -> pd.DataFrame:
+    """MovieLens ratings as columns user, item (the dataset's own ids), rating, ts; strict about the format.
+
+    u.data (ml-100k): `user<TAB>item<TAB>rating<TAB>ts`, no header. ratings.dat (ml-1m, ml-10m):
+    `user::item::rating::ts`, no header. ratings.csv (ml-latest, ml-25m): header `userId,movieId,rating,timestamp`.
+    """
+    path = ratings_file(path)
+    cols = ["user", "item", "rating", "ts"]
+    if path.name == "u.data":
+        expected = "4 tab-separated integers user, item, rating, timestamp"
+        raw, first = _read(path, expected, sep="\t", names=cols, header=None), 1
+    elif path.name.endswith(".dat"):
+        # `::` read as `:` with empty fields between (pandas' C parser; the regex one is ~20x slower)
+        expected = "user::item::rating::timestamp"
+        raw, first = _read(path, expected, sep=":", names=list("abcdefg"), header=None), 1
+        if raw[["b", "d", "f"]].notna().any().any() or raw["g"].isna().any():
+            bad = raw[["b", "d", "f"]].notna().any(axis=1) | raw["g"].isna()
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise _bad(path, i + 1, expected, ":".join("" if pd.isna(v) else v for v in raw.iloc[i]))
+        raw = raw[["a", "c", "e", "g"]].set_axis(cols, axis=1)
+    elif path.name.endswith(".csv"):
+        expected = "userId,movieId,rating,timestamp"
+        raw, first = _read(path, expected, sep=","), 2
+        if list(raw.columns[:4]) != ["userId", "movieId", "rating", "timestamp"]:
+            raise _bad(path, 1, f"the header {expected}", ",".join(map(str, raw.columns)))
+        raw = raw.iloc[:, :4].set_axis(cols, axis=1)
+    else:
+        raise DataFormatError(
+            f"{path}: not a MovieLens ratings file; expected one of {', '.join(RATINGS_FILES)}"
+        )
+    if raw.empty:
+        raise DataFormatError(f"{path}: row {first}: expected ratings, got an empty file")
+    _check_int_columns(path, raw, cols, expected, first)
+    out = raw.apply(pd.to_numeric)
+    bad = ~out["rating"].between(0.5, 5).to_numpy()
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise _bad(path, i + first, "a rating in 0.5..5", str(raw["rating"].iloc[i]))
+    return out.astype({"user": np.int64, "item": np.int64, "rating": np.float32, "ts": np.int64})
 
 
 def load_movielens(path: Path) -> pd.DataFrame:
-    """MovieLens ratings (u.data, ratings.dat or ratings.csv) as watch events of the same schema.
+    """MovieLens ratings as watch events of the feed's schema (user_id, video_id, ts, completion, session_id).
 
-    A rating r in 1..5 becomes completion r / 5; user and item ids are re-indexed from 0.
+    A rating r in 0.5..5 becomes completion r / 5; user and item ids are re-indexed from 0; a gap of more than
+    30 minutes (or a new user) starts a session.
     """
-    path = Path(path)
-    name = path.name
-    if name == "u.data":
-        raw = pd.read_csv(path, sep="\t", names=["user", "item", "rating", "ts"], engine="c")
-    elif name.endswith(".dat"):
-        raw = pd.read_csv(path, sep="::", names=["user", "item", "rating", "ts"], engine="python")
-    elif name.endswith(".csv"):
-        raw = pd.read_csv(path).rename(
-            columns={"userId": "user", "movieId": "item", "rating": "rating", "timestamp": "ts"}
-        )
-        missing = {"user", "item", "rating", "ts"} - set(raw.columns)
-        if missing:
-            raise ValueError(
-                f"{path} lacks MovieLens columns {sorted(missing)} (want userId,movieId,rating,timestamp)"
-            )
-    else:
-        raise ValueError(f"{path}: not a MovieLens ratings file (u.data, ratings.dat or ratings.csv)")
-    if raw.empty:
-        raise ValueError(f"{path} holds no ratings")
+    raw = read_movielens_ratings(path)
     user_codes, _ = pd.factorize(raw["user"], sort=True)
     item_codes, _ = pd.factorize(raw["item"], sort=True)
     events = pd.DataFrame(
         {"user_id": user_codes.astype(np.int64), "video_id": item_codes.astype(np.int64),
-         "ts": raw["ts"].astype(np.int64), "completion": (raw["rating"].astype(np.float32) / 5.0)}
+         "ts": raw["ts"].to_numpy(np.int64), "completion": raw["rating"].to_numpy(np.float32) / 5.0}
     ).sort_values(["user_id", "ts"], kind="stable").reset_index(drop=True)  # fmt: skip
     gap = events.groupby("user_id")["ts"].diff().fillna(np.inf)
     events["session_id"] = (np.cumsum(gap.to_numpy() > 1800) - 1).astype(np.int64)  # from 0
     return events
+
+
+def load_movielens_items(folder: Path) -> pd.DataFrame | None:
+    """Item side features where the folder has them: columns item, year (float, NaN when unknown), genres
+    (a (n, len(ML_GENRES)) multi-hot in column g_<j>). u.item (latin-1, `|`), movies.dat (latin-1, `::`,
+    genres `A|B`), movies.csv (utf-8, header movieId,title,genres). None when there is no such file."""
+    folder = Path(folder)
+    folder = folder if folder.is_dir() else folder.parent
+    if (folder / "u.item").is_file():
+        path = folder / "u.item"
+        expected = "24 `|`-separated fields: id|title|release date|video date|url|19 genre flags"
+        raw = _read(path, expected, sep="|", header=None, encoding="latin-1")
+        if raw.shape[1] != 24:
+            raise _bad(path, 1, expected, f"{raw.shape[1]} fields")
+        _check_int_columns(path, raw, [0], expected, 1)
+        flags = raw.iloc[:, 5:24].fillna("0")
+        bad = ~flags.isin(["0", "1"]).all(axis=1).to_numpy()
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise _bad(path, i + 1, "genre flags 0 or 1 in fields 6..24", "|".join(flags.iloc[i]))
+        multi_hot = np.zeros((len(raw), len(ML_GENRES)), np.float32)
+        multi_hot[:, :19] = flags.to_numpy(int)
+        year = pd.to_datetime(raw[2], format="%d-%b-%Y", errors="coerce").dt.year.to_numpy(np.float64)
+        title = raw[1].fillna("")
+    elif (folder / "movies.dat").is_file() or (folder / "movies.csv").is_file():
+        if (folder / "movies.dat").is_file():
+            path = folder / "movies.dat"
+            lines = path.read_text(encoding="latin-1").splitlines()
+            parts = [line.split("::") for line in lines]
+            for i, p in enumerate(parts):
+                if len(p) != 3 or not p[0].isdigit():
+                    raise _bad(path, i + 1, "movieId::title::genres", lines[i])
+            raw = pd.DataFrame(parts)
+        else:
+            path = folder / "movies.csv"
+            raw = _read(path, "movieId,title,genres", sep=",")
+            if list(raw.columns[:3]) != ["movieId", "title", "genres"]:
+                raise _bad(path, 1, "the header movieId,title,genres", ",".join(map(str, raw.columns)))
+            raw = raw.iloc[:, :3].set_axis([0, 1, 2], axis=1)
+            _check_int_columns(path, raw, [0], "movieId,title,genres", 2)
+        index = {g: j for j, g in enumerate(ML_GENRES)}
+        multi_hot = np.zeros((len(raw), len(ML_GENRES)), np.float32)
+        for i, gs in enumerate(raw[2].fillna("")):
+            for g in gs.split("|"):
+                if g in index:
+                    multi_hot[i, index[g]] = 1.0
+        title = raw[1].fillna("")
+        year = np.full(len(raw), np.nan)
+    else:
+        return None
+    from_title = pd.to_numeric(title.str.extract(r"\((\d{4})\)\s*$")[0], errors="coerce").to_numpy(np.float64)
+    year = np.where(np.isnan(year), from_title, year)  # the release date is missing on a few rows
+    items = pd.DataFrame({"item": raw[0].astype(np.int64), "year": year})
+    for j in range(len(ML_GENRES)):
+        items[f"g_{j}"] = multi_hot[:, j]
+    return items
+
+
+def _map_time(ts: np.ndarray, lo: int, hi: int, start: int, days: int) -> np.ndarray:
+    """ts in [lo, hi] mapped linearly (order kept) onto [start, start + days) in seconds."""
+    frac = (ts - lo) / max(hi - lo, 1)
+    return (start + np.minimum(frac, 1 - 1e-9) * days * DAY).astype(np.int64)
+
+
+def movielens_feed(path: Path, protocol: str = "temporal", seed: int = 0) -> Feed:
+    """A MovieLens download as a Feed of the generator's schema; the split sits at Feed.split_ts.
+
+    protocol "temporal": the project's split, the last 20% of ratings by time are the test period.
+    protocol "random": the public benchmark tables' split (Microsoft recommenders' python_stratified_split):
+    per user a random 25% of their ratings is the test set. Either way the real timestamps are mapped, in
+    order, onto the generator's window (train on days 0..24, test on 24..28), so every later step runs as is.
+    """
+    ratings = read_movielens_ratings(path)
+    user_codes, _ = pd.factorize(ratings["user"], sort=True)
+    item_codes, item_ids = pd.factorize(ratings["item"], sort=True)
+    ts = ratings["ts"].to_numpy(np.int64)
+    if protocol == "temporal":
+        cut = int(np.quantile(ts, 0.8))
+        test = ts >= cut
+    elif protocol == "random":
+        rng = np.random.default_rng(seed)
+        order = np.lexsort((rng.random(len(ts)), user_codes))  # users grouped, random within a user
+        rank = np.empty(len(ts), np.int64)
+        counts = np.bincount(user_codes)
+        starts = np.repeat(np.cumsum(counts) - counts, counts)
+        rank[order] = np.arange(len(ts)) - starts
+        n_train = np.round(counts * 0.75).astype(np.int64)
+        test = rank >= n_train[user_codes]
+    else:
+        raise ValueError(f"unknown protocol {protocol!r}; temporal or random")
+    split_ts = START_TS + TRAIN_DAYS * DAY
+    new_ts = np.empty(len(ts), np.int64)
+    for part, start, days in ((~test, START_TS, TRAIN_DAYS), (test, split_ts, TEST_DAYS)):
+        if part.any():
+            new_ts[part] = _map_time(ts[part], ts[part].min(), ts[part].max(), start, days)
+    events = pd.DataFrame(
+        {"user_id": user_codes.astype(np.int64), "video_id": item_codes.astype(np.int64), "ts": new_ts,
+         "completion": ratings["rating"].to_numpy(np.float32) / 5.0}  # a rating as the completion signal
+    ).sort_values(["user_id", "ts"], kind="stable").reset_index(drop=True)  # fmt: skip
+    events["session_id"] = np.cumsum((events["user_id"].diff() != 0).to_numpy()).astype(np.int64)
+    n_u, n_v = int(user_codes.max()) + 1, len(item_ids)
+
+    # items: genre -> topic and cluster, year -> content; what MovieLens lacks is a constant
+    side = load_movielens_items(path)
+    multi_hot = np.zeros((n_v, len(ML_GENRES)), np.float32)
+    year = np.full(n_v, np.nan)
+    if side is not None:
+        row = pd.Series(np.arange(len(side)), index=side["item"].to_numpy()).reindex(item_ids).to_numpy()
+        known = ~np.isnan(row)
+        multi_hot[known] = side[[f"g_{j}" for j in range(len(ML_GENRES))]].to_numpy()[row[known].astype(int)]
+        year[known] = side["year"].to_numpy()[row[known].astype(int)]
+    main_genre = np.where(multi_hot.any(1), multi_hot.argmax(1), 0)
+    decade = np.clip((np.nan_to_num(year, nan=1990) - 1930) // 10, 0, N_SUB - 1).astype(np.int64)
+    cluster = (main_genre % N_TOPICS) * N_SUB + decade  # 21 genres fold onto 16 topics (the last few share)
+    proj = np.random.default_rng(0).normal(size=(len(ML_GENRES), CONTENT_DIM - 1)).astype(np.float32)
+    year_z = np.nan_to_num((year - 1990) / 15, nan=0.0).astype(np.float32)
+    content = np.column_stack([year_z, multi_hot @ proj / np.sqrt(multi_hot.sum(1, keepdims=True).clip(1))])
+    first_seen = events.groupby("video_id")["ts"].min().reindex(range(n_v)).to_numpy()
+    pop = np.bincount(events.loc[events["ts"] < split_ts, "video_id"], minlength=n_v) + 1.0
+    videos = pd.DataFrame(
+        {"video_id": np.arange(n_v, dtype=np.int64), "cluster": cluster.astype(np.int16),
+         "topic": (cluster // N_SUB).astype(np.int16),
+         "creator_id": np.nan_to_num(year, nan=0).astype(np.int64),  # no creator: the release year stands in
+         "duration_s": np.full(n_v, 6_000, np.int32),  # no duration in MovieLens: a constant, so uninformative
+         "upload_ts": (first_seen - 60).astype(np.int64), "pop": pop / pop.sum()}
+    )  # fmt: skip
+    for j in range(CONTENT_DIM):
+        videos[f"content_{j}"] = content[:, j]
+    first_user = events.groupby("user_id")["ts"].min().reindex(range(n_u)).to_numpy()
+    users = pd.DataFrame(
+        {"user_id": np.arange(n_u, dtype=np.int64), "signup_ts": (first_user - 60).astype(np.int64)}
+    )
+    config = FeedConfig(n_users=n_u, n_videos=n_v, events_per_user=len(events) / n_u,
+                        days=TRAIN_DAYS + TEST_DAYS, test_days=TEST_DAYS, seed=seed)  # fmt: skip
+    # no generating model behind real data: no oracle (eval leaves that row out when source.json says so)
+    return Feed(config, videos, users, events, np.zeros((n_u, N_CLUSTERS), np.float32),
+                np.ones((N_CLUSTERS, N_DURATION_BINS)), np.ones((n_u, N_DURATION_BINS)))  # fmt: skip

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import uvicorn
@@ -20,7 +21,7 @@ from infra.bench.flags import bench_kwargs
 from infra.bench.harness import RESULTS_DIR, run_bench
 from infra.config import get_settings
 from infra.console import console, print_rows, print_values
-from infra.steps import Step
+from infra.steps import Step, StepError
 from infra.system import BenchSpec
 from systems.recsys_two_tower.capacity import capacity_rows, measured_cpu_ms
 from systems.recsys_two_tower.config import (
@@ -40,12 +41,21 @@ from systems.recsys_two_tower.config import (
     feed_config,
 )
 from systems.recsys_two_tower.cross import run_cross_experiment
-from systems.recsys_two_tower.data import Feed, generate, holdout_users, load, save, temporal_split
+from systems.recsys_two_tower.data import (
+    Feed,
+    generate,
+    holdout_users,
+    load,
+    movielens_feed,
+    save,
+    temporal_split,
+)
 from systems.recsys_two_tower.evaluate import report_markdown, run_eval
 from systems.recsys_two_tower.features.repo import RecsysFeatures, build_features, open_features
 from systems.recsys_two_tower.index import SWEEP_COLUMNS, catalog_frame, run_index, sweep_rows, user_vectors
 from systems.recsys_two_tower.model import TwoTower
 from systems.recsys_two_tower.provenance import read_run_id, write_run_id
+from systems.recsys_two_tower.public_protocol import run_public_eval
 from systems.recsys_two_tower.rank import run_rank
 from systems.recsys_two_tower.serve import build_app
 from systems.recsys_two_tower.train import load_model, load_training_set, run_train
@@ -89,7 +99,9 @@ def _json(art: Artifacts, name: str, made_by: str) -> dict:
 
 # ------------------------------------------------------------------------------------------ build steps
 def data(cfg: DataConfig, art: Artifacts) -> None:
-    """Generate the feed of --scale, with its known truth (the oracle), and split it in time."""
+    """Generate the feed of --scale, with its known truth (the oracle), and split it in time (or read --data)."""
+    if cfg.data:
+        return real_data(cfg, art)
     feed_cfg = feed_config(cfg.scale, cfg.seed)
     t0 = time.perf_counter()
     with console.status(f"generating the {cfg.scale} feed"):
@@ -102,12 +114,33 @@ def data(cfg: DataConfig, art: Artifacts) -> None:
     })  # fmt: skip
 
 
+def real_data(cfg: DataConfig, art: Artifacts) -> None:
+    """--data movielens:<folder>: the ratings as a feed of the same schema, split by --protocol."""
+    kind, _, path = cfg.data.partition(":")
+    t0 = time.perf_counter()
+    with console.status(f"reading {path}"):
+        feed = movielens_feed(Path(path), cfg.protocol, cfg.seed)
+        save(feed, art.root)
+    past, future = temporal_split(feed.events, feed.split_ts)
+    source = {
+        "kind": kind,
+        "path": str(Path(path).resolve()),
+        "protocol": cfg.protocol,
+        "ratings": len(feed.events),
+    }
+    art.path("source.json").write_text(json.dumps(source, indent=2))
+    print_values(f"data ({kind}, {cfg.protocol} split) in {time.perf_counter() - t0:.1f} s -> {art.root}", {
+        "users": feed.config.n_users, "items": feed.config.n_videos, "ratings": len(feed.events),
+        "train ratings": len(past), "test ratings": len(future),
+    })  # fmt: skip
+
+
 def features(cfg: FeaturesConfig, art: Artifacts) -> None:
     """Daily snapshots -> Feast offline files -> `feast apply` -> user_stats materialised online."""
     feed = _feed(art)
     t0 = time.perf_counter()
     with console.status("computing snapshots, feast apply + materialize"):
-        counts = build_features(feed, art.root, cfg.scale)
+        counts = build_features(feed, art.root, art.variant)
     print_values(
         f"features ({get_settings().online_store} online store) in {time.perf_counter() - t0:.1f} s", counts
     )
@@ -146,6 +179,13 @@ def evaluate(cfg: EvalConfig, art: Artifacts) -> None:
     """Recall@K and NDCG@K on the future split: random, most-popular, two-tower exact and ANN, ANN + ranker
     (+ policy), oracle."""
     art.require("index/serving.faiss", "index")
+    if art.exists("source.json"):  # real data: the public tables' metrics, the baselines beside, no oracle
+        result = run_public_eval(_model(art), _feed(art), _features(art), art.root, cfg.eval_users, cfg.seed)
+        src = result["source"]
+        print_rows(f"{src['kind']} ({src['protocol']} split): top-10 of items not rated in training, {result['users']} users",
+                   ("model", "precision@10", "recall@10", "ndcg@10", "map@10"),
+                   [(name, *row.values()) for name, row in result["table"].items()])  # fmt: skip
+        return
     art.require("rank/ranker.onnx", "rank")
     result = run_eval(_model(art), _feed(art), _features(art), art.root, cfg.eval_users, cfg.seed)
     cols = list(next(iter(result["table"].values())))
@@ -184,11 +224,13 @@ def capacity(cfg: CapacityConfig, art: Artifacts) -> None:
 
 def serve(cfg: ServeConfig, art: Artifacts) -> None:
     """/recommend on 127.0.0.1:--port, on this scale's model, index and features."""
-    uvicorn.run(build_app(cfg.scale), host="127.0.0.1", port=cfg.port)
+    uvicorn.run(build_app(cfg.variant()), host="127.0.0.1", port=cfg.port)
 
 
 def bench(cfg: BenchConfig, art: Artifacts) -> int:
     """Load-test /recommend (locust, 200 req/s for 60 s) and write the report with the offline tables."""
+    if cfg.data:
+        raise StepError("`mlsd recsys bench --data` is not supported yet; bench the generated feed (--scale)")
     evaluation, sweep_summary = _json(art, "eval.json", "eval"), _json(art, "index/sweep.json", "index")
     cross_result, model_meta = _json(art, "cross.json", "cross"), _json(art, "model/config.json", "train")
     feed_cfg = FeedConfig(**_json(art, "config.json", "data"))
