@@ -66,7 +66,14 @@ def measure(store: str, url: str, src: Path, work: Path, scale: str, sample: int
     get_settings.cache_clear()
     root = work / store
     root.mkdir(parents=True)
-    for name in ("config.json", "videos.parquet", "users.parquet", "events.parquet"):
+    for name in (
+        "config.json",
+        "videos.parquet",
+        "users.parquet",
+        "events.parquet",
+        "user_pref.npy",
+        "cluster_norm.npy",
+    ):
         shutil.copy(src / name, root / name)
     feed = load(root)
     t0 = time.perf_counter()
@@ -94,7 +101,9 @@ def main() -> None:
     src = Artifacts("recsys", args.scale).root
     work = Path(tempfile.mkdtemp(prefix="mlsd-online-store-"))
     single_url, proc = _single_redis(work)
-    spec = redis_cluster.ClusterSpec(port_base=redis_cluster.free_port_base(), appendonly=False, root=work / "cluster")
+    spec = redis_cluster.ClusterSpec(
+        port_base=redis_cluster.free_port_base(), appendonly=False, root=work / "cluster"
+    )
     rows = []
     try:
         redis_cluster.start(spec)
@@ -113,7 +122,9 @@ def main() -> None:
         "view": "user_stats (watches_7d, watches_30d, mean_completion_30d, 16 topic shares, 20 history ids)",
         "what": "MEMORY USAGE <key> SAMPLES 0, mean over a sample of Feast's per-user hash keys; excludes "
         "allocator fragmentation and replication/AOF buffers (add headroom)",
-        "redis_server": subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.strip(),
+        "redis_server": subprocess.run(
+            ["redis-server", "--version"], capture_output=True, text=True
+        ).stdout.strip(),
         "read": f"{READS} single-user online reads through Feast (FeatureRepo.online), after 50 warm-up reads",
         "load_average_1m_at_end": os.getloadavg()[0],
         "bytes_per_user": rows[-1]["bytes_per_user"],  # the cluster's figure: what capacity plans with
