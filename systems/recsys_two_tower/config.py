@@ -95,7 +95,9 @@ class DataConfig(StepConfig):
 
 
 Engine = Literal["local", "ray"]
-ENGINE_HELP = "where the offline work runs: local (one process, Feast's file store) or ray (Ray Data; MLSD_RAY_*)"
+ENGINE_HELP = (
+    "where the offline work runs: local (one process, Feast's file store) or ray (Ray Data; MLSD_RAY_*)"
+)
 
 
 @dataclass

@@ -59,7 +59,9 @@ def ray_engine(num_cpus: int | None = None) -> Iterator[RayRuntime]:
     try:
         runtime = init_ray(num_cpus=num_cpus)
     except Exception as exc:  # Ray raises a zoo of types on a failed start; the user needs one line
-        raise StepError(f"--engine ray: Ray did not start ({type(exc).__name__}: {exc}); use --engine local") from exc
+        raise StepError(
+            f"--engine ray: Ray did not start ({type(exc).__name__}: {exc}); use --engine local"
+        ) from exc
     try:
         yield runtime
     finally:
@@ -111,11 +113,17 @@ def view_sources(store: Any, service: Any) -> list[ViewSource]:
 
 
 # ------------------------------------------------------------------------------------------ the point-in-time join
-def asof_join(entities: pd.DataFrame, features: pd.DataFrame, key: str, ttl: timedelta | None) -> pd.DataFrame:
+def asof_join(
+    entities: pd.DataFrame, features: pd.DataFrame, key: str, ttl: timedelta | None
+) -> pd.DataFrame:
     """Each entity row gets the latest feature row of its key with event_timestamp <= its own (and newer than
     its own minus ttl): Feast's point-in-time rule. Rows with no such feature row get nulls."""
-    left = entities.sort_values(TS, kind="stable")
-    right = features.rename(columns={TS: "_feature_ts"}).sort_values("_feature_ts", kind="stable")
+    left = entities.assign(**{TS: _utc_ns(entities[TS])}).sort_values(TS, kind="stable")
+    right = (
+        features.assign(_feature_ts=_utc_ns(features[TS]))
+        .drop(columns=TS)
+        .sort_values("_feature_ts", kind="stable")
+    )
     joined = pd.merge_asof(
         left, right, left_on=TS, right_on="_feature_ts", by=key, direction="backward",
         allow_exact_matches=True, tolerance=pd.Timedelta(ttl) if ttl else None,
@@ -123,7 +131,9 @@ def asof_join(entities: pd.DataFrame, features: pd.DataFrame, key: str, ttl: tim
     return joined.drop(columns="_feature_ts")
 
 
-def _join_partitions(batch: pd.DataFrame, views: dict[int, list[Any]], specs: list[ViewSource]) -> pd.DataFrame:
+def _join_partitions(
+    batch: pd.DataFrame, views: dict[int, list[Any]], specs: list[ViewSource]
+) -> pd.DataFrame:
     """One Ray Data batch of entity rows (one or more partitions): join every view as-of, partition by partition."""
     out = []
     for part, entities in batch.groupby(_PART, sort=False):
@@ -141,7 +151,9 @@ def historical(store: Any, entity_df: pd.DataFrame, service: Any, runtime: RayRu
     way, and each partition is joined where it lands.
     """
     n = partitions_for(runtime)
-    entities = entity_df.reset_index(drop=True).assign(**{_ROW: np.arange(len(entity_df)), TS: _utc_ns(entity_df[TS])})
+    entities = entity_df.reset_index(drop=True).assign(
+        **{_ROW: np.arange(len(entity_df)), TS: _utc_ns(entity_df[TS])}
+    )
     result = entities
     by_key: dict[str, list[ViewSource]] = {}
     for spec in view_sources(store, service):
@@ -227,10 +239,15 @@ class VideoTowerEmbedder:
         self.cfg, self.seen, self.as_of_ts = TowerConfig(**tower), seen, as_of_ts
 
     def __call__(self, batch: pd.DataFrame) -> dict[str, np.ndarray]:
-        return {"video_id": batch["video_id"].to_numpy(np.int64), "embedding": embed_onnx(self.session, batch, self.cfg, self.seen, self.as_of_ts)}
+        return {
+            "video_id": batch["video_id"].to_numpy(np.int64),
+            "embedding": embed_onnx(self.session, batch, self.cfg, self.seen, self.as_of_ts),
+        }
 
 
-def embed_onnx(session: Any, frame: pd.DataFrame, cfg: TowerConfig, seen: np.ndarray, as_of_ts: int) -> np.ndarray:
+def embed_onnx(
+    session: Any, frame: pd.DataFrame, cfg: TowerConfig, seen: np.ndarray, as_of_ts: int
+) -> np.ndarray:
     """(len(frame), D) video-tower vectors from one ONNX session: the single-process path and each actor's."""
     from systems.recsys_two_tower.features.transform import video_inputs  # here: it imports torch (see top)
 

@@ -46,7 +46,9 @@ class TrainingSet:
         return [torch.from_numpy(np.ascontiguousarray(p[idx])) for p in parts]
 
 
-def training_frame(feed: Feed, features: RecsysFeatures, max_rows: int, engine: str = "local") -> pd.DataFrame:
+def training_frame(
+    feed: Feed, features: RecsysFeatures, max_rows: int, engine: str = "local"
+) -> pd.DataFrame:
     """Training watches joined point-in-time to user_stats, video_content and video_popularity: by Feast's file
     offline store in this process (engine "local") or by Ray Data (engine "ray", offline_ray.historical)."""
     train = feed.events[feed.events["ts"] < feed.split_ts]
@@ -171,7 +173,9 @@ def export_video_tower(model: TwoTower, path: Path) -> float:
         tower, example, str(path), input_names=names, output_names=["embedding"],
         dynamic_axes={n: {0: "batch"} for n in [*names, "embedding"]}, opset_version=17, dynamo=False,
     )  # fmt: skip
-    got = make_session(path, threads=1).run(None, {n: t.numpy() for n, t in zip(names, example, strict=True)})[0]
+    got = make_session(path, threads=1).run(
+        None, {n: t.numpy() for n, t in zip(names, example, strict=True)}
+    )[0]
     with torch.no_grad():
         want = tower(*example).numpy()
     return float(np.abs(got - want).max())

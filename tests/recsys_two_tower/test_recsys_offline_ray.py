@@ -76,7 +76,9 @@ def _two_repos(root: Path, name: str, store: str, url: str | None) -> tuple[Feat
     defs = definitions.build(root / OFFLINE_DIR).all()
     repos = []
     for engine in ("local", "ray"):
-        repo = FeatureRepo(f"{name}_{engine}", root.parent / f"repo_{name}_{engine}", online_store=store, redis_url=url)
+        repo = FeatureRepo(
+            f"{name}_{engine}", root.parent / f"repo_{name}_{engine}", online_store=store, redis_url=url
+        )
         repo.apply(defs)
         repos.append(repo)
     return repos[0], repos[1]
@@ -119,7 +121,9 @@ def test_ray_embedding_gives_the_same_vectors(recsys_env, ray_runtime, tmp_path:
 
 # ------------------------------------------------------------------------------------------ recsys on the cluster
 @pytest.mark.redis
-def test_redis_cluster_online_store_serves_the_same(recsys_env, redis_cluster_url, monkeypatch, unique_name) -> None:
+def test_redis_cluster_online_store_serves_the_same(
+    recsys_env, redis_cluster_url, monkeypatch, unique_name
+) -> None:
     """The features step and the server unchanged, with MLSD_ONLINE_STORE=redis_cluster: the same recommendations
     as SQLite (the cluster twin of test_recsys_serve's Redis test)."""
     uid = int(data.load(recsys_env.workdir).events["user_id"].value_counts().index[0])
