@@ -221,7 +221,8 @@ def materialize(
     part = key_partition(frame[key].to_numpy(), n)
     blocks = [frame[part == p].assign(**{_PART: p}) for p in range(n)]
     ds = ray.data.from_pandas([b for b in blocks if len(b)]).map_batches(
-        OnlineWriter, batch_format="pandas", batch_size=None, concurrency=max(1, int(runtime.cpus)),
+        OnlineWriter, batch_format="pandas", batch_size=None,
+        compute=ray.data.ActorPoolStrategy(size=max(1, int(runtime.cpus))),
         fn_constructor_kwargs={"repo_dir": str(repo_dir), "view": view_name, "key": key},
     )  # fmt: skip
     return int(ds.to_pandas()["written"].sum())
@@ -260,12 +261,24 @@ def embed_catalog(
     onnx_path: Path, frame: pd.DataFrame, cfg: TowerConfig, seen: np.ndarray, as_of_ts: int,
     runtime: RayRuntime, batch_size: int = 16_384,
 ) -> np.ndarray:  # fmt: skip
-    """(n_videos, D) unit vectors, row i = video i, by map_batches over the catalog frame (batch inference)."""
-    blocks = max(partitions_for(runtime), -(-len(frame) // batch_size))
-    ds = ray.data.from_pandas(frame).repartition(blocks).map_batches(
-        VideoTowerEmbedder, batch_format="pandas", batch_size=batch_size, concurrency=max(1, int(runtime.cpus)),
-        fn_constructor_kwargs={"onnx_path": str(onnx_path), "tower": cfg.to_dict(), "seen": seen, "as_of_ts": as_of_ts},
-    )  # fmt: skip
+    """(n_videos, D) unit vectors, row i = video i, by map_batches over the catalog frame (batch inference).
+
+    The frame goes in as ready-made blocks, not through `repartition`: an all-to-all repartition needs a CPU for
+    its tasks while the actor pool holds every CPU of a 1-CPU Ray, which hangs.
+    """
+    blocks = [frame.iloc[i : i + batch_size] for i in range(0, len(frame), batch_size)]
+    ds = ray.data.from_pandas(blocks).map_batches(
+        VideoTowerEmbedder,
+        batch_format="pandas",
+        batch_size=None,
+        compute=ray.data.ActorPoolStrategy(size=max(1, int(runtime.cpus))),
+        fn_constructor_kwargs={
+            "onnx_path": str(onnx_path),
+            "tower": cfg.to_dict(),
+            "seen": seen,
+            "as_of_ts": as_of_ts,
+        },
+    )
     out = np.empty((len(frame), cfg.out_dim), dtype=np.float32)
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         out[batch["video_id"]] = batch["embedding"]

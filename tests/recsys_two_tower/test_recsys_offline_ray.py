@@ -57,6 +57,8 @@ def test_key_partition_is_stable_and_covers_every_partition() -> None:
 
 
 # ------------------------------------------------------------------------------------------ Ray against local
+# slow: a local Ray takes ~10 s to start and its workers seconds to import pandas and Ray Data
+@pytest.mark.slow
 def test_ray_join_gives_the_same_training_rows(recsys_env, ray_runtime) -> None:
     feed = data.load(recsys_env.workdir)
     features = open_features(recsys_env.workdir, "small")
@@ -84,6 +86,7 @@ def _two_repos(root: Path, name: str, store: str, url: str | None) -> tuple[Feat
     return repos[0], repos[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("store", ["sqlite", pytest.param("redis", marks=pytest.mark.redis),
                                    pytest.param("redis_cluster", marks=pytest.mark.redis)])  # fmt: skip
 def test_ray_materialisation_writes_the_same_online_features(
@@ -106,6 +109,7 @@ def test_ray_materialisation_writes_the_same_online_features(
     assert want["watches_30d"][-1] is None and any(w for w in want["watches_30d"][:-1])
 
 
+@pytest.mark.slow
 def test_ray_embedding_gives_the_same_vectors(recsys_env, ray_runtime, tmp_path: Path) -> None:
     feed = data.load(recsys_env.workdir)
     features = open_features(recsys_env.workdir, "small")
