@@ -129,9 +129,17 @@ class DataConfig(RealDataFlags):
     """`mlsd recsys data`: the feed of --scale (small: 1,500 users x 6,000 videos; medium: 20,000 x 1M)."""
 
 
+Engine = Literal["local", "ray"]
+ENGINE_HELP = (
+    "where the offline work runs: local (one process, Feast's file store) or ray (Ray Data; MLSD_RAY_*)"
+)
+
+
 @dataclass
 class FeaturesConfig(RealDataFlags):
     """`mlsd recsys features`: snapshots -> Feast offline files -> online store (MLSD_ONLINE_STORE)."""
+
+    engine: Engine = flag("local", ENGINE_HELP + ": the materialisation")
 
 
 @dataclass
@@ -143,6 +151,7 @@ class TrainConfig(RealDataFlags):
     user_buckets: int = flag(TowerConfig.user_buckets, "hash buckets for user ids")
     video_buckets: int = flag(TowerConfig.video_buckets, "hash buckets for video ids")
     creator_buckets: int = flag(TowerConfig.creator_buckets, "hash buckets for creator ids")
+    engine: Engine = flag("local", ENGINE_HELP + ": the point-in-time training join")
 
     def __post_init__(self) -> None:
         RealDataFlags.__post_init__(self)

@@ -140,7 +140,7 @@ def features(cfg: FeaturesConfig, art: Artifacts) -> None:
     feed = _feed(art)
     t0 = time.perf_counter()
     with console.status("computing snapshots, feast apply + materialize"):
-        counts = build_features(feed, art.root, art.variant)
+        counts = build_features(feed, art.root, art.variant, engine=cfg.engine)
     print_values(
         f"features ({get_settings().online_store} online store) in {time.perf_counter() - t0:.1f} s", counts
     )

@@ -26,7 +26,7 @@ from systems.recsys_two_tower.data import Feed
 from systems.recsys_two_tower.features.definitions import USER_COLS
 from systems.recsys_two_tower.features.repo import RecsysFeatures
 from systems.recsys_two_tower.features.transform import user_inputs, video_inputs
-from systems.recsys_two_tower.model import TwoTower, TwoTowerLoss
+from systems.recsys_two_tower.model import VIDEO_DENSE, TwoTower, TwoTowerLoss
 
 
 @dataclass
@@ -46,15 +46,27 @@ class TrainingSet:
         return [torch.from_numpy(np.ascontiguousarray(p[idx])) for p in parts]
 
 
-def training_frame(feed: Feed, features: RecsysFeatures, max_rows: int) -> pd.DataFrame:
-    """Training watches joined point-in-time to user_stats, video_content and video_popularity."""
+def training_frame(
+    feed: Feed, features: RecsysFeatures, max_rows: int, engine: str = "local"
+) -> pd.DataFrame:
+    """Training watches joined point-in-time to user_stats, video_content and video_popularity: by Feast's file
+    offline store in this process (engine "local") or by Ray Data (engine "ray", offline_ray.historical)."""
     train = feed.events[feed.events["ts"] < feed.split_ts]
     train = train.sort_values("ts").tail(max_rows)
     entity_df = pd.DataFrame(
         {"user_id": train["user_id"].to_numpy(), "video_id": train["video_id"].to_numpy(),
          "event_timestamp": pd.to_datetime(train["ts"].to_numpy(), unit="s", utc=True)}
     )  # fmt: skip
-    frame = features.repo.historical(entity_df, features.training)
+    if engine == "ray":
+        # here, not at the top: Ray takes seconds to import, and only --engine ray needs it
+        from systems.recsys_two_tower import offline_ray
+
+        with offline_ray.ray_engine() as runtime:
+            frame = offline_ray.historical(features.repo.store, entity_df, features.training, runtime)
+    elif engine == "local":
+        frame = features.repo.historical(entity_df, features.training)
+    else:
+        raise ValueError(f"engine must be local or ray, got {engine!r}")
     # Feast's file store loses the odd row (duplicate video + second); keep rows whose video resolved
     return frame[frame["topic"].notna()].reset_index(drop=True)
 
@@ -145,6 +157,30 @@ def export_user_tower(model: TwoTower, path: Path) -> float:
     return float(np.abs(got - want).max())
 
 
+def export_video_tower(model: TwoTower, path: Path) -> float:
+    """ONNX export of the video tower (the catalog embedding's batch inference); max |onnx - torch| on a batch."""
+    cfg = model.cfg
+    tower = model.video.eval()
+    b = 8
+    example = (
+        torch.randint(1, cfg.video_buckets, (b,)),
+        torch.randint(0, tower.topic_emb.num_embeddings, (b,)),
+        torch.randint(1, cfg.creator_buckets, (b,)),
+        torch.rand(b, VIDEO_DENSE),
+    )
+    names = ["video_bucket", "topic", "creator_bucket", "dense"]
+    torch.onnx.export(
+        tower, example, str(path), input_names=names, output_names=["embedding"],
+        dynamic_axes={n: {0: "batch"} for n in [*names, "embedding"]}, opset_version=17, dynamo=False,
+    )  # fmt: skip
+    got = make_session(path, threads=1).run(
+        None, {n: t.numpy() for n, t in zip(names, example, strict=True)}
+    )[0]
+    with torch.no_grad():
+        want = tower(*example).numpy()
+    return float(np.abs(got - want).max())
+
+
 def save_model(model: TwoTower, out: Path, meta: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), out / "two_tower.pt")
@@ -164,7 +200,7 @@ def run_train(feed: Feed, features: RecsysFeatures, root: Path, tc: TrainConfig)
     """The whole step: join, train, export, log to MLflow and register the user tower as champion."""
     cfg = tc.tower()
     t0 = time.perf_counter()
-    frame = training_frame(feed, features, tc.max_rows)
+    frame = training_frame(feed, features, tc.max_rows, tc.engine)
     join_s = time.perf_counter() - t0
     data = build_training_set(frame, feed, cfg)
     t1 = time.perf_counter()
@@ -172,9 +208,10 @@ def run_train(feed: Feed, features: RecsysFeatures, root: Path, tc: TrainConfig)
     train_s = time.perf_counter() - t1
     model_dir = root / "model"
     model_dir.mkdir(parents=True, exist_ok=True)
-    parity = export_user_tower(model, model_dir / "user_tower.onnx")
+    parity = max(export_user_tower(model, model_dir / "user_tower.onnx"),
+                 export_video_tower(model, model_dir / "video_tower.onnx"))  # fmt: skip
     if parity > 1e-4:
-        raise RuntimeError(f"ONNX user tower differs from PyTorch by {parity:.2e} (> 1e-4)")
+        raise RuntimeError(f"an ONNX tower differs from PyTorch by {parity:.2e} (> 1e-4)")
     np.save(model_dir / "seen_videos.npy", data.seen_videos)
     save_training_set(data, root / "training_set.npz")  # the cross-model experiment reuses it
     metrics = {"final_loss": losses[-1], "onnx_max_abs_diff": parity, "join_seconds": join_s,
@@ -185,6 +222,7 @@ def run_train(feed: Feed, features: RecsysFeatures, root: Path, tc: TrainConfig)
         "lr": tc.lr,
         "max_rows": tc.max_rows,
         "seed": tc.seed,
+        "join_engine": tc.engine,
     }
     save_model(model, model_dir, {"train": params, "metrics": metrics, "losses": losses})
     registry = Registry()

@@ -37,8 +37,11 @@ def open_features(root: Path, scale: str, online_store: str | None = None) -> Re
     return RecsysFeatures(repo, defs.user_serving, defs.training, defs.catalog)
 
 
-def build_features(feed: Feed, root: Path, scale: str, online_store: str | None = None) -> dict[str, int]:
-    """Compute snapshots from all events, apply definitions, materialize user_stats online."""
+def build_features(
+    feed: Feed, root: Path, scale: str, online_store: str | None = None, engine: str = "local"
+) -> dict[str, int]:
+    """Compute snapshots from all events, apply definitions, materialize user_stats online: by Feast in this
+    process (engine "local") or by Ray Data workers pushing rows through Feast's write path (engine "ray")."""
     offline = root / OFFLINE_DIR
     offline.mkdir(parents=True, exist_ok=True)
     users = compute.user_snapshots(feed.events, feed.videos, feed.users)
@@ -54,8 +57,19 @@ def build_features(feed: Feed, root: Path, scale: str, online_store: str | None 
     repo.apply(definitions.build(offline).all())
     end = datetime.fromtimestamp(START_TS + feed.config.days * DAY, UTC)
     start = datetime.fromtimestamp(START_TS - DAY, UTC)
-    repo.materialize(start, end, views=["user_stats"])
-    return {"user_snapshots": len(users), "videos": len(videos), "popularity_rows": len(popularity)}
+    counts = {"user_snapshots": len(users), "videos": len(videos), "popularity_rows": len(popularity)}
+    if engine == "local":
+        repo.materialize(start, end, views=["user_stats"])
+        return counts
+    if engine != "ray":
+        raise ValueError(f"engine must be local or ray, got {engine!r}")
+    # here, not at the top: Ray takes seconds to import, and only --engine ray needs it
+    from systems.recsys_two_tower import offline_ray
+
+    repo.check_online_store()
+    with offline_ray.ray_engine() as runtime:
+        written = offline_ray.materialize(repo.store, repo.repo_dir, "user_stats", start, end, runtime)
+    return {**counts, "users_materialized (ray)": written}
 
 
 def trending_videos(events: pd.DataFrame, now_ts: int, k: int) -> np.ndarray:

@@ -1,0 +1,148 @@
+"""The offline pipeline, single process vs Ray Data with 1 and 2 CPUs: rows/s of the point-in-time training join,
+keys/s of the materialisation, vectors/s of the catalog embedding.
+
+    PYTHONPATH=$PWD .venv/bin/python -m mlsd.cli recsys features --scale medium   # the feed and its Feast repo
+    PYTHONPATH=$PWD .venv/bin/python -m benchmarks.recsys.offline_ray --scale medium --cpus 1 2
+
+The embedding uses a video tower with the default shape and its initial weights: throughput does not depend on
+the weights, and this keeps the bench independent of a trained model. Ray's start-up is timed apart from the work
+(a long-lived cluster pays it once). Writes benchmarks/results/recsys/offline_ray/report.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from infra.artifacts import Artifacts
+from infra.features import FeatureRepo
+from infra.serving.onnx import make_session
+from systems.recsys_two_tower import offline_ray
+from systems.recsys_two_tower.config import TowerConfig
+from systems.recsys_two_tower.data import DAY, START_TS, load
+from systems.recsys_two_tower.features import definitions
+from systems.recsys_two_tower.features.repo import OFFLINE_DIR, open_features
+from systems.recsys_two_tower.index import embed_catalog
+from systems.recsys_two_tower.model import TwoTower
+from systems.recsys_two_tower.train import export_video_tower, seen_mask
+
+OUT = Path(__file__).resolve().parents[1] / "results" / "recsys" / "offline_ray" / "report.json"
+
+
+def _timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
+    """fn(*args) and its wall time in seconds."""
+    t0 = time.perf_counter()
+    value = fn(*args)
+    return value, time.perf_counter() - t0
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--scale", default="medium")
+    p.add_argument("--cpus", type=int, nargs="+", default=[1, 2])
+    p.add_argument(
+        "--join-rows", type=int, default=400_000, help="training watches joined (train's --max-rows)"
+    )
+    p.add_argument("--out", type=Path, default=OUT)
+    args = p.parse_args()
+    art = Artifacts("recsys", args.scale)
+    feed = load(art.root)
+    features = open_features(art.root, args.scale)
+    store = features.repo.store
+
+    train = feed.events[feed.events["ts"] < feed.split_ts].sort_values("ts").tail(args.join_rows)
+    entity_df = pd.DataFrame(
+        {"user_id": train["user_id"].to_numpy(), "video_id": train["video_id"].to_numpy(),
+         "event_timestamp": pd.to_datetime(train["ts"].to_numpy(), unit="s", utc=True)}
+    )  # fmt: skip
+    catalog_entities = pd.DataFrame(
+        {"video_id": feed.videos["video_id"].to_numpy(), "event_timestamp": pd.Timestamp(feed.split_ts, unit="s", tz="UTC")}
+    )  # fmt: skip
+    start = datetime.fromtimestamp(START_TS - DAY, UTC)
+    end = datetime.fromtimestamp(START_TS + feed.config.days * DAY, UTC)
+    cfg = TowerConfig()
+    torch.manual_seed(0)
+    model = TwoTower(cfg).eval()
+    onnx_path = art.root / "bench_video_tower.onnx"
+    export_video_tower(model, onnx_path)
+    seen = seen_mask(feed)
+    n_users = feed.config.n_users
+
+    rows: list[dict] = []
+    # single process: Feast's file offline store and materialize; torch and ONNX Runtime embedding (1 thread)
+    torch.set_num_threads(1)
+    joined, join_s = _timed(lambda: features.repo.historical(entity_df, features.training))
+    # the catalog frame (input of the embedding, not timed): the same as-of rule, in process, as Feast's 1M-row
+    # join is minutes here
+    catalog = catalog_entities
+    for spec in offline_ray.view_sources(store, features.catalog):
+        catalog = offline_ray.asof_join(catalog, spec.read(), spec.key, spec.ttl)
+    catalog = catalog.sort_values("video_id").reset_index(drop=True)
+    catalog = catalog.fillna({"topic": 0, "creator_id": 0, "duration_s": 1, "upload_ts": feed.split_ts})
+    local_repo = FeatureRepo(f"bench_{args.scale}_local", art.root / "bench_repo_local")
+    local_repo.apply(definitions.build(art.root / OFFLINE_DIR).all())
+    _, mat_s = _timed(lambda: local_repo.materialize(start, end, views=["user_stats"]))
+    torch_emb, torch_s = _timed(lambda: embed_catalog(model, catalog, seen, feed.split_ts))
+    session = make_session(onnx_path, threads=1, prefer_gpu=False)
+    chunks = [catalog.iloc[i : i + 16_384] for i in range(0, len(catalog), 16_384)]
+    onnx_emb, onnx_s = _timed(
+        lambda: np.concatenate([offline_ray.embed_onnx(session, c, cfg, seen, feed.split_ts) for c in chunks])
+    )
+    rows.append({"engine": "local (Feast file store; torch | ONNX Runtime, 1 thread)", "cpus": 1,
+                 "join_rows_per_s": len(entity_df) / join_s, "materialize_keys_per_s": n_users / mat_s,
+                 "embed_vectors_per_s_torch": len(catalog) / torch_s, "embed_vectors_per_s": len(catalog) / onnx_s,
+                 "ray_start_s": 0.0})  # fmt: skip
+    print(rows[-1], flush=True)
+
+    for cpus in args.cpus:
+        t0 = time.perf_counter()
+        with offline_ray.ray_engine(num_cpus=cpus) as runtime:
+            ray_start = time.perf_counter() - t0
+            ray_joined, rjoin_s = _timed(offline_ray.historical, store, entity_df, features.training, runtime)
+            ray_repo = FeatureRepo(f"bench_{args.scale}_ray{cpus}", art.root / f"bench_repo_ray{cpus}")
+            ray_repo.apply(definitions.build(art.root / OFFLINE_DIR).all())
+            written, rmat_s = _timed(
+                offline_ray.materialize, ray_repo.store, ray_repo.repo_dir, "user_stats", start, end, runtime
+            )
+            ray_emb, remb_s = _timed(
+                offline_ray.embed_catalog, onnx_path, catalog, cfg, seen, feed.split_ts, runtime
+            )
+        same_rows = bool(
+            (ray_joined[joined.columns].fillna(-1).to_numpy() == joined.fillna(-1).to_numpy()).all()
+        )
+        rows.append({"engine": f"ray ({cpus} CPU{'s' if cpus > 1 else ''}, local)", "cpus": cpus,
+                     "join_rows_per_s": len(entity_df) / rjoin_s, "materialize_keys_per_s": written / rmat_s,
+                     "embed_vectors_per_s": len(catalog) / remb_s, "ray_start_s": ray_start,
+                     "same_training_rows": same_rows,
+                     "max_abs_diff_vs_onnx": float(np.abs(ray_emb - onnx_emb).max())})  # fmt: skip
+        print(rows[-1], flush=True)
+
+    report = {
+        "command": f"PYTHONPATH=$PWD .venv/bin/python -m benchmarks.recsys.offline_ray --scale {args.scale} "
+        f"--cpus {' '.join(map(str, args.cpus))}",
+        "scale": args.scale,
+        "join_rows": len(entity_df),
+        "catalog_videos": len(catalog),
+        "users_materialized": n_users,
+        "torch_vs_onnx_max_abs_diff": float(np.abs(torch_emb - onnx_emb).max()),
+        "load_average_1m_at_end": os.getloadavg()[0],
+        "machine": f"{os.cpu_count()} CPUs, shared with other engineers' runs",
+        "rows": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
