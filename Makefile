@@ -53,6 +53,12 @@ gpu-check: ## on a CUDA machine: GPU variant, CUDA tests, FAISS GPU vs CPU, ONNX
 	  $(PY) benchmarks/gpu_check.py --out benchmarks/results/gpu/report.json; \
 	fi
 
+redis-cluster: $(STAMP) ## start a local 3-master Redis Cluster on 127.0.0.1:7000-7002 (AOF on); stop: make redis-cluster-stop
+	$(VENV)/bin/mlsd redis-cluster start
+
+redis-cluster-stop: $(STAMP) ## stop the local Redis Cluster that `make redis-cluster` started
+	$(VENV)/bin/mlsd redis-cluster stop
+
 ui: $(STAMP) ## MLflow's UI on the tracking store (http://127.0.0.1:5000); README lists the other UIs
 	$(VENV)/bin/mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///.mlsd/mlflow.db}" --port 5000
 
@@ -74,4 +80,4 @@ lock: ## re-resolve and rewrite constraints.txt (needs network)
 clean: ## remove generated data, models and run outputs (.mlsd/)
 	rm -rf .mlsd
 
-.PHONY: help install test test-all bench list gpu-check ui lint format lock clean
+.PHONY: help install test test-all bench list gpu-check redis-cluster redis-cluster-stop ui lint format lock clean

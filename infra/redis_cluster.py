@@ -97,7 +97,7 @@ class ClusterStatus:
             )
         down = [str(n.port) for n in self.nodes if not n.up]
         if len(down) == len(self.nodes):
-            return f"Redis Cluster at {self.spec.url} is not running; start it with `python -m infra.redis_cluster start`"
+            return f"Redis Cluster at {self.spec.url} is not running; start it with `mlsd redis-cluster start` (or `make redis-cluster`)"
         bad = [f"{n.port} ({n.state}, {n.slots_ok} slots ok)" for n in self.nodes if n.up]
         return f"Redis Cluster at {self.spec.url} is unhealthy: down {down or 'none'}; up {bad}"
 

@@ -2,6 +2,7 @@
 
 mlsd list                            systems, their questions and steps
 mlsd settings                        every MLSD_* variable, its default and meaning
+mlsd redis-cluster start|stop|status a local Redis Cluster for MLSD_ONLINE_STORE=redis_cluster (--help)
 mlsd <system> <step> [flags]         run one step (and whatever it needs that is missing); --help per step
 mlsd <system> all [--scale small]    every build step in order (data ... eval)
 mlsd bench <system>                  same as `mlsd <system> bench`; `mlsd bench floor` tests the harness alone
@@ -27,6 +28,7 @@ from infra.bench.settings import BenchSettings
 from infra.config import REPO_ROOT, TEST_ENV, Settings, check_environment, env_fields
 from infra.console import print_rows
 from infra.logs import configure_logging
+from infra.redis_cluster import main as redis_cluster_main
 from infra.steps import StepConfig, run_cli
 from infra.system import SystemSpec
 
@@ -121,6 +123,8 @@ def _dispatch(argv: list[str], found: dict[str, SystemSpec]) -> int:
     if head == "list":
         print_list(found)
         return 0
+    if head == "redis-cluster":
+        return redis_cluster_main(rest)
     if head == "settings":
         print_settings(settings_classes(found), markdown="--markdown" in rest)
         return 0
