@@ -77,7 +77,7 @@ def test_cli_status_of_a_cluster_that_is_not_running(
 ) -> None:
     port = redis_cluster.free_port_base()
     assert redis_cluster.main(["status", "--port-base", str(port)]) == 1
-    assert "is not running; start it with `python -m infra.redis_cluster start`" in capsys.readouterr().out
+    assert "is not running; start it with `mlsd redis-cluster start`" in capsys.readouterr().out
     assert redis_cluster.main(["stop", "--port-base", str(port)]) == 0
     assert "no node of ours was running" in capsys.readouterr().out
 
