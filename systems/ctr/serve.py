@@ -186,28 +186,32 @@ class ServingLog:
             self._count("dropped_queue_full")
 
     def _write(self) -> None:
-        f = None
+        f, pending = None, 0  # lines written to the file's buffer since the last successful flush
         while (entry := self._queue.get()) is not None:
+            pending += 1
             try:
                 f = f or self.path.open("a")
                 f.write(json.dumps(entry) + "\n")
                 if self._queue.empty():
                     f.flush()
-                self._count("written")
+                    self._count("written", pending)
+                    pending = 0
             except Exception as exc:  # a full disk (ENOSPC), an I/O error: count it, keep the thread alive
-                self._count("dropped_write_error")
+                self._count("dropped_write_error", pending)
+                pending = 0
                 if self.last_error is None:
-                    log.error(
-                        "serving log %s: a line was dropped (%s); counting drops on /stats", self.path, exc
-                    )
+                    log.error("serving log %s: lines dropped (%s); counting drops on /stats", self.path, exc)
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 if f is not None:
                     with contextlib.suppress(Exception):
-                        f.close()  # buffered bytes that could not be written are gone: reopen on the next line
+                        f.close()  # what the buffer held is gone: reopen on the next line
                     f = None
         if f is not None:
-            with contextlib.suppress(Exception):
+            try:
                 f.close()
+                self._count("written", pending)
+            except Exception:
+                self._count("dropped_write_error", pending)
 
     @property
     def dropped(self) -> int:
