@@ -26,6 +26,10 @@ from systems.rag_search.model import MiniLM
 
 MANIFEST = "manifest.json"  # written last: it names the files of the current generation
 INDEX_FORMAT = 2  # 1 was a pickle
+_INDEX_FILES = re.compile(
+    r"^\.?(dense-|chunks-|emb-)\w+\.(faiss|json|npz)(\.\w+\.tmp)?$|^\.manifest\.json\.\w+\.tmp$"
+    r"|^index\.pkl$|^dense\.faiss$"
+)  # what save() writes (and older versions wrote): the only files it ever deletes
 
 
 class CorruptIndex(RuntimeError):
@@ -225,8 +229,8 @@ class SearchIndex:
         with atomic_write(folder / MANIFEST, "w") as f:
             json.dump(manifest, f)
         keep = set(files.values()) | {MANIFEST}
-        for old in folder.iterdir():  # the previous generation, and the pickle of older versions
-            if old.is_file() and old.name not in keep and not old.name.startswith("."):
+        for old in folder.iterdir():  # the previous generation, a killed save's leftovers, an old index.pkl
+            if old.is_file() and old.name not in keep and _INDEX_FILES.match(old.name):
                 old.unlink(missing_ok=True)
 
     @classmethod
