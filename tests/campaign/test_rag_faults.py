@@ -85,10 +85,9 @@ def test_a_process_killed_mid_save_leaves_the_old_index_loadable(tmp_path: Path,
     assert proc.returncode == -9, "the child was meant to die mid-save"
     back = SearchIndex.load(tmp_path)
     assert len(back) == 5 and back.faiss.ntotal == 5  # the old generation, whole
-    tiny_index(9).save(
-        tmp_path
-    )  # and the next save cleans up after the dead one's files... of its generation
+    tiny_index(9).save(tmp_path)  # the next save works, and removes what the killed one left behind
     assert len(SearchIndex.load(tmp_path)) == 9
+    assert len(list(tmp_path.iterdir())) == 4, sorted(p.name for p in tmp_path.iterdir())
 
 
 def test_a_corrupt_index_is_a_named_error(tmp_path: Path) -> None:
