@@ -57,6 +57,7 @@ KILL_AT = {  # where the child dies: inside each file of the new generation, and
 }
 
 
+@pytest.mark.slow  # three child processes, each importing torch and faiss
 @pytest.mark.parametrize("point", sorted(KILL_AT))
 def test_a_process_killed_mid_save_leaves_the_old_index_loadable(tmp_path: Path, point: str) -> None:
     tiny_index(5).save(tmp_path)
