@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from infra.artifacts import Artifacts
+from infra.config import get_settings
 from infra.resilience import CircuitBreaker
 from infra.serving.testing import wait_ready
 from systems.rag_search.answer import MAX_QUESTION_PARTS, RagPipeline, split_question
@@ -100,8 +102,6 @@ def test_a_corrupt_index_is_a_named_error(tmp_path: Path) -> None:
 
 
 def test_a_corrupt_index_at_startup_is_a_503_with_the_reason(tmp_path: Path) -> None:
-    from infra.artifacts import Artifacts
-    from infra.config import get_settings
     from systems.rag_search.serve import build_app  # the server's loader reads the MLSD_DATA_DIR artifacts
 
     art = Artifacts("rag", get_settings().scale)
