@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import queue
 import threading
@@ -24,14 +25,15 @@ from typing import Annotated, Any
 import numpy as np
 import onnxruntime as ort
 import pandas as pd
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from infra.artifacts import Artifacts
 from infra.config import get_settings
 from infra.features import FeatureRepo
 from infra.registry import Registry
+from infra.resilience import CircuitBreaker, guarded_call_async
 from infra.serving import create_app, error_body, require_ready, stage
 from infra.serving.onnx import make_session
 from systems.ctr.config import CtrSettings
@@ -39,18 +41,41 @@ from systems.ctr.data import load_market
 from systems.ctr.features import CAT_FIELDS, PROJECT, model_inputs
 from systems.ctr.train import MODEL_NAME
 
+log = logging.getLogger("mlsd.ctr")
 AD_COLUMNS = ["advertiser_id", "ad_category", "ad_quality", "promoted"]
+
+
+INT64_MAX = 2**63 - 1  # ids the online store (SQLite/Redis keys) and numpy int64 hold: larger is a 422
+AdId = Annotated[int, Field(ge=0, le=INT64_MAX)]
+FEATURE_DEADLINE_S = (
+    0.25  # the online read's budget inside the 30 ms p99 SLO's slack; then the default answer
+)
+# An unknown user's features (segment and activity missing): what the model saw for new users in training,
+# i.e. the population default. The answer a request gets when the online store is slow, failing or its
+# circuit open, flagged in `degraded`.
+POPULATION_DEFAULT_USER: dict[str, Any] = {}
 
 
 class PredictRequest(BaseModel):
     request_id: str = Field(
         min_length=1, max_length=128, description="joins the serving log to training rows"
     )
-    user_id: int = Field(ge=0)
+    user_id: int = Field(ge=0, le=INT64_MAX)
     site_id: int = Field(ge=0, lt=1_000_000)
     device: int = Field(ge=0, le=2, description="0 desktop, 1 tablet, 2 phone")
     timestamp: datetime | None = Field(None, description="request time (UTC); default now")
-    candidates: list[int] = Field(min_length=1, max_length=500, description="ad ids to rank")
+    candidates: list[AdId] = Field(min_length=1, max_length=500, description="ad ids to rank")
+
+    @field_validator("timestamp")
+    @classmethod
+    def _utc_representable(cls, v: datetime | None) -> datetime | None:
+        """A time whose UTC form does not exist (year 1 at +01:00) is the client's error, not a 500."""
+        if v is None:
+            return v
+        try:
+            return (v if v.tzinfo else v.replace(tzinfo=UTC)).astimezone(UTC)
+        except (OverflowError, ValueError) as exc:
+            raise ValueError(f"timestamp has no UTC equivalent: {exc}") from exc
 
 
 class ScoredAd(BaseModel):
@@ -62,6 +87,9 @@ class PredictResponse(BaseModel):
     request_id: str
     model_version: str
     ads: list[ScoredAd]
+    degraded: str | None = Field(
+        None, description="why the user's features are the population default (online store slow or down)"
+    )
 
 
 @dataclass(frozen=True)
@@ -129,30 +157,88 @@ def loggable(features: dict[str, np.ndarray]) -> dict[str, list]:
 
 
 class ServingLog:
-    """Appends one JSON line per request from a background thread (the request never waits on disk)."""
+    """Appends one JSON line per request from a background thread (the request never waits on disk).
 
-    def __init__(self, path: Path) -> None:
+    A line that cannot be written (queue full, disk full, I/O error) is counted in `dropped`, never raised: the
+    thread outlives a full disk and writes again once space returns; /stats shows the counts, and a dropped line
+    shows as a gap in the skew join. `close()` returns within `close_timeout_s` whatever the disk does; lines
+    still queued then are counted as dropped."""
+
+    def __init__(self, path: Path, maxsize: int = 100_000, close_timeout_s: float = 5.0) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._queue: queue.Queue[dict | None] = queue.Queue(maxsize=100_000)
+        self.path, self.close_timeout_s = path, close_timeout_s
+        self._queue: queue.Queue[dict | None] = queue.Queue(maxsize=maxsize)
+        self._lock = threading.Lock()
+        self.counts = {"written": 0, "dropped_queue_full": 0, "dropped_write_error": 0, "dropped_at_close": 0}
+        self.last_error: str | None = None
         self._thread = threading.Thread(target=self._write, name="serving-log", daemon=True)
         self._thread.start()
 
+    def _count(self, what: str, n: int = 1) -> None:
+        with self._lock:
+            self.counts[what] += n
+
     def append(self, entry: dict) -> None:
-        # never block serving on the log; a dropped entry shows as a gap in the skew join
-        with contextlib.suppress(queue.Full):
+        # never block serving on the log
+        try:
             self._queue.put_nowait(entry)
+        except queue.Full:
+            self._count("dropped_queue_full")
 
     def _write(self) -> None:
-        with self.path.open("a") as f:
-            while (entry := self._queue.get()) is not None:
+        f, pending = None, 0  # lines written to the file's buffer since the last successful flush
+        while (entry := self._queue.get()) is not None:
+            pending += 1
+            try:
+                f = f or self.path.open("a")
                 f.write(json.dumps(entry) + "\n")
                 if self._queue.empty():
                     f.flush()
+                    self._count("written", pending)
+                    pending = 0
+            except Exception as exc:  # a full disk (ENOSPC), an I/O error: count it, keep the thread alive
+                self._count("dropped_write_error", pending)
+                pending = 0
+                if self.last_error is None:
+                    log.error("serving log %s: lines dropped (%s); counting drops on /stats", self.path, exc)
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                if f is not None:
+                    with contextlib.suppress(Exception):
+                        f.close()  # what the buffer held is gone: reopen on the next line
+                    f = None
+        if f is not None:
+            try:
+                f.close()
+                self._count("written", pending)
+            except Exception:
+                self._count("dropped_write_error", pending)
+
+    @property
+    def dropped(self) -> int:
+        with self._lock:
+            return sum(v for k, v in self.counts.items() if k.startswith("dropped"))
+
+    def snapshot(self) -> dict[str, Any]:
+        """What /stats shows under "serving_log"."""
+        with self._lock:
+            counts = dict(self.counts)
+        return {**counts, "dropped": sum(v for k, v in counts.items() if k.startswith("dropped")),
+                "queued": self._queue.qsize(), "writer_alive": self._thread.is_alive(), "last_error": self.last_error}  # fmt: skip
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=10)
+        """Stop the writer; returns within close_timeout_s even on a hung disk or a full queue."""
+        deadline = time.monotonic() + self.close_timeout_s
+        while True:
+            try:
+                self._queue.put(None, timeout=0.05)
+                break
+            except queue.Full:
+                if time.monotonic() >= deadline or not self._thread.is_alive():
+                    break
+        self._thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        if self._thread.is_alive() or self._queue.qsize():
+            self._count("dropped_at_close", self._queue.qsize())
+            log.error("serving log %s: writer did not finish within %.1f s", self.path, self.close_timeout_s)
 
 
 def read_serving_log(path: Path) -> pd.DataFrame:
@@ -183,12 +269,18 @@ class CtrResources:
     user_service: Any  # Feast FeatureService "ctr_user"
     ads: AdTable  # the ad catalogue's features, read from the online store at start
     log: ServingLog
+    breaker: CircuitBreaker  # the online store's; shown on /readyz and /metrics
 
     def close(self) -> None:
         self.log.close()
 
+    def user_features(self, user_id: int) -> dict[str, Any]:
+        """One user's features from the online store (blocking: runs on the breaker's threads)."""
+        values, _ = self.repo.online(self.user_service, [{"user_id": user_id}])
+        return {k: v[0] for k, v in values.items()}
 
-def load(settings: CtrSettings, art: Artifacts) -> CtrResources:
+
+def load(settings: CtrSettings, art: Artifacts, breaker: CircuitBreaker | None = None) -> CtrResources:
     """Model behind the alias (MLSD_CTR_ALIAS, default champion), ad snapshot, user feature reader."""
     alias = settings.alias
     ref, folder = Registry().load(MODEL_NAME, alias, dst=art.dir(f"serving/{alias}"))
@@ -209,6 +301,7 @@ def load(settings: CtrSettings, art: Artifacts) -> CtrResources:
         user_service=repo.feature_service("ctr_user"),
         ads=AdTable(ads),
         log=ServingLog(art.path(f"serving_log/{os.getpid()}.jsonl")),
+        breaker=breaker or CircuitBreaker("feast_online"),
     )
 
 
@@ -216,12 +309,25 @@ def build_app(settings: CtrSettings | None = None, art: Artifacts | None = None)
     """The app; uvicorn's factory call (no arguments) reads MLSD_CTR_* and serves the MLSD_SCALE artifacts."""
     settings = settings or CtrSettings()
     art = art or Artifacts("ctr", get_settings().scale)
-    app = create_app("ctr", load=lambda: load(settings, art), access_log_enabled=False)
+    breaker = CircuitBreaker("feast_online", failure_threshold=5, cooldown_s=5.0, max_workers=8)
+    app = create_app(
+        "ctr", load=lambda: load(settings, art, breaker), access_log_enabled=False, breakers=[breaker]
+    )
+    stats_route = next(r for r in app.router.routes if getattr(r, "path", None) == "/stats")
+    app.router.routes.remove(stats_route)  # replaced below by the same summary plus the serving log's counts
+
+    @app.get("/stats", tags=["ops"])
+    async def stats() -> dict[str, Any]:
+        out: dict[str, Any] = app.state.telemetry.stats.summary()
+        state = app.state.resources
+        if state.ready and state.resources is not None:
+            out["serving_log"] = state.resources.log.snapshot()
+        return out
 
     @app.post("/predict", response_model=PredictResponse)
     async def predict(req: PredictRequest, res: Annotated[CtrResources, Depends(require_ready)]) -> Any:
-        # async on purpose: the work is ~1 ms of CPU (the SQLite online read included), cheaper on the
-        # event loop than a hop to the threadpool; with a networked online store, await its client instead
+        # async: the CPU work is ~1 ms, cheaper on the event loop than a hop to the threadpool; the online read
+        # alone runs on the breaker's threads with a deadline, so a slow store never stalls the loop
         ads = res.ads
         unknown = [i for i, a in enumerate(req.candidates) if a not in ads]
         if unknown:
@@ -231,12 +337,9 @@ def build_app(settings: CtrSettings | None = None, art: Artifacts | None = None)
                 status_code=422, content=error_body("validation_error", fields[0]["message"], fields)
             )
         with stage("features"):
-            try:
-                values, _ = res.repo.online(res.user_service, [{"user_id": req.user_id}])
-            except Exception as exc:
-                raise HTTPException(status_code=503, detail=f"online store: {exc}") from exc
-            user = {k: v[0] for k, v in values.items()}
-            frame = request_frame(req, user, ads)
+            got = await guarded_call_async(res.user_features, req.user_id, deadline_s=FEATURE_DEADLINE_S,
+                                           breaker=res.breaker, fallback=POPULATION_DEFAULT_USER)  # fmt: skip
+            frame = request_frame(req, got.value, ads)
             cat, num = model_inputs(frame, n_buckets=res.n_buckets)
         with stage("model"):
             p = res.session.run(None, {"cat": cat, "num": num})[0]
@@ -253,6 +356,8 @@ def build_app(settings: CtrSettings | None = None, art: Artifacts | None = None)
                 "scores": p.tolist(),
             }
         )
-        return PredictResponse(request_id=req.request_id, model_version=res.version, ads=ranked)
+        return PredictResponse(
+            request_id=req.request_id, model_version=res.version, ads=ranked, degraded=got.degraded
+        )
 
     return app

@@ -13,7 +13,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from infra.artifacts import Artifacts
+from infra.resilience import guarded_call
 from infra.serving import stage
 from systems.rag_search.config import ANSWER_CONFIG, INDEX_DIR, INDEX_FILE, RERANKER
 from systems.rag_search.data import REFUSAL
@@ -42,9 +45,17 @@ _PART_SPLIT = re.compile(
 )
 
 
-def split_question(question: str) -> list[str]:
-    """A multi-part question into its parts: "how much is Plus and also is there a trial?" -> two questions."""
+MAX_QUESTION_PARTS = (
+    3  # retrievals one question may cost: "a? b? c? ..." cannot amplify one request into fifty
+)
+
+
+def split_question(question: str, max_parts: int = MAX_QUESTION_PARTS) -> list[str]:
+    """A multi-part question into its parts: "how much is Plus and also is there a trial?" -> two questions.
+    Parts past `max_parts` are folded into the last one (still read, never retrieved on their own)."""
     parts = [p.strip(" ?") for p in _PART_SPLIT.split(question) if p and len(p.strip(" ?").split()) >= 2]
+    if len(parts) > max_parts:
+        parts = [*parts[: max_parts - 1], " ".join(parts[max_parts - 1 :])]
     return parts if len(parts) > 1 else [question]
 
 
@@ -108,6 +119,20 @@ class RagPipeline:
                     merged.append(hits[rank])
         return merged[:k]
 
+    def generate(
+        self, gen: Generator, question: str, qvec: np.ndarray, passages: list[Passage]
+    ) -> tuple[str, str | None]:
+        """The generator's text, and why it was replaced: a generator behind a network call (one with a
+        `breaker`) gets its deadline and circuit breaker, and the extractive answer when it fails or is slow."""
+        breaker = getattr(gen, "breaker", None)
+        if breaker is None:
+            return gen.generate(question, qvec, passages), None
+        got = guarded_call(gen.generate, question, qvec, passages, deadline_s=gen.deadline_s, breaker=breaker,
+                           fallback=None)  # fmt: skip
+        if got.value is None:
+            return self.generators["extractive"].generate(question, qvec, passages), got.degraded
+        return got.value, None
+
     def ask(self, question: str, k: int | None = None, generator: str = "extractive") -> dict:
         """Answer with inline [n] citations, the sources they point to, and per-stage milliseconds."""
         k = k or self.config.k
@@ -130,11 +155,13 @@ class RagPipeline:
             if gen is None:
                 raise ValueError(f"generator {generator!r} is not loaded; loaded: {sorted(self.generators)}")
             with stage("generate"):
-                raw = gen.generate(question, q.vec, passages)
+                raw, degraded = self.generate(gen, question, q.vec, passages)
             ms["generate"], t = (time.perf_counter() - t) * 1000, time.perf_counter()
             with stage("verify"):
                 answer = verify(raw, passages, self.judge, attribute=self.config.attribute)
             ms["verify"] = (time.perf_counter() - t) * 1000
+            if degraded:
+                answer.flags.append(f"generator_degraded: {degraded}")
         cited = sorted({c for s in answer.sentences for c in s["citations"]})
         return {
             "answer": answer.text,

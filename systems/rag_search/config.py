@@ -32,6 +32,16 @@ class RagSettings(BaseSettings):
         "also the default of `mlsd rag ask --openai-url`",
     )
     openai_model: str = Field("default", description="the model name sent to MLSD_RAG_OPENAI_URL")
+    openai_deadline_s: float = Field(
+        15.0,
+        gt=0,
+        description="the server waits this long for MLSD_RAG_OPENAI_URL, then answers extractively",
+    )
+    debug_raw: bool = Field(
+        False,
+        description="/ask also returns `raw`, the generator's unverified text (debugging only: with an "
+        "LLM configured it makes the server an open LLM proxy)",
+    )
     access_log: bool = Field(True, description="the server writes one JSON access-log line per request")
     search_rate: float | None = Field(
         None, gt=0, description="bench: requests/s on /search (default: the /ask rate, MLSD_BENCH_RATE)"
@@ -45,7 +55,9 @@ KB_DIR = "kb"
 ARTICLES = "kb/articles"  # one Markdown file per article version (data)
 QUESTIONS = "kb/questions.jsonl"  # the evaluation questions with their gold sections (data)
 INDEX_DIR = "index"  # FAISS vectors, chunks, token and sentence embeddings; BM25 is rebuilt on load (index)
-INDEX_FILE = "index/index.pkl"  # the chunk store: the index is there when this file is
+INDEX_FILE = (
+    "index/manifest.json"  # names the current files (index.SearchIndex.save): the index is there when this is
+)
 RERANKER = "model/reranker.txt"  # LightGBM text model (train)
 ANSWER_CONFIG = "model/config.json"  # the refusal threshold train chose (answer.AnswerConfig)
 EVAL = "eval.json"  # the numbers `mlsd rag eval` printed (eval)

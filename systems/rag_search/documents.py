@@ -4,7 +4,11 @@ An article is a title and `##` sections (what a help center page is); a section 
 calls an answer (`article_id#section-slug`) and the unit `index.py` chunks. Readers:
 
 - Markdown: optional front matter (id, version, category, status), `# title`, `##`/`###` sections.
-- HTML: `h1` is the title, `h2`/`h3` start sections; script, style and title text are skipped.
+- HTML: `h1` is the title, `h2`/`h3` start sections; script, style and title text are skipped, and so is text a
+  reader cannot see (`hidden`, `aria-hidden="true"`, `display:none`, `visibility:hidden`): hidden text is where
+  an injected instruction hides, and what the page does not show the answer must not quote.
+- A folder: regular files only (a symlink may point anywhere on the machine, so it is skipped); a file that
+  cannot be read is named in a warning and skipped, so one bad file never aborts the whole ingestion.
 - BEIR (Thakur et al. 2021): `corpus.jsonl` ({_id, title, text}), `queries.jsonl` ({_id, text}),
   `qrels/<split>.tsv` (query-id, corpus-id, score; a header line is optional).
 """
@@ -12,12 +16,15 @@ calls an answer (`article_id#section-slug`) and the unit `index.py` chunks. Read
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
 from infra.steps import ConfigError
+
+log = logging.getLogger("mlsd.rag")
 
 
 def slugify(text: str) -> str:
@@ -93,18 +100,44 @@ def parse_markdown(text: str, fallback_id: str) -> Article:
 
 
 # ---------------------------------------------------------------------------------------------- HTML
+_VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+_INVISIBLE_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
+
+
+def is_hidden(tag: str, attrs: list[tuple[str, str | None]]) -> bool:
+    """An element a browser does not show: hidden, aria-hidden="true", display:none / visibility:hidden, template."""
+    a = {k.lower(): (v or "") for k, v in attrs}
+    return (
+        tag == "template"
+        or "hidden" in a
+        or a.get("aria-hidden", "").strip().lower() == "true"
+        or bool(_INVISIBLE_STYLE.search(a.get("style", "")))
+    )
+
+
 class _HtmlArticle(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
         self.title, self.sections, self.tag, self.buf = "", [], "", []
         self.cur: str | None = None
+        self.hidden: list[str] = []  # open elements inside (and including) the outermost hidden one
 
     def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag in _VOID:
+            return
+        if self.hidden or is_hidden(tag, attrs):
+            self.hidden.append(tag)
+            return
         if tag in ("h1", "h2", "h3"):
             self._flush()
         self.tag = tag
 
+    def handle_startendtag(self, tag: str, attrs: list) -> None:
+        pass  # <br/>, <img/>: no text
+
     def handle_data(self, data: str) -> None:
+        if self.hidden:
+            return
         if self.tag == "h1":
             self.title += data.strip()
         elif self.tag in ("h2", "h3"):
@@ -113,6 +146,11 @@ class _HtmlArticle(HTMLParser):
             self.buf.append(data.strip())
 
     def handle_endtag(self, tag: str) -> None:
+        if self.hidden:
+            if tag in self.hidden:  # close up to the matching tag (tolerates unclosed children)
+                while self.hidden.pop() != tag:
+                    pass
+            return
         self.tag = "" if tag in ("h1", "h2", "h3") else self.tag
 
     def _flush(self) -> None:
@@ -141,9 +179,31 @@ def read_article(path: Path) -> Article:
 
 
 def load_folder(folder: Path) -> list[Article]:
-    """Every *.md / *.html article in a folder, in file-name order."""
+    """Every *.md / *.html article in a folder, in file-name order. Symlinks are not followed; a file that
+    cannot be read or parsed is named in a warning and skipped."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder of articles")
     paths = sorted([*folder.glob("*.md"), *folder.glob("*.html"), *folder.glob("*.htm")])
-    return [read_article(p) for p in paths]
+    articles = []
+    for p in paths:
+        reason = skip_reason(p)
+        if reason is None:
+            try:
+                articles.append(read_article(p))
+                continue
+            except (OSError, UnicodeDecodeError, ValueError) as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+        log.warning("skipped %s: %s", p, reason)
+    return articles
+
+
+def skip_reason(path: Path) -> str | None:
+    """Why ingestion will not read this path (None: it will): a symlink, or not a regular file."""
+    if path.is_symlink():
+        return "a symlink (not followed: it may point outside the knowledge base)"
+    if not path.is_file():
+        return "not a regular file"
+    return None
 
 
 # ---------------------------------------------------------------------------------------------- BEIR

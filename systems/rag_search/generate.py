@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from infra.config import ServiceUnavailable
+from infra.resilience import CircuitBreaker
 from systems.rag_search.data import REFUSAL
 from systems.rag_search.index import Chunk, split_sentences
 from systems.rag_search.model import MiniLM, content_words, load_smollm
@@ -217,7 +218,11 @@ class SmolLMGenerator:
 
 
 class OpenAIGenerator:
-    """Any OpenAI-compatible chat endpoint (vLLM, TGI, llama.cpp server) at `base_url`."""
+    """Any OpenAI-compatible chat endpoint (vLLM, TGI, llama.cpp server) at `base_url`.
+
+    A network call, so it carries a deadline and a circuit breaker (infra.resilience): `RagPipeline.generate`
+    waits `deadline_s` at most and answers extractively when the endpoint is slow, failing or its circuit open.
+    The socket timeout equals the deadline, so an abandoned call also frees its thread."""
 
     name = "openai"
 
@@ -226,11 +231,15 @@ class OpenAIGenerator:
         base_url: str,
         model: str = "default",
         api_key: str = "none",
-        timeout_s: float = 30.0,
+        deadline_s: float = 15.0,
+        breaker: CircuitBreaker | None = None,
         transport: httpx.BaseTransport | None = None,  # tests pass an httpx.MockTransport
     ) -> None:
-        self.model = model
-        self.client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s, transport=transport,
+        self.model, self.deadline_s = model, deadline_s
+        self.breaker = breaker or CircuitBreaker(
+            "openai", failure_threshold=3, cooldown_s=30.0, max_workers=4
+        )
+        self.client = httpx.Client(base_url=base_url.rstrip("/"), timeout=deadline_s, transport=transport,
                                    headers={"Authorization": f"Bearer {api_key}"})  # fmt: skip
 
     def generate(self, question: str, qvec: np.ndarray, passages: list[Passage]) -> str:
@@ -247,17 +256,28 @@ class OpenAIGenerator:
             raise ServiceUnavailable(
                 f"the OpenAI-compatible endpoint at {self.client.base_url} failed: {exc}"
             ) from exc
-        return r.json()["choices"][0]["message"]["content"]
+        try:
+            return str(r.json()["choices"][0]["message"]["content"])
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise ServiceUnavailable(
+                f"the OpenAI-compatible endpoint at {self.client.base_url} answered without choices[0].message"
+            ) from exc
 
 
-def load_generator(name: str, openai_url: str | None = None, openai_model: str = "default") -> Generator:
+def load_generator(
+    name: str,
+    openai_url: str | None = None,
+    openai_model: str = "default",
+    deadline_s: float = 15.0,
+    breaker: CircuitBreaker | None = None,
+) -> Generator:
     """A generator by name: `extractive`, `smollm` (loads the model, seconds) or `openai` (needs a URL)."""
     if name == "smollm":
         return SmolLMGenerator()
     if name == "openai":
         if not openai_url:
             raise ValueError("the openai generator needs a URL (--openai-url or MLSD_RAG_OPENAI_URL)")
-        return OpenAIGenerator(openai_url, openai_model)
+        return OpenAIGenerator(openai_url, openai_model, deadline_s=deadline_s, breaker=breaker)
     if name == "extractive":
         return ExtractiveGenerator()
     raise ValueError(f"unknown generator {name!r}; generators: extractive, smollm, openai")

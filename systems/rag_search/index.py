@@ -10,8 +10,8 @@ archived (metadata only) and embeds just the new version's chunks.
 from __future__ import annotations
 
 import json
-import pickle
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,8 +20,21 @@ import bm25s
 import faiss
 import numpy as np
 
+from infra.artifacts import atomic_write
 from systems.rag_search.documents import Article, slugify
 from systems.rag_search.model import MiniLM
+
+MANIFEST = "manifest.json"  # written last: it names the files of the current generation
+INDEX_FORMAT = 2  # 1 was a pickle
+_INDEX_FILES = re.compile(
+    r"^\.?(dense-|chunks-|emb-)\w+\.(faiss|json|npz)(\.\w+\.tmp)?$|^\.manifest\.json\.\w+\.tmp$"
+    r"|^index\.pkl$|^dense\.faiss$"
+)  # what save() writes (and older versions wrote): the only files it ever deletes
+
+
+class CorruptIndex(RuntimeError):
+    """An index folder whose files cannot be read back (a truncated copy, another version, a disk error)."""
+
 
 _SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 
@@ -178,28 +191,76 @@ class SearchIndex:
 
     # ------------------------------------------------------------------ storage
     def save(self, folder: Path) -> None:
+        """Write this index so that a crash at any point leaves the previous one loadable, in formats that hold
+        data only (FAISS's own format, .npz without pickle, JSON; never pickle, which runs code on load).
+
+        The files of one save share a generation id in their names; `manifest.json`, written last and atomically
+        (infra.artifacts.atomic_write), names them. Until the manifest is replaced the old generation is what
+        loads; once it is, the old files are removed. Guarded by tests/campaign/test_rag_faults.py."""
         folder.mkdir(parents=True, exist_ok=True)
-        faiss.write_index(self.faiss, str(folder / "dense.faiss"))
-        state = {"dim": self.dim, "next_id": self.next_id, "chunks": {i: asdict(c) for i, c in self.chunks.items()},
-                 "token_emb": self.token_emb, "sent_emb": self.sent_emb}  # fmt: skip
-        with (folder / "index.pkl").open("wb") as f:
-            pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
-        (folder / "manifest.json").write_text(
-            json.dumps(
-                {"chunks": len(self.chunks), "articles": len({c.article_id for c in self.chunks.values()})}
+        gen = uuid.uuid4().hex[:12]
+        files = {
+            "dense": f"dense-{gen}.faiss",
+            "chunks": f"chunks-{gen}.json",
+            "embeddings": f"emb-{gen}.npz",
+        }
+        with atomic_write(folder / files["dense"]) as f:
+            f.write(faiss.serialize_index(self.faiss).tobytes())
+        ids = sorted(self.chunks)
+        with atomic_write(folder / files["chunks"], "w") as f:
+            json.dump([{"id": i, **asdict(self.chunks[i])} for i in ids], f)
+        tok = [self.token_emb[i] for i in ids]
+        sent = [self.sent_emb[i] for i in ids]
+        with atomic_write(folder / files["embeddings"]) as f:
+            np.savez(
+                f,
+                ids=np.array(ids, dtype=np.int64),
+                token_emb=np.concatenate(tok).astype(np.float16)
+                if tok
+                else np.zeros((0, self.dim), np.float16),
+                token_len=np.array([len(t) for t in tok], dtype=np.int64),
+                sent_emb=np.concatenate(sent).astype(np.float32)
+                if sent
+                else np.zeros((0, self.dim), np.float32),
+                sent_len=np.array([len(s) for s in sent], dtype=np.int64),
             )
-        )
+        manifest = {"format": INDEX_FORMAT, "dim": self.dim, "next_id": self.next_id, "files": files,
+                    "chunks": len(self.chunks), "articles": len({c.article_id for c in self.chunks.values()})}  # fmt: skip
+        with atomic_write(folder / MANIFEST, "w") as f:
+            json.dump(manifest, f)
+        keep = set(files.values()) | {MANIFEST}
+        for old in folder.iterdir():  # the previous generation, a killed save's leftovers, an old index.pkl
+            if old.is_file() and old.name not in keep and _INDEX_FILES.match(old.name):
+                old.unlink(missing_ok=True)
 
     @classmethod
     def load(cls, folder: Path) -> SearchIndex:
-        if not (folder / "index.pkl").exists():
+        """The index `save` wrote; a missing or unreadable file is a CorruptIndex naming it."""
+        if not (folder / MANIFEST).exists():
             raise FileNotFoundError(f"no index in {folder}; run `mlsd rag index`")
-        with (folder / "index.pkl").open("rb") as f:
-            state = pickle.load(f)
-        idx = cls(state["dim"])
-        idx.faiss = faiss.read_index(str(folder / "dense.faiss"))
-        idx.next_id = state["next_id"]
-        idx.chunks = {int(i): Chunk(**c) for i, c in state["chunks"].items()}
-        idx.token_emb, idx.sent_emb = state["token_emb"], state["sent_emb"]
+        try:
+            manifest = json.loads((folder / MANIFEST).read_text())
+            if manifest.get("format") != INDEX_FORMAT:
+                raise ValueError(f"format {manifest.get('format')!r}, expected {INDEX_FORMAT}; rebuild it")
+            files = manifest["files"]
+            idx = cls(int(manifest["dim"]))
+            idx.next_id = int(manifest["next_id"])
+            dense = (folder / files["dense"]).read_bytes()
+            idx.faiss = faiss.deserialize_index(np.frombuffer(dense, dtype=np.uint8))
+            chunks = json.loads((folder / files["chunks"]).read_text())
+            with np.load(folder / files["embeddings"], allow_pickle=False) as emb:
+                ids = emb["ids"].tolist()
+                token_emb = np.split(emb["token_emb"], np.cumsum(emb["token_len"])[:-1])
+                sent_emb = np.split(emb["sent_emb"], np.cumsum(emb["sent_len"])[:-1])
+            if [c["id"] for c in chunks] != ids or idx.faiss.ntotal != len(ids):
+                raise ValueError("chunks, embeddings and vectors disagree")
+        except FileNotFoundError:
+            raise
+        except Exception as exc:
+            raise CorruptIndex(f"the index in {folder} cannot be read ({type(exc).__name__}: {exc}); "
+                               "rebuild it with `mlsd rag index`") from exc  # fmt: skip
+        idx.chunks = {int(c.pop("id")): Chunk(**c) for c in chunks}
+        idx.token_emb = {i: t for i, t in zip(ids, token_emb, strict=True)} if ids else {}
+        idx.sent_emb = {i: s for i, s in zip(ids, sent_emb, strict=True)} if ids else {}
         idx._rebuild_bm25()
         return idx

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,10 @@ class MiniLM:
             torch.set_num_threads(threads)
         path = minilm_dir()
         self.tokenizer = AutoTokenizer.from_pretrained(path)
+        # A fast tokenizer keeps its truncation setting in shared Rust state that each call rewrites: two server
+        # threads with different max_length (queries 128, sentences 96) race on it ("Already borrowed"). One
+        # tokenizing call at a time (microseconds); the model's forward pass stays concurrent.
+        self._tokenizer_lock = threading.Lock()
         self.model = AutoModel.from_pretrained(path).eval()
         self.dim = int(self.model.config.hidden_size)  # 384
 
@@ -75,13 +80,14 @@ class MiniLM:
         """(N, D) sentence embeddings and, when tokens=True, N arrays (L_i, D) of normalised token embeddings."""
         sent, toks = [], []
         for i in range(0, len(texts), batch_size):
-            batch = self.tokenizer(
-                texts[i : i + batch_size],
-                padding=True,
-                truncation=True,
-                max_length=max_length,
-                return_tensors="pt",
-            )
+            with self._tokenizer_lock:
+                batch = self.tokenizer(
+                    texts[i : i + batch_size],
+                    padding=True,
+                    truncation=True,
+                    max_length=max_length,
+                    return_tensors="pt",
+                )
             with torch.inference_mode():
                 hidden = self.model(**batch).last_hidden_state  # (B, L, D)
             mask = batch["attention_mask"].unsqueeze(-1).float()  # (B, L, 1)

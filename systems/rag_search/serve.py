@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from infra.artifacts import Artifacts
 from infra.config import get_settings
+from infra.resilience import CircuitBreaker
 from infra.serving import create_app, require_ready
 from systems.rag_search import SYSTEM
 from systems.rag_search.answer import RagPipeline, redact_pii
@@ -59,22 +60,30 @@ class RagResources:
 Resources = Annotated[RagResources, Depends(require_ready)]  # a handler's resources, 503 until loaded
 
 
-def load_resources() -> RagResources:
-    """The pipeline from <MLSD_DATA_DIR>/rag/<MLSD_SCALE>/, the generators the settings ask for, a warm encoder."""
+def load_resources(openai_breaker: CircuitBreaker | None = None) -> RagResources:
+    """The pipeline from <MLSD_DATA_DIR>/rag/<MLSD_SCALE>/, the generators the settings ask for, a warm encoder.
+    A corrupt or missing index raises here: the app answers 503 with the reason at /readyz, never crash-loops."""
     settings = SETTINGS()
     pipe = RagPipeline.load(Artifacts(SYSTEM.name, get_settings().scale), threads=settings.threads)
     if settings.smollm:
         pipe.generators["smollm"] = load_generator("smollm")
     if settings.openai_url:
-        pipe.generators["openai"] = load_generator("openai", settings.openai_url, settings.openai_model)
+        pipe.generators["openai"] = load_generator(
+            "openai", settings.openai_url, settings.openai_model, settings.openai_deadline_s, openai_breaker
+        )
     pipe.ask("warm up the encoder")
     return RagResources(pipe)
 
 
 def build_app(pipeline: RagPipeline | None = None) -> FastAPI:
     """The app; pass a pipeline to serve one built in-process (tests), else it loads from the artifact folder."""
-    load = (lambda: RagResources(pipeline)) if pipeline is not None else load_resources
-    app = create_app(SYSTEM.name, load=load, access_log_enabled=SETTINGS().access_log)
+    settings = SETTINGS()
+    openai_breaker = CircuitBreaker("openai", failure_threshold=3, cooldown_s=30.0, max_workers=4)
+    load = (
+        (lambda: RagResources(pipeline)) if pipeline is not None else (lambda: load_resources(openai_breaker))
+    )
+    breakers = [openai_breaker] if settings.openai_url else []
+    app = create_app(SYSTEM.name, load=load, access_log_enabled=settings.access_log, breakers=breakers)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
@@ -91,6 +100,8 @@ def build_app(pipeline: RagPipeline | None = None) -> FastAPI:
         out = res.pipeline.ask(req.question, k=req.k, generator=req.generator)
         log.info(json.dumps({"event": "ask", "question": redact_pii(req.question), "refused": out["refused"],
                              "sources": [s["chunk_id"] for s in out["sources"]]}))  # fmt: skip
+        if not settings.debug_raw:  # verified text only: `raw` would make the server an open LLM proxy
+            out.pop("raw", None)
         return out
 
     @app.post("/search")

@@ -72,6 +72,8 @@ def test_every_setting_is_documented() -> None:
         "MLSD_RAG_OPENAI_MODEL",
         "MLSD_RAG_ACCESS_LOG",
         "MLSD_RAG_SEARCH_RATE",
+        "MLSD_RAG_OPENAI_DEADLINE_S",
+        "MLSD_RAG_DEBUG_RAW",
     }
     assert all(names.values()), names
 
