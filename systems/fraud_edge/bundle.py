@@ -17,12 +17,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from systems.fraud_edge.config import FraudSettings
+from systems.fraud_edge.config import DEV_BUNDLE_KEY, FraudSettings
+
+log = logging.getLogger("mlsd.fraud")
 
 MANIFEST = "manifest.json"
 FILES = ("model.onnx", "feature_spec.json", "thresholds.json")
@@ -32,9 +35,23 @@ class BundleRejected(RuntimeError):
     """A bundle failed verification; the scorer keeps the previous one."""
 
 
+_warned = False
+
+
 def bundle_key() -> bytes:
-    """The HMAC key: MLSD_FRAUD_BUNDLE_KEY, a demo key when unset."""
-    return FraudSettings().bundle_key.get_secret_value().encode()
+    """The HMAC key: MLSD_FRAUD_BUNDLE_KEY; unset, the demo key from git, with a loud warning (once a process):
+    anyone who reads this repository can sign a bundle this device accepts."""
+    global _warned
+    key = FraudSettings().bundle_key
+    if key is None:
+        if not _warned:
+            log.warning(
+                "MLSD_FRAUD_BUNDLE_KEY is not set: bundles are signed and verified with the DEMO key in git, "
+                "so anyone can forge one. Set MLSD_FRAUD_BUNDLE_KEY to a secret before serving real traffic."
+            )
+            _warned = True
+        return DEV_BUNDLE_KEY.encode()
+    return key.get_secret_value().encode()
 
 
 def _sha256(path: Path) -> str:
@@ -110,17 +127,27 @@ def verify_bundle(path: Path, expected_spec_hash: str, key: bytes | None = None)
     if not (path / MANIFEST).exists():
         raise BundleRejected(f"bundle {path} has no {MANIFEST}")
     try:
-        manifest = json.loads((path / MANIFEST).read_text())
-    except json.JSONDecodeError as exc:
+        manifest = json.loads((path / MANIFEST).read_bytes())
+        if not isinstance(manifest, dict):
+            raise json.JSONDecodeError("not an object", "", 0)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleRejected(f"bundle {path}: {MANIFEST} is not valid JSON ({exc})") from exc
     if not hmac.compare_digest(str(manifest.get("hmac", "")), _sign(manifest, key or bundle_key())):
         raise BundleRejected(f"bundle {path}: manifest signature does not match (tampered or wrong key)")
+    # Read each file once, check those bytes, and load those bytes: a file swapped between the check and the
+    # load cannot slip through.
+    blobs: dict[str, bytes] = {}
     for name in FILES:
         if not (path / name).exists():
             raise BundleRejected(f"bundle {path}: {name} is missing")
-        if _sha256(path / name) != manifest["files"].get(name):
+        blobs[name] = (path / name).read_bytes()
+        if hashlib.sha256(blobs[name]).hexdigest() != manifest.get("files", {}).get(name):
             raise BundleRejected(f"bundle {path}: {name} checksum does not match the manifest")
-    spec = json.loads((path / "feature_spec.json").read_text())
+    try:
+        spec = json.loads(blobs["feature_spec.json"])
+        thresholds = json.loads(blobs["thresholds.json"])
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleRejected(f"bundle {path}: a JSON file does not parse ({exc})") from exc
     if spec.get("spec_hash") != expected_spec_hash or manifest.get("feature_spec_hash") != expected_spec_hash:
         raise BundleRejected(
             f"bundle {path}: feature spec {spec.get('spec_hash')} != this scorer's {expected_spec_hash}; "
@@ -129,8 +156,8 @@ def verify_bundle(path: Path, expected_spec_hash: str, key: bytes | None = None)
     return VerifiedBundle(
         path=path,
         version=manifest["version"],
-        model_onnx=(path / "model.onnx").read_bytes(),
+        model_onnx=blobs["model.onnx"],
         feature_spec=spec,
-        thresholds=json.loads((path / "thresholds.json").read_text()),
+        thresholds=thresholds,
         manifest=manifest,
     )
