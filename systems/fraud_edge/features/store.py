@@ -16,7 +16,8 @@ Keys (Redis), with hash tags so that each script touches one Cluster slot:
     <p>{tx:<tx_id>}               the claim: the payload fingerprint of a tx_id (SET NX GET, one command)
     <p>{t:<terminal>}:ev          the terminal's events (zset)                   — terminal script
     <p>{c:<card>}:ev, :prof, :seen:<tx_id>   the card's events, profile, RAW of each scored tx_id — card script
-The order is claim → terminal script → card script. DESIGN.md ("Redis Cluster") says what atomicity this gives up.
+On a cluster the order is claim → terminal script → card script (three calls, one slot each); DESIGN.md
+("Redis Cluster") says what atomicity that gives up. A single Redis runs the same steps in one script.
 The in-process store computes RAW with `raw_from_state` (Python), Redis inside the two Lua scripts; the skew
 guard proves the implementations agree.
 """
@@ -200,6 +201,29 @@ local encoded = cjson.encode(out)
 redis.call('SET', KEYS[3], encoded, 'EX', ttl)
 return {0, encoded}
 """
+# A single Redis (no slots to respect) runs the same three steps in one script: one round trip, and atomic.
+# KEYS: claim, terminal events, card events, card profile, seen. ARGV: as the card script's, with the
+# fingerprint in place of the terminal json. Returns {0|1, json}, or {2, ""} for a tx_id bound to another payload.
+_SINGLE_LUA = (
+    "local function terminal(KEYS, ARGV)\n" + _TERMINAL_LUA + "\nend\n"
+    "local function card(KEYS, ARGV)\n" + _CARD_LUA + "\nend\n"
+    """
+local before = redis.call('GET', KEYS[1])
+if before then
+  if before ~= ARGV[9] then return {2, ''} end
+  local done = redis.call('GET', KEYS[5])
+  if done then return {1, done} end
+end
+redis.call('SET', KEYS[1], ARGV[9], 'EX', tonumber(ARGV[7]))
+local targs = {ARGV[1], ARGV[2], ARGV[3], ARGV[7], ARGV[8]}
+for i = 10, #ARGV do targs[#targs + 1] = ARGV[i] end
+local cargs = {}
+for i = 1, #ARGV do cargs[i] = ARGV[i] end
+cargs[9] = terminal({KEYS[2]}, targs)
+return card({KEYS[3], KEYS[4], KEYS[5]}, cargs)
+"""
+)
+
 # The order the card script writes its integers in: per window (card cnt, card amt, term cnt, term amt,
 # distinct terminals), then since-last, n_prev, amt_prev, lat_prev, lon_prev, and the event's own ts, lat, lon
 # (a replay gets the first answer's, whatever time the retry carries).
@@ -246,6 +270,7 @@ class RedisVelocityStore:
             ) from exc
         self._terminal = self.client.register_script(_TERMINAL_LUA)
         self._card = self.client.register_script(_CARD_LUA)
+        self._single = self.client.register_script(_SINGLE_LUA)
 
     def keys(self, tx: Transaction) -> dict[str, str]:
         p = self.prefix
@@ -261,6 +286,14 @@ class RedisVelocityStore:
     def update_and_read(self, tx: Transaction) -> tuple[dict[str, int], bool]:
         k = self.keys(tx)
         fp = fingerprint(tx)
+        windows = list(WINDOWS.values())
+        if not self.cluster:  # one node: the three steps in one atomic script, one round trip
+            args = [tx.tx_id, tx.ts, tx.amount_cents, tx.terminal_id, tx.lat_e6, tx.lon_e6, self.ttl_s]
+            keys = [k["claim"], k["term"], k["card"], k["prof"], k["seen"]]
+            status, encoded = self._single(keys=keys, args=[*args, self.retain_s, fp, *windows])
+            if status == 2:
+                raise IdempotencyConflict(tx.tx_id)
+            return self._raw(tx, encoded), bool(status)
         before = self.client.set(k["claim"], fp, nx=True, get=True, ex=self.ttl_s)
         if before is not None:
             if before.decode() != fp:
@@ -269,7 +302,6 @@ class RedisVelocityStore:
             if done is not None:
                 return self._raw(tx, done), True
             # claimed, never finished (a crash between the scripts): finish it; the scripts are idempotent
-        windows = list(WINDOWS.values())
         term = self._terminal(
             keys=[k["term"]], args=[tx.tx_id, tx.ts, tx.amount_cents, self.ttl_s, self.retain_s, *windows]
         )
