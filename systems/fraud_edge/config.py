@@ -58,6 +58,16 @@ class FraudSettings(BaseSettings):
         None,
         description="HMAC key for bundles signed without Ed25519 (legacy); unset: a demo key and a loud warning",
     )
+    signing_key: Path | None = Field(
+        None,
+        description="Ed25519 private key (PEM file) `train` signs bundles with, beside the HMAC "
+        "(systems.fraud_edge.bundle.generate_keypair makes one)",
+    )
+    verify_key: Path | None = Field(
+        None,
+        description="Ed25519 public key (PEM file) the scorer verifies bundles with; set, a bundle without a "
+        "valid Ed25519 signature is refused and the HMAC is not consulted (default: the signing key's public half)",
+    )
     stream: Path | None = Field(
         None, description="set by the bench: the JSON transactions locust replays to /score"
     )
