@@ -271,6 +271,8 @@ class RedisVelocityStore:
         self._terminal = self.client.register_script(_TERMINAL_LUA)
         self._card = self.client.register_script(_CARD_LUA)
         self._single = self.client.register_script(_SINGLE_LUA)
+        if not cluster:  # loaded now, so the first request does not pay the NOSCRIPT round trip
+            self.client.script_load(_SINGLE_LUA)
 
     def keys(self, tx: Transaction) -> dict[str, str]:
         p = self.prefix
