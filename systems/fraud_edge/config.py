@@ -26,17 +26,48 @@ class FraudSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="MLSD_FRAUD_", extra="ignore")
 
-    store: Literal["redis", "memory"] | None = Field(
+    store: Literal["redis", "redis_cluster", "memory"] | None = Field(
         None,
-        description="velocity state the server keeps: redis or memory (default: redis when "
-        "MLSD_ONLINE_STORE=redis, else memory)",
+        description="velocity state the server keeps: redis, redis_cluster (MLSD_REDIS_CLUSTER_URL) or memory "
+        "(default: redis when MLSD_ONLINE_STORE=redis, redis_cluster when it is redis_cluster, else memory)",
+    )
+    max_lateness_s: int = Field(
+        3600,
+        ge=0,
+        le=10**10,
+        description="oldest event time /score accepts, in seconds before the server clock (else 422); the "
+        "velocity state keeps this much beyond its 24 h windows so a late event still finds its history",
+    )
+    max_future_s: int = Field(
+        300,
+        ge=0,
+        le=86_400,
+        description="newest event time /score accepts, in seconds after the server clock",
+    )
+    redis_deadline_ms: float = Field(
+        50.0, gt=0, le=5000, description="how long /score waits for Redis before it answers from local state"
+    )
+    journal: Path | None = Field(
+        None,
+        description="append-only record of transactions scored while Redis was out, replayed into Redis when "
+        "it returns (default: <artifact dir>/journal/outage.jsonl)",
     )
     namespace: str = Field(
         "serve", description="Redis key namespace of the velocity state (mlsd:fraud:<namespace>:)"
     )
-    bundle_key: SecretStr = Field(
-        SecretStr(DEV_BUNDLE_KEY),
-        description="HMAC key that signs and verifies edge bundles (a demo key by default)",
+    bundle_key: SecretStr | None = Field(
+        None,
+        description="HMAC key for bundles signed without Ed25519 (legacy); unset: a demo key and a loud warning",
+    )
+    signing_key: Path | None = Field(
+        None,
+        description="Ed25519 private key (PEM file) `train` signs bundles with, beside the HMAC "
+        "(systems.fraud_edge.bundle.generate_keypair makes one)",
+    )
+    verify_key: Path | None = Field(
+        None,
+        description="Ed25519 public key (PEM file) the scorer verifies bundles with; set, a bundle without a "
+        "valid Ed25519 signature is refused and the HMAC is not consulted (default: the signing key's public half)",
     )
     stream: Path | None = Field(
         None, description="set by the bench: the JSON transactions locust replays to /score"
@@ -138,7 +169,9 @@ class ServeConfig(StepConfig):
     """POST /score and POST /bundle/reload on 127.0.0.1."""
 
     port: int = flag(8000, "port to listen on")
-    store: Literal["redis", "memory"] | None = flag(None, "velocity state (default: MLSD_FRAUD_STORE)")
+    store: Literal["redis", "redis_cluster", "memory"] | None = flag(
+        None, "velocity state (default: MLSD_FRAUD_STORE)"
+    )
 
 
 @dataclass
@@ -172,7 +205,7 @@ class BenchConfig(BenchFlags, RealDataFlags):
 
     duration: int = flag(60, "seconds of each counted run")
     rate: float = flag(300.0, "requests/s on /score")
-    store: Literal["redis", "memory"] = flag("redis", "velocity state the server keeps")
+    store: Literal["redis", "redis_cluster", "memory"] = flag("redis", "velocity state the server keeps")
     mlflow: bool = flag(True, "log the training run to MLflow (when bench trains first)")
 
     def __post_init__(self) -> None:

@@ -185,7 +185,15 @@ def bench(cfg: BenchConfig, art: Artifacts) -> int:
     if cfg.data:
         return bench_realdata(cfg, art)
     namespace = f"bench{int(time.time())}"
-    redis_store = RedisVelocityStore(get_settings().redis_url, namespace) if cfg.store == "redis" else None
+    redis_store = (
+        RedisVelocityStore(
+            get_settings().redis_cluster_url if cfg.store == "redis_cluster" else get_settings().redis_url,
+            namespace,
+            cluster=cfg.store == "redis_cluster",
+        )
+        if cfg.store != "memory"
+        else None
+    )
     df = pd.read_parquet(art.require(TRANSACTIONS, "data"))
     stream = art.path(BENCH_STREAM)  # test-split transactions; locust gives each request a fresh tx_id
     stream.write_text(json.dumps(score_requests(df.iloc[temporal_split(df).test[:BENCH_STREAM_ROWS]])))
@@ -207,6 +215,8 @@ def bench(cfg: BenchConfig, art: Artifacts) -> int:
             "MLSD_FRAUD_NAMESPACE": namespace,
             "MLSD_FRAUD_STREAM": str(stream),
             "MLSD_FRAUD_ACCESS_LOG": "0",
+            # the simulated stream is dated from 1970: admit its event times (a replay, not live traffic)
+            "MLSD_FRAUD_MAX_LATENESS_S": str(10**10),
         },
     )
     chosen = train_report["chosen"]

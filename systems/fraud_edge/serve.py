@@ -8,9 +8,11 @@ uvicorn --factory systems.fraud_edge.serve:build_app   (or `mlsd fraud serve`)
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -22,18 +24,31 @@ from pydantic import BaseModel, Field, ValidationError
 
 from infra.artifacts import Artifacts
 from infra.config import get_settings
-from infra.serving import create_app, current_timings, require_ready
+from infra.resilience import CircuitBreaker
+from infra.serving import ApiError, create_app, current_timings, require_admin, require_ready
 from systems.fraud_edge.bundle import BundleRejected, live_path
 from systems.fraud_edge.config import FraudSettings
 from systems.fraud_edge.data import CURRENCIES, EUR_PER_UNIT
-from systems.fraud_edge.features.store import RedisVelocityStore, VelocityStore
-from systems.fraud_edge.features.velocity import Transaction
+from systems.fraud_edge.features.store import (
+    IdempotencyConflict,
+    MemoryVelocityStore,
+    RedisVelocityStore,
+    VelocityStore,
+)
+from systems.fraud_edge.features.velocity import HORIZON_S, Transaction
+from systems.fraud_edge.journal import OutageJournal
 from systems.fraud_edge.scorer import EdgeScorer
+
+log = logging.getLogger("mlsd.fraud")
+StoreKind = Literal["redis", "redis_cluster", "memory"]
+MAX_TS = 4_102_444_800  # 2100-01-01: event times beyond any store's or numpy's trouble, refused at the schema
 
 ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 
 
 class ScoreRequest(BaseModel):
+    model_config = {"allow_inf_nan": False}
+
     tx_id: str = Field(..., pattern=ID_PATTERN, description="unique per transaction; a retry reuses it")
     card_id: str = Field(..., pattern=ID_PATTERN)
     terminal_id: str = Field(..., pattern=ID_PATTERN)
@@ -41,12 +56,19 @@ class ScoreRequest(BaseModel):
     currency: Literal[CURRENCIES] = "EUR"  # type: ignore[valid-type]
     lat: float = Field(..., ge=-90, le=90, description="terminal latitude")
     lon: float = Field(..., ge=-180, le=180, description="terminal longitude")
-    ts: int | None = Field(None, ge=0, description="event time, epoch seconds; default: now")
+    ts: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_TS,
+        description="event time, epoch seconds; default: now. Must lie within MLSD_FRAUD_MAX_LATENESS_S before "
+        "and MLSD_FRAUD_MAX_FUTURE_S after the server clock (else 422)",
+    )
 
-    def transaction(self) -> Transaction:
+    def transaction(self, now: int | None = None) -> Transaction:
+        now = int(time.time()) if now is None else now
         return Transaction(
             tx_id=self.tx_id,
-            ts=int(time.time()) if self.ts is None else self.ts,
+            ts=now if self.ts is None else self.ts,
             card_id=self.card_id,
             terminal_id=self.terminal_id,
             amount_cents=round(self.amount * EUR_PER_UNIT[self.currency] * 100),
@@ -65,6 +87,24 @@ class ScoreResponse(BaseModel):
     degraded: str | None
     bundle_version: str | None
     stages_ms: dict[str, float]
+
+
+def check_event_time(ts: int, now: int, fraud: FraudSettings) -> None:
+    """422 (the shared validation shape) when ts is outside [now - max lateness, now + max future skew]: the
+    velocity state trims by event time, so a time the server clock does not vouch for must change nothing."""
+    lo, hi = now - fraud.max_lateness_s, now + fraud.max_future_s
+    if not lo <= ts <= hi:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "event_time_out_of_range",
+                    "loc": ("body", "ts"),
+                    "msg": f"event time {ts} is outside [{lo}, {hi}]: at most {fraud.max_lateness_s} s before "
+                    f"and {fraud.max_future_s} s after the server clock ({now})",
+                    "input": ts,
+                }
+            ]
+        )
 
 
 class ReloadRequest(BaseModel):
@@ -102,29 +142,55 @@ class FraudResources:
             close()
 
 
-def make_scorer(bundles: Path, store: Literal["redis", "memory"] | None = None) -> EdgeScorer:
-    """The scorer with the velocity store asked for (default: MLSD_FRAUD_STORE), serving the LIVE bundle."""
+def retain_s(fraud: FraudSettings) -> int:
+    """How far back of an event the stores keep history: the 24 h horizon plus the accepted event-time slack."""
+    return HORIZON_S + fraud.max_lateness_s + fraud.max_future_s
+
+
+def make_scorer(
+    bundles: Path, store: StoreKind | None = None, breaker: CircuitBreaker | None = None
+) -> EdgeScorer:
+    """The scorer with the velocity store asked for (default: MLSD_FRAUD_STORE), serving the LIVE bundle (rules
+    alone, flagged, when the LIVE bundle is missing or rejected)."""
     settings, fraud = get_settings(), FraudSettings()
-    kind = store or fraud.store or ("redis" if settings.online_store == "redis" else "memory")
+    default = settings.online_store if settings.online_store in ("redis", "redis_cluster") else "memory"
+    kind = store or fraud.store or default
+    deadline_s = fraud.redis_deadline_ms / 1000
     velocity: VelocityStore | None = None
-    if kind == "redis":
-        velocity = RedisVelocityStore(settings.redis_url, fraud.namespace)
-    scorer = EdgeScorer(velocity)
+    if kind in ("redis", "redis_cluster"):
+        cluster = kind == "redis_cluster"
+        velocity = RedisVelocityStore(
+            settings.redis_cluster_url if cluster else settings.redis_url,
+            fraud.namespace,
+            cluster=cluster,
+            retain_s=retain_s(fraud),
+            timeout_s=deadline_s,  # the socket frees the thread as soon as the request has given up on it
+        )
+    journal = OutageJournal(fraud.journal or bundles.parent / "journal" / f"{fraud.namespace}.jsonl")
+    scorer = EdgeScorer(
+        velocity,
+        MemoryVelocityStore(retain_s=retain_s(fraud)),
+        breaker=breaker,
+        deadline_s=deadline_s,
+        journal=journal if velocity is not None else None,
+    )
     scorer.load_live(bundles)
     return scorer
 
 
-def build_app(art: Artifacts | None = None, store: Literal["redis", "memory"] | None = None) -> FastAPI:
+def build_app(art: Artifacts | None = None, store: StoreKind | None = None) -> FastAPI:
     """The app serving the LIVE bundle of `art` (default: the MLSD_SCALE artifact folder)."""
     bundles = (art or Artifacts("fraud", get_settings().scale)).root / "bundles"
+    fraud = FraudSettings()
+    breaker = CircuitBreaker("velocity_store", failure_threshold=3, cooldown_s=2.0, max_workers=4)
 
     def load() -> FraudResources:
-        resources = FraudResources(make_scorer(bundles, store), bundles)
+        resources = FraudResources(make_scorer(bundles, store, breaker), bundles)
         gc.collect()
         gc.freeze()  # loaded objects leave the GC's generations: fewer, shorter collection pauses in the tail
         return resources
 
-    app = create_app("fraud", load=load, access_log_enabled=FraudSettings().access_log)
+    app = create_app("fraud", load=load, access_log_enabled=fraud.access_log, breakers=[breaker])
     state = app.state.resources
 
     @app.post(
@@ -144,14 +210,20 @@ def build_app(art: Artifacts | None = None, store: Literal["redis", "memory"] | 
             req = ScoreRequest.model_validate_json(await request.body())
         except ValidationError as exc:
             raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
-        decision = res.scorer.score(req.transaction())
+        now = int(time.time())
+        tx = req.transaction(now)
+        check_event_time(tx.ts, now, fraud)  # before any state changes
+        try:
+            decision = await res.scorer.score_async(tx)
+        except IdempotencyConflict as exc:
+            raise ApiError(409, "idempotency_conflict", str(exc)) from None
         timings = current_timings()
         if timings is not None:
             for name, ms in decision.stages_ms.items():
                 timings.add(name, ms)
         return JSONResponse(decision.__dict__)
 
-    @app.post("/bundle/reload")
+    @app.post("/bundle/reload", dependencies=[Depends(require_admin)])
     async def reload(
         req: ReloadRequest, res: Annotated[FraudResources, Depends(require_ready)]
     ) -> dict[str, str]:
@@ -162,5 +234,11 @@ def build_app(art: Artifacts | None = None, store: Literal["redis", "memory"] | 
         except (BundleRejected, FileNotFoundError) as exc:
             raise HTTPException(409, f"{exc}; still serving {res.scorer.bundle_version}") from exc
         return {"serving": version}
+
+    @app.post("/journal/reconcile", dependencies=[Depends(require_admin)])
+    async def reconcile(res: Annotated[FraudResources, Depends(require_ready)]) -> dict[str, object]:
+        """Replay the outage journal into Redis now (it also runs by itself on the first answer after an outage)."""
+        done = await asyncio.to_thread(res.scorer.reconcile)
+        return {"reconciled": asdict(done) if done is not None else None}
 
     return app

@@ -87,3 +87,58 @@ def _edit_thresholds_and_checksum(path) -> None:
     (path / "thresholds.json").write_text(json.dumps(t))
     digest = hashlib.sha256((path / "thresholds.json").read_bytes()).hexdigest()
     _edit_manifest(path, lambda m: m["files"].update({"thresholds.json": digest}))
+
+
+def _republish(src, root, **kw):
+    """A new bundle under root with src's contents (what train would publish), signed as the settings say."""
+    from systems.fraud_edge.bundle import write_bundle
+
+    manifest = json.loads((src / "manifest.json").read_text())
+    return write_bundle(
+        root,
+        (src / "model.onnx").read_bytes(),
+        json.loads((src / "feature_spec.json").read_text()),
+        json.loads((src / "thresholds.json").read_text()),
+        manifest["canary"],
+        manifest["meta"],
+        make_live=False,
+        **kw,
+    )
+
+
+def test_ed25519_signed_bundle_verifies_and_an_hmac_forgery_is_refused(
+    pipeline, tmp_path, monkeypatch
+) -> None:
+    """With a verify key, the device trusts only the Ed25519 signature: a bundle re-signed with the (shared,
+    here the demo) HMAC key after an edit is refused, as is one signed by another key or not signed."""
+    from systems.fraud_edge.bundle import _sign, bundle_key, generate_keypair
+
+    art, _ = pipeline
+    src = live_path(art.root / "bundles")
+    priv, pub = generate_keypair(tmp_path / "keys")
+    monkeypatch.setenv("MLSD_FRAUD_SIGNING_KEY", str(priv))
+    monkeypatch.setenv("MLSD_FRAUD_VERIFY_KEY", str(pub))
+    spec_hash = feature_spec()["spec_hash"]
+    good = _republish(src, tmp_path / "bundles")
+    assert verify_bundle(good, spec_hash).version == good.name
+
+    # an edit, with the checksum and the HMAC fixed up by someone who holds the HMAC key
+    forged = tmp_path / "forged"
+    shutil.copytree(good, forged)
+    (forged / "thresholds.json").write_text(json.dumps({"review": 0.99, "decline": 1.0}))
+    manifest = json.loads((forged / "manifest.json").read_text())
+    manifest["files"]["thresholds.json"] = hashlib.sha256(
+        (forged / "thresholds.json").read_bytes()
+    ).hexdigest()
+    manifest["hmac"] = _sign(manifest, bundle_key())
+    (forged / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleRejected, match="Ed25519"):
+        verify_bundle(forged, spec_hash)
+
+    # unsigned (an HMAC-only bundle) and signed by another key: refused
+    with pytest.raises(BundleRejected, match="Ed25519"):
+        verify_bundle(src, spec_hash)
+    _, other_pub = generate_keypair(tmp_path / "other")
+    monkeypatch.setenv("MLSD_FRAUD_VERIFY_KEY", str(other_pub))
+    with pytest.raises(BundleRejected, match="Ed25519"):
+        verify_bundle(good, spec_hash)

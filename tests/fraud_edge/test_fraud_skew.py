@@ -56,6 +56,16 @@ def test_batch_equals_online_redis(stream, redis_url, unique_name) -> None:
         store.clear()
 
 
+@pytest.mark.redis
+def test_batch_equals_online_redis_cluster(stream, redis_cluster_url, unique_name) -> None:
+    """The same stream on a Redis Cluster: each script touches one slot (hash tags), and RAW is unchanged."""
+    store = RedisVelocityStore(redis_cluster_url, unique_name, cluster=True)
+    try:
+        _assert_batch_equals_online(stream.iloc[:1500].reset_index(drop=True), store)
+    finally:
+        store.clear()
+
+
 def test_skew_guard_catches_a_wrong_window(stream, monkeypatch) -> None:
     """The guard can fail: an online path with a 9-minute window is caught."""
     store = MemoryVelocityStore()

@@ -217,7 +217,7 @@ def raw_from_state(
         raw[f"term_amt_{name}"] = sum(e[1] for e in term_in)
         if name == "24h":
             raw["card_distinct_terms_24h"] = len({e[2] for e in card_in})
-    raw["card_since_last_s"] = tx.ts - profile.last_ts if profile.n > 0 else -1
+    raw["card_since_last_s"] = max(0, tx.ts - profile.last_ts) if profile.n > 0 else -1
     raw["card_n_prev"], raw["card_amt_prev"] = profile.n, profile.amt
     raw["card_lat_prev"], raw["card_lon_prev"] = profile.lat, profile.lon
     return raw
