@@ -26,6 +26,7 @@ Scale = Literal["small", "medium", "large", "xlarge"]
 TEST_ENV = {
     "MLSD_REQUIRE_SERVICES": "1 in CI: a test whose service (Redis, PostgreSQL) is missing fails instead of skipping",
     "MLSD_POSTGRES_URL": "PostgreSQL for the tests marked postgres (default postgresql://postgres@127.0.0.1:5432/postgres)",
+    "MLSD_FUZZ_EXAMPLES": "requests per route and phase in the schema-fuzzing campaign (tests/campaign; default 500)",
 }
 
 

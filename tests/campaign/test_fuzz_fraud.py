@@ -9,14 +9,6 @@ from tests.campaign.fuzz import fuzz_api, schema_of, serve_ready, session_env
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.xfail(
-    raises=OverflowError,
-    strict=False,
-    reason="fraud bug (issue 12 classes 2 and 4, owner: fraud hardening): ScoreRequest.ts has no upper bound "
-    "(ge=0 only), so ts >= 2**63 is recorded in the velocity store and then np.array([v], dtype=np.int64) in "
-    "scorer.EdgeScorer.features raises OverflowError -> 500, after the state changed; fix: bound ts against "
-    "the server clock (stated lateness and future skew) -> 422",
-)
 def test_fraud_api_never_5xx(fraud_world) -> None:  # noqa: ANN001
     from systems.fraud_edge.serve import build_app  # imported here: the world fixture builds first
 

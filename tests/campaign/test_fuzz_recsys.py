@@ -9,13 +9,6 @@ from tests.campaign.fuzz import fuzz_api, schema_of, serve_ready, session_env
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.xfail(
-    raises=OverflowError,
-    strict=False,
-    reason="recsys bug (issue 12 class 4, owner: recsys serving): RecommendRequest.user_id has no upper bound, so "
-    "user_id >= 2**63 reaches np.asarray(cols['user_id'], dtype=np.int64) in features/transform.user_inputs and "
-    "raises OverflowError -> 500; fix: Field(le=2**63 - 1) on user_id",
-)
 def test_recsys_api_never_5xx(recsys_world, monkeypatch) -> None:  # noqa: ANN001
     from systems.recsys_two_tower.serve import build_app  # imported here: the world fixture builds first
 
