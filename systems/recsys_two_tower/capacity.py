@@ -96,17 +96,24 @@ def measured_inputs(results: Path) -> Inputs:
     sweep = json.loads(sweep_path.read_text()) if sweep_path.exists() else None
     per_core = None
     bench = results / "latest" / "report.json"
-    if bench.exists():
-        report = json.loads(bench.read_text())
-        knee = report.get("knee") or {}
+    # the knee: latest's when it has one, else any other bench folder's (e.g. a small-scale --ramp run)
+    for path in [bench, *sorted(p for p in results.glob("*/report.json") if p != bench)]:
+        knee = (json.loads(path.read_text()).get("knee") or {}) if path.exists() else {}
         if knee.get("per_core_rps_at_slo"):
-            per_core = Measured(float(knee["per_core_rps_at_slo"]), f"{bench}: knee.per_core_rps_at_slo")
-        else:
-            mean_ms = report.get("stages", {}).get("/recommend", {}).get("total", {}).get("mean_ms")
-            if mean_ms:
-                per_core = Measured(
-                    1000 / mean_ms, f"{bench}: 1000 / mean server ms {mean_ms:.2f} (no --ramp knee yet)"
-                )
+            per_core = Measured(float(knee["per_core_rps_at_slo"]), f"{path}: knee.per_core_rps_at_slo")
+            break
+    if per_core is None and bench.exists():
+        mean_ms = (
+            json.loads(bench.read_text())
+            .get("stages", {})
+            .get("/recommend", {})
+            .get("total", {})
+            .get("mean_ms")
+        )
+        if mean_ms:
+            per_core = Measured(
+                1000 / mean_ms, f"{bench}: 1000 / mean server ms {mean_ms:.2f} (no --ramp knee held)"
+            )
     bytes_per_user = None
     for path in sorted(results.glob("*/report.json")):
         value = _find_key(json.loads(path.read_text()), "bytes_per_user")

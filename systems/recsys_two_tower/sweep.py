@@ -560,10 +560,11 @@ def write_report(report: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     old = json.loads((out / "report.json").read_text()) if (out / "report.json").exists() else {}
     by_scale = {s["scale"]: s for s in old.get("scales", [])} | {s["scale"]: s for s in report["scales"]}
-    order = [s for s in ("small", "medium", "large", "xlarge") if s in by_scale]
+    order = sorted(by_scale, key=lambda s: by_scale[s]["n"])
     merged = report | {"scales": [by_scale[s] for s in order]}
-    atomic_write(out / "report.json", json.dumps(merged, indent=2))
-    atomic_write(out / "report.md", report_markdown(merged))
+    for name, text in (("report.json", json.dumps(merged, indent=2)), ("report.md", report_markdown(merged))):
+        with atomic_write(out / name, "w") as f:
+            f.write(text)
     plot(merged, out)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import faiss
@@ -22,6 +23,7 @@ from systems.recsys_two_tower.sweep import (
     search_shards,
     sweep_scale,
     synthetic_mixture,
+    write_report,
 )
 
 
@@ -53,7 +55,7 @@ def test_exact_top_k_in_batches_matches_one_pass(monkeypatch: pytest.MonkeyPatch
     assert recall(exact_top_k(base, queries), want) == 1.0
 
 
-def test_sweep_picks_the_cheapest_passing_setting_on_a_small_catalog() -> None:
+def test_sweep_picks_the_cheapest_passing_setting_on_a_small_catalog(tmp_path: Path) -> None:
     m = synthetic_mixture(dim=16, clusters=16)
     base, queries = m.draw(4000, 0), m.draw(40, 1)
     plan = plan_for(len(base), 16, hnsw_max_videos=0, families=("ivf_flat", "ivf_sq8"))
@@ -70,6 +72,11 @@ def test_sweep_picks_the_cheapest_passing_setting_on_a_small_catalog() -> None:
     assert c.p50_ms == min(r.p50_ms for r in within)
     assert [s["shards"] for s in res.shards] == [1, 2]
     assert res.shards[0]["recall_at_100"] == pytest.approx(res.shards[1]["recall_at_100"])
+    write_report({"k": 100, "recall_target": 0.95, "scales": [asdict(res)], "load_average": [0, 0, 0], "threads": 1},
+                 tmp_path)  # fmt: skip
+    assert json.loads((tmp_path / "report.json").read_text())["scales"][0]["chosen"]["chosen"]
+    assert "← chosen" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "frontier.png").exists() and (tmp_path / "catalog_curve.png").exists()
 
 
 @pytest.mark.parametrize(
