@@ -59,6 +59,8 @@ SCALES: dict[str, FeedConfig] = {
     "small": FeedConfig(n_users=1_500, n_videos=6_000, events_per_user=40),
     "medium": FeedConfig(n_users=20_000, n_videos=1_000_000, events_per_user=40),
     "large": FeedConfig(n_users=200_000, n_videos=5_000_000, events_per_user=50),
+    # xlarge: the catalog curve's top point; `mlsd recsys sweep` measures the index on it (DESIGN.md says how)
+    "xlarge": FeedConfig(n_users=400_000, n_videos=10_000_000, events_per_user=50),
 }
 
 
@@ -210,14 +212,36 @@ class CrossConfig(RealDataFlags):
         _at_least(self, 1, "rerank_users", "full_users", "cross_steps")
 
 
+SWEEP_FAMILIES = ("ivf_flat", "ivf_sq8", "ivf_pq", "ivf_pq_refine", "hnsw")
+
+
 @dataclass
-class SweepConfig(RealDataFlags):
-    """`mlsd recsys sweep`: the ANN table the index step measured (index/sweep.json)."""
+class SweepConfig(StepConfig):
+    """`mlsd recsys sweep`: the catalog curve at --scale (or --scales), written to benchmarks/results/recsys/sweep."""
+
+    scales: tuple[str, ...] = flag((), "scales to sweep in one run (default: --scale)")
+    queries: int = flag(500, "queries with exact ground truth (brute force over the catalog each)")
+    single_queries: int = flag(200, "queries timed one at a time (batch-1 p50/p99)")
+    hnsw_max_videos: int = flag(
+        1_000_000, "build HNSW only up to this many videos (its build is the slow one)"
+    )
+    families: tuple[str, ...] = flag(SWEEP_FAMILIES, "index families to sweep")
+    videos: int = flag(0, "override the scale's catalog size (0: the scale's; for quick runs)")
+    out: str = flag("", "report folder (default: benchmarks/results/recsys/sweep)")
+
+    def __post_init__(self) -> None:
+        self.scales, self.families = tuple(self.scales), tuple(self.families)
+        _at_least(self, 10, "queries")
+        _at_least(self, 1, "single_queries")
+        if bad := [s for s in self.scales if s not in SCALES]:
+            raise ConfigError(f"--scales: unknown {bad}; supported: {', '.join(SCALES)}")
+        if bad := [f for f in self.families if f not in SWEEP_FAMILIES]:
+            raise ConfigError(f"--families: unknown {bad}; supported: {', '.join(SWEEP_FAMILIES)}")
 
 
 @dataclass
 class CapacityConfig(StepConfig):
-    """The back-of-envelope's stated assumptions; the server time per request is measured (bench report)."""
+    """The plan's stated assumptions (flags); the per-core rate, bytes/user and index curves are read from reports."""
 
     users: float = flag(100e6, "users")
     daily_active_share: float = flag(0.3, "share of users active on a day")
@@ -225,12 +249,22 @@ class CapacityConfig(StepConfig):
     peak_to_mean: float = flag(3.0, "peak QPS over mean QPS")
     videos: float = flag(50e6, "videos in the catalog")
     dim: int = flag(64, "embedding dimension")
-    user_feature_bytes: float = flag(400.0, "online-store bytes per user (~40 scalars and 20 history ids)")
-    pq_bytes_per_vector: int = flag(16, "IVF-PQ code size (m=16, 8 bits)")
+    index_type: str = flag("ivf_sq8", "index family: ivf_flat, ivf_sq8, ivf_pq, ivf_pq_refine or hnsw")
+    p99_budget_ms: float = flag(50.0, "/recommend p99 budget")
+    ann_budget_share: float = flag(0.3, "share of the p99 budget the ANN search may use")
+    machine_ram_gb: float = flag(64.0, "RAM of one serving / store machine")
+    index_ram_share: float = flag(0.5, "share of a machine's RAM the index may take")
 
     def __post_init__(self) -> None:
         if not 0 < self.daily_active_share <= 1:
             raise ConfigError(f"--daily-active-share must be in (0, 1] (got {self.daily_active_share})")
+        if self.index_type not in SWEEP_FAMILIES:
+            raise ConfigError(
+                f"--index-type: unknown '{self.index_type}'; supported: {', '.join(SWEEP_FAMILIES)}"
+            )
+        for name in ("ann_budget_share", "index_ram_share"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be in (0, 1] (got {getattr(self, name)})")
 
 
 @dataclass

@@ -23,7 +23,7 @@ from infra.config import get_settings
 from infra.console import console, print_rows, print_values
 from infra.steps import Step, StepError
 from infra.system import BenchSpec
-from systems.recsys_two_tower.capacity import capacity_rows, measured_cpu_ms
+from systems.recsys_two_tower.capacity import capacity_rows, measured_inputs
 from systems.recsys_two_tower.config import (
     BenchConfig,
     BuildConfig,
@@ -58,6 +58,7 @@ from systems.recsys_two_tower.provenance import read_run_id, write_run_id
 from systems.recsys_two_tower.public_protocol import run_public_eval
 from systems.recsys_two_tower.rank import run_rank
 from systems.recsys_two_tower.serve import build_app
+from systems.recsys_two_tower.sweep import run_sweep
 from systems.recsys_two_tower.train import load_model, load_training_set, run_train
 
 BENCH = BenchSpec(
@@ -211,15 +212,20 @@ def cross(cfg: CrossConfig, art: Artifacts) -> None:
 
 # ------------------------------------------------------------------------------------------ tools
 def sweep(cfg: SweepConfig, art: Artifacts) -> None:
-    """Print the ANN sweep the index step measured."""
-    _print_sweep(_json(art, "index/sweep.json", "index"))
+    """The catalog curve: IVF-Flat/SQ8/PQ(+refine)/HNSW recall, latency, memory per scale, the choice, shards."""
+    out = Path(cfg.out) if cfg.out else RESULTS_DIR / "recsys" / "sweep"
+    scales = list(cfg.scales or (cfg.scale,))
+    report = run_sweep(scales, cfg.queries, cfg.hnsw_max_videos, out, cfg.seed, cfg.families, cfg.single_queries,
+                       {s: cfg.videos for s in scales} if cfg.videos else None, log=console.print)  # fmt: skip
+    print_rows(f"catalog curve -> {out}/report.md", ("scale", "videos", "chosen", "why"),
+               [(s["scale"], s["n"], s["chosen"]["index"] + " " + s["chosen"]["param"] if s["chosen"] else "-",
+                 s["why"]) for s in report["scales"]])  # fmt: skip
 
 
 def capacity(cfg: CapacityConfig, art: Artifacts) -> None:
-    """The 100M-user back-of-envelope; server time per request from the latest bench report when there is one."""
-    cpu_ms = measured_cpu_ms(RESULTS_DIR / "recsys" / "latest" / "report.json")
-    print_rows("back-of-envelope: 100M users (`mlsd recsys capacity`)", ("quantity", "value", "from"),
-               capacity_rows(cfg, cpu_ms))  # fmt: skip
+    """The 100M-user plan from measured curves (sweep, bench knee, online-store bytes); each figure names its report."""
+    print_rows("capacity (`mlsd recsys capacity`)", ("quantity", "value", "from"),
+               capacity_rows(cfg, measured_inputs(RESULTS_DIR / "recsys")))  # fmt: skip
 
 
 def serve(cfg: ServeConfig, art: Artifacts) -> None:
@@ -262,7 +268,7 @@ STEPS: list[Step] = [
     Step("features", features, FeaturesConfig, needs=FEED, makes=FEATURES, help=features.__doc__),
     Step("train", train, TrainConfig, needs=FEED + FEATURES, makes=(*MODEL, "training_set.npz"), help=train.__doc__),
     Step("index", index, IndexConfig, needs=FEED + FEATURES + MODEL, makes=INDEX, help=index.__doc__),
-    Step("sweep", sweep, SweepConfig, needs=("index/sweep.json",), help=sweep.__doc__, in_all=False),
+    Step("sweep", sweep, SweepConfig, help=sweep.__doc__, in_all=False),
     Step("rank", rank, RankConfig, needs=FEED + FEATURES + MODEL + INDEX, makes=RANK, help=rank.__doc__),
     Step("eval", evaluate, EvalConfig, needs=FEED + FEATURES + MODEL + INDEX + RANK, makes=("eval.json",),
          help=evaluate.__doc__),
