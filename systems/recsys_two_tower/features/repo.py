@@ -5,12 +5,14 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 from feast import FeatureService
 
 from infra.features import FeatureRepo
@@ -30,10 +32,20 @@ class RecsysFeatures:
     catalog: FeatureService  # video_content + video_popularity: what the catalog is embedded from
 
 
+def project_name(root: Path, scale: str, new: bool = False) -> str:
+    """The Feast project of an artifact folder: `recsys_<scale>_<8 hex>`, drawn once when the features step builds
+    the repo and read back from its feature_store.yaml after. Two artifact folders that share one Redis (two test
+    runs, two deployments) must not write each other's keys, which one name per scale would let them do."""
+    path = root / REPO_DIR / "feature_store.yaml"
+    if not new and path.exists():
+        return yaml.safe_load(path.read_text())["project"]
+    return f"recsys_{scale}_{uuid.uuid4().hex[:8]}"
+
+
 def open_features(root: Path, scale: str, online_store: str | None = None) -> RecsysFeatures:
     """The Feast repo under an artifact folder (SQLite or Redis online store per MLSD_ONLINE_STORE)."""
     defs = definitions.build(root / OFFLINE_DIR)
-    repo = FeatureRepo(f"recsys_{scale}", root / REPO_DIR, online_store=online_store)
+    repo = FeatureRepo(project_name(root, scale), root / REPO_DIR, online_store=online_store)
     return RecsysFeatures(repo, defs.user_serving, defs.training, defs.catalog)
 
 
@@ -53,7 +65,7 @@ def build_features(
     trending = trending_videos(feed.events, START_TS + feed.config.days * DAY, 500)
     np.save(root / "trending.npy", trending)
 
-    repo = FeatureRepo(f"recsys_{scale}", root / REPO_DIR, online_store=online_store)
+    repo = FeatureRepo(project_name(root, scale, new=True), root / REPO_DIR, online_store=online_store)
     repo.apply(definitions.build(offline).all())
     end = datetime.fromtimestamp(START_TS + feed.config.days * DAY, UTC)
     start = datetime.fromtimestamp(START_TS - DAY, UTC)
