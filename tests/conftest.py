@@ -205,3 +205,16 @@ def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         service_missing(f"a throwaway Redis Cluster did not start: {exc}")
     yield spec.url
     redis_cluster.stop(spec, remove_data=True)
+
+
+@pytest.fixture
+def capture_threads() -> Iterator[None]:
+    """torch on the threads the golden numbers were captured with: the CLI's default on this 2-core machine kind.
+    Other tests (and MiniLM(threads=1)) leave torch on one thread, and a trained ranker or reranker moves in the
+    third decimal with the thread count: float sums run in another order."""
+    import torch  # here: only the golden checks need it
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)

@@ -94,7 +94,13 @@ def fraud_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Artifac
 @pytest.fixture(scope="session")
 def recsys_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from systems.recsys_two_tower import pipeline  # imported here: see rag_art
-    from systems.recsys_two_tower.config import DataConfig, FeaturesConfig, IndexConfig, TrainConfig
+    from systems.recsys_two_tower.config import (
+        DataConfig,
+        FeaturesConfig,
+        IndexConfig,
+        RankConfig,
+        TrainConfig,
+    )
 
     small = {"scale": "small", "seed": 0}
     data_dir = tmp_path_factory.mktemp("campaign-recsys")
@@ -104,4 +110,7 @@ def recsys_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pipeline.features(FeaturesConfig(**small), art)
         pipeline.train(TrainConfig(**small, epochs=1, batch_size=512, user_buckets=1 << 12, video_buckets=1 << 13, creator_buckets=1 << 10), art)  # fmt: skip
         pipeline.index(IndexConfig(**small, eval_users=200, nlist=(64,)), art)
+        pipeline.rank(
+            RankConfig(**small, rank_users=500, rank_epochs=50), art
+        )  # the server loads the ranker too
     return data_dir

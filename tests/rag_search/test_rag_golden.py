@@ -17,7 +17,7 @@ TOLERANCE = 1e-6
 
 
 @pytest.mark.slow
-def test_all_at_small_scale_reproduces_the_old_numbers(golden_check) -> None:
+def test_all_at_small_scale_reproduces_the_old_numbers(golden_check, capture_threads) -> None:
     assert main(["rag", "all", "--scale", "small", "--seed", "0"]) == 0
     art = Artifacts("rag", "small")
     new = json.loads(art.path(EVAL).read_text())

@@ -19,7 +19,9 @@ TOL = 1e-6
 
 
 @pytest.mark.slow
-def test_all_small_reproduces_the_old_numbers(monkeypatch: pytest.MonkeyPatch, golden_check) -> None:
+def test_all_small_reproduces_the_old_numbers(
+    monkeypatch: pytest.MonkeyPatch, golden_check, capture_threads
+) -> None:
     monkeypatch.setenv("MLSD_SEED", "0")
     # what `mlsd recsys all --scale small` runs (mlsd.cli hands the same argv to run_cli)
     assert run_cli("recsys", pipeline.STEPS, ["all", "--scale", "small"], pipeline.ALL_CONFIG) == 0
