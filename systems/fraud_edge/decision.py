@@ -104,3 +104,16 @@ def rule_actions(x: np.ndarray) -> tuple[np.ndarray, list[list[str]]]:
 def combined_actions(scores: np.ndarray, x: np.ndarray, t: Thresholds) -> np.ndarray:
     """The served policy: the stricter of the model's cost-based action and the hard rules."""
     return np.maximum(model_actions(scores, t), rule_actions(x)[0])
+
+
+def policy_row(actions: np.ndarray, y: np.ndarray, amount: np.ndarray, costs: Costs) -> dict[str, float]:
+    """What a policy's actions did on labelled transactions: cost, fraud stopped, decline and review rates."""
+    fraud = y.astype(bool)
+    return {
+        "cost_eur": realized_cost(actions, y, amount, costs),
+        "fraud_eur_stopped": float(amount[fraud & (actions == DECLINE)].sum())
+        + costs.review_catch * float(amount[fraud & (actions == REVIEW)].sum()),
+        "decline_rate": float(np.mean(actions == DECLINE)),
+        "review_rate": float(np.mean(actions == REVIEW)),
+        "false_declines": int(np.sum((actions == DECLINE) & ~fraud)),
+    }

@@ -25,30 +25,16 @@ from systems.fraud_edge.data import (
 )
 from systems.fraud_edge.decision import (
     APPROVE,
-    DECLINE,
-    REVIEW,
     Costs,
     Thresholds,
     combined_actions,
-    realized_cost,
+    policy_row,
     rule_actions,
 )
 from systems.fraud_edge.features.velocity import batch_raw_aggregates, feature_spec, model_features
 from systems.fraud_edge.train import LGBM_TEST_SCORES
 
 EVAL_REPORT = "eval_report.json"
-
-
-def _policy_row(actions: np.ndarray, y: np.ndarray, amount: np.ndarray, costs: Costs) -> dict[str, float]:
-    fraud = y.astype(bool)
-    return {
-        "cost_eur": realized_cost(actions, y, amount, costs),
-        "fraud_eur_stopped": float(amount[fraud & (actions == DECLINE)].sum())
-        + costs.review_catch * float(amount[fraud & (actions == REVIEW)].sum()),
-        "decline_rate": float(np.mean(actions == DECLINE)),
-        "review_rate": float(np.mean(actions == REVIEW)),
-        "false_declines": int(np.sum((actions == DECLINE) & ~fraud)),
-    }
 
 
 def evaluate(art: Artifacts) -> dict[str, Any]:
@@ -72,7 +58,7 @@ def evaluate(art: Artifacts) -> dict[str, Any]:
         "rules only": rule_actions(xte)[0],
         "model + rules": combined_actions(scores, xte, t),
     }
-    cost_table = {name: _policy_row(a, yte, ate, costs) for name, a in policies.items()}
+    cost_table = {name: policy_row(a, yte, ate, costs) for name, a in policies.items()}
     rules_cost = cost_table["rules only"]["cost_eur"]
     served_cost = cost_table["model + rules"]["cost_eur"]
 

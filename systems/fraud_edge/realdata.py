@@ -49,13 +49,12 @@ from systems.fraud_edge.data import FEATURES, TRANSACTIONS, load_creditcard_csv,
 from systems.fraud_edge.decision import (
     ACTIONS,
     APPROVE,
-    DECLINE,
     REVIEW,
     Costs,
     Thresholds,
     choose_thresholds,
     model_actions,
-    realized_cost,
+    policy_row,
 )
 
 FEATURE_NAMES = [*(f"V{i}" for i in range(1, 29)), "log_amount"]
@@ -206,19 +205,6 @@ def train(cfg: TrainConfig, art: Artifacts) -> dict:
     return report
 
 
-def _policy_row(actions: np.ndarray, y: np.ndarray, amount: np.ndarray, costs: Costs) -> dict[str, float]:
-    """A deliberate copy of evaluate._policy_row (a private helper of the simulator's eval)."""
-    fraud = y.astype(bool)
-    return {
-        "cost_eur": realized_cost(actions, y, amount, costs),
-        "fraud_eur_stopped": float(amount[fraud & (actions == DECLINE)].sum())
-        + costs.review_catch * float(amount[fraud & (actions == REVIEW)].sum()),
-        "decline_rate": float(np.mean(actions == DECLINE)),
-        "review_rate": float(np.mean(actions == REVIEW)),
-        "false_declines": int(np.sum((actions == DECLINE) & ~fraud)),
-    }
-
-
 def evaluate(cfg: EvalConfig, art: Artifacts) -> dict:
     """The LIVE bundle on the test split: PR-AUC, recall at 1% FPR, the cost table, fp32 vs int8."""
     df, x = load(art)
@@ -241,7 +227,7 @@ def evaluate(cfg: EvalConfig, art: Artifacts) -> dict:
         "large-amount rule only": floor,
         "model + rule (served)": np.maximum(model_actions(scores, t), floor),
     }
-    cost_table = {name: _policy_row(a, y[te], amount[te], costs) for name, a in policies.items()}
+    cost_table = {name: policy_row(a, y[te], amount[te], costs) for name, a in policies.items()}
     variant = bundle.manifest["meta"]["variant"]
     quality = {"lightgbm (reference)": {"pr_auc": pr_auc(y[te], lgbm_scores),
                                         "recall_at_1pct_fpr": recall_at_fpr(y[te], lgbm_scores)}}  # fmt: skip
