@@ -40,6 +40,15 @@ def service_missing(what: str) -> None:
     pytest.skip(what)
 
 
+@pytest.fixture
+def redis_server_binary() -> str:
+    """The path of redis-server, for tests that start their own; none installed: skip, or fail in CI."""
+    path = shutil.which("redis-server")
+    if path is None or shutil.which("redis-cli") is None:
+        service_missing("redis-server/redis-cli are not installed (apt-get install redis-server)")
+    return str(path)
+
+
 @pytest.fixture(autouse=True)
 def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Every test gets its own data dir and MLflow DB, and fresh cached settings."""

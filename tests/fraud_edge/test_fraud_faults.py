@@ -70,9 +70,7 @@ class OwnRedis:
 
 
 @pytest.fixture
-def own_redis(tmp_path):
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
+def own_redis(tmp_path, redis_server_binary):
     server = OwnRedis(tmp_path)
     server.start()
     yield server

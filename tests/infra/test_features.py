@@ -2,7 +2,6 @@
 reads that fail within the timeout with a message saying what to run, and Redis memory per entity key."""
 
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -165,10 +164,8 @@ def test_unreachable_redis_cluster_says_what_to_run(tmp_path: Path, unique_name:
 
 
 @pytest.fixture
-def own_cluster(tmp_path: Path) -> Iterator[redis_cluster.ClusterSpec]:
+def own_cluster(tmp_path: Path, redis_server_binary: str) -> Iterator[redis_cluster.ClusterSpec]:
     """A cluster this test may pause and stop (the session's one is shared)."""
-    if shutil.which("redis-server") is None:
-        pytest.skip(redis_cluster.INSTALL_HINT)
     spec = redis_cluster.ClusterSpec(
         port_base=redis_cluster.free_port_base(), appendonly=False, root=tmp_path / "rc"
     )
@@ -216,10 +213,8 @@ def test_cluster_that_stops_answering_fails_within_the_timeout(
 
 
 @pytest.mark.redis
-def test_paused_redis_fails_within_the_timeout(tmp_path: Path, unique_name: str) -> None:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip(redis_cluster.INSTALL_HINT)
+def test_paused_redis_fails_within_the_timeout(tmp_path: Path, unique_name: str, redis_server_binary: str) -> None:
+    binary = redis_server_binary
     port = redis_cluster.free_port_base(masters=1)
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],

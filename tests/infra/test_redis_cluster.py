@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -35,10 +34,8 @@ def test_session_cluster_is_healthy(redis_cluster_url: str) -> None:
 
 @pytest.mark.redis
 def test_start_is_idempotent_and_aof_survives_a_restart(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], redis_server_binary: str
 ) -> None:
-    if not shutil.which("redis-server"):
-        pytest.skip(redis_cluster.INSTALL_HINT)
     spec = _own_spec(tmp_path)
     try:
         first = redis_cluster.start(spec)
@@ -98,9 +95,7 @@ def test_fewer_than_three_masters_is_refused(tmp_path: Path) -> None:
         redis_cluster.start(ClusterSpec(masters=2, root=tmp_path))
 
 
-def test_a_port_taken_by_something_else_is_named(tmp_path: Path) -> None:
-    if not shutil.which("redis-server"):
-        pytest.skip(redis_cluster.INSTALL_HINT)
+def test_a_port_taken_by_something_else_is_named(tmp_path: Path, redis_server_binary: str) -> None:
     spec = _own_spec(tmp_path)
     with socket.socket() as squatter:
         squatter.bind((spec.host, spec.port_base + 1))
