@@ -10,18 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from fastapi.testclient import TestClient
 
-from infra.artifacts import Artifacts
-from infra.config import get_settings
 from infra.features import FeatureRepo
-from infra.serving.testing import wait_ready
 from systems.recsys_two_tower import data, offline_ray
 from systems.recsys_two_tower.features import definitions
 from systems.recsys_two_tower.features.definitions import USER_COLS
-from systems.recsys_two_tower.features.repo import OFFLINE_DIR, build_features, open_features
+from systems.recsys_two_tower.features.repo import OFFLINE_DIR, open_features
 from systems.recsys_two_tower.index import catalog_frame, embed_catalog
-from systems.recsys_two_tower.serve import build_app
 from systems.recsys_two_tower.train import export_video_tower, load_model, training_frame
 
 
@@ -121,35 +116,3 @@ def test_ray_embedding_gives_the_same_vectors(recsys_env, ray_runtime, tmp_path:
     got = offline_ray.embed_catalog(tmp_path / "video_tower.onnx", frame, model.cfg, seen, feed.split_ts,
                                     ray_runtime, batch_size=1_000)  # fmt: skip
     np.testing.assert_allclose(got, want, atol=1e-5)
-
-
-# ------------------------------------------------------------------------------------------ recsys on the cluster
-@pytest.mark.redis
-def test_redis_cluster_online_store_serves_the_same(
-    recsys_env, redis_cluster_url, monkeypatch, unique_name
-) -> None:
-    """The features step and the server unchanged, with MLSD_ONLINE_STORE=redis_cluster: the same recommendations
-    as SQLite (the cluster twin of test_recsys_serve's Redis test)."""
-    uid = int(data.load(recsys_env.workdir).events["user_id"].value_counts().index[0])
-    with TestClient(build_app()) as c:
-        wait_ready(c)
-        want = c.post("/recommend", json={"user_id": uid, "k": 20}).json()["items"]
-
-    cluster_dir = recsys_env.data_dir / f"cluster_{unique_name}"
-    monkeypatch.setenv("MLSD_ONLINE_STORE", "redis_cluster")
-    monkeypatch.setenv("MLSD_REDIS_CLUSTER_URL", redis_cluster_url)
-    monkeypatch.setenv("MLSD_DATA_DIR", str(cluster_dir))
-    get_settings.cache_clear()
-    shutil.copytree(recsys_env.data_dir / "recsys", cluster_dir / "recsys")
-    shutil.copy(recsys_env.data_dir / "mlflow.db", cluster_dir / "mlflow.db")
-    shutil.copytree(recsys_env.data_dir / "mlartifacts", cluster_dir / "mlartifacts")
-    wd = Artifacts("recsys", "small").root
-    shutil.rmtree(wd / "feature_repo")
-    build_features(data.load(wd), wd, "small")
-    with TestClient(build_app()) as c:
-        wait_ready(c)
-        res = c.app.state.resources.get()
-        assert res.features.repo.online_store == "redis_cluster"
-        got = c.post("/recommend", json={"user_id": uid, "k": 20}).json()
-    assert not got["degraded"] and got["items"] == want
-    assert 200 < open_features(wd, "small").repo.online_bytes_per_entity(sample=200) < 5_000
