@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from infra.artifacts import Artifacts
+from infra.bench.report import write_json
 from infra.config import get_settings
 from systems.recsys_two_tower import pipeline
 from systems.recsys_two_tower.config import DataConfig, EvalConfig, FeaturesConfig, IndexConfig, TrainConfig
@@ -58,8 +59,7 @@ def main() -> None:
         "rows": rows,
         "data_dir": str(get_settings().data_dir),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.out, report, echo=False)
 
 
 if __name__ == "__main__":

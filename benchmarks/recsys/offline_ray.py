@@ -12,7 +12,6 @@ the weights, and this keeps the bench independent of a trained model. Ray's star
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ import pandas as pd
 import torch
 
 from infra.artifacts import Artifacts
+from infra.bench.report import write_json
 from infra.features import FeatureRepo
 from infra.serving.onnx import make_session
 from systems.recsys_two_tower import offline_ray
@@ -139,9 +139,7 @@ def main() -> None:
         "machine": f"{os.cpu_count()} CPUs, shared with other engineers' runs",
         "rows": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    write_json(args.out, report)
 
 
 if __name__ == "__main__":

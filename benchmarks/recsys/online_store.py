@@ -13,7 +13,6 @@ its online-store memory line.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import socket
@@ -27,6 +26,7 @@ import redis
 
 from infra import redis_cluster
 from infra.artifacts import Artifacts
+from infra.bench.report import write_json
 from infra.config import get_settings
 from systems.recsys_two_tower.data import load
 from systems.recsys_two_tower.features.repo import build_features, open_features
@@ -130,9 +130,7 @@ def main() -> None:
         "bytes_per_user": rows[-1]["bytes_per_user"],  # the cluster's figure: what capacity plans with
         "rows": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    write_json(args.out, report)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,17 @@ class BenchReport:
     layout: dict[str, Any] = field(default_factory=dict)
     knee: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+
+
+def write_json(out: Path, report: dict[str, Any], echo: bool = True) -> None:
+    """An offline benchmark's report.json: written whole (write-then-rename), and printed when `echo`."""
+    text = json.dumps(report, indent=2) + "\n"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(out)
+    if echo:
+        print(text, end="")
 
 
 def _f(value: Any, fmt: str = "g") -> str:
