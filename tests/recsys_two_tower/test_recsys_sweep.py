@@ -109,14 +109,17 @@ SWEEP = {"scales": [
         {"family": "ivf_sq8", "recall_at_100": 0.96, "p50_ms": 1.0, "p99_ms": 2.0, "bytes_per_vector": 72},
         {"family": "ivf_sq8", "recall_at_100": 0.90, "p50_ms": 0.5, "p99_ms": 1.0, "bytes_per_vector": 72}]},
     {"n": 10_000_000, "rows": [
-        {"family": "ivf_sq8", "recall_at_100": 0.97, "p50_ms": 8.0, "p99_ms": 20.0, "bytes_per_vector": 72}]},
+        {"family": "ivf_sq8", "recall_at_100": 0.97, "p50_ms": 10.0, "p99_ms": 30.0, "bytes_per_vector": 72}]},
 ]}  # fmt: skip
 
 
 def test_catalog_curve_fits_a_power_law_through_the_measured_points() -> None:
     curve = catalog_curve(SWEEP, "ivf_sq8", "sweep")
-    assert curve is not None and curve.points == ((1_000_000, 2.0), (10_000_000, 20.0))
-    assert curve.p99_ms_at(100_000_000) == pytest.approx(200.0)  # exactly linear through these two
+    # the p50 of the cheapest passing row per scale
+    assert curve is not None and curve.points == ((1_000_000, 1.0), (10_000_000, 10.0))
+    assert curve.p50_ms_at(100_000_000) == pytest.approx(100.0)  # exactly linear through these two
+    assert curve.tail_ratio == pytest.approx(3.0)  # p99/p50 of the passing rows at the largest scale
+    assert curve.p99_ms_at(100_000_000) == pytest.approx(300.0)
     assert catalog_curve(SWEEP, "hnsw", "sweep") is None
 
 
@@ -133,14 +136,14 @@ def test_capacity_arithmetic_on_known_inputs() -> None:
         and "redis" in rows["online store (user features)"][1]
     )
     assert rows["index memory per replica"][0] == "7.2 GB"  # 1e8 x 72 B
-    # memory: 7.2 / (10 x 0.5) -> 2; latency: 200 ms / (50 x 0.4 = 20 ms) -> 10
-    assert rows["shards"][0] == "10"
+    # memory: 7.2 / (10 x 0.5) -> 2; latency: p99 100 ms x 3 = 300 ms / (50 x 0.4 = 20 ms) -> 15
+    assert rows["shards"][0] == "15"
     assert (
         rows["serving cores at peak (/recommend)"][0] == "100"
         and "bench knee" in rows["serving cores at peak (/recommend)"][1]
     )
-    # each query visits 10 shards of 10M, 20 ms each: 10,000 x 10 x 20 / 1000
-    assert rows["ANN cores at peak (all shards)"][0] == "2,000"
+    # each query visits 15 shards of 100M/15, p50 100/15 ms each: 10,000 x 15 x 100/15 / 1000 = 1,000
+    assert rows["ANN cores at peak (all shards)"][0] == "1,000"
 
 
 def test_capacity_says_pending_without_reports() -> None:
