@@ -173,13 +173,26 @@ def run_index(
     root: Path,
     queries: np.ndarray,
     nlists: tuple[int, ...],
+    engine: str = "local",
 ) -> dict:
-    """Embed, sweep, save the chosen serving index and the exact one's embeddings."""
+    """Embed (in this process with torch, or engine "ray": Ray Data actors running the ONNX video tower that
+    `train` exported), sweep, save the chosen serving index and the exact one's embeddings."""
     faiss.omp_set_num_threads(max(1, faiss.omp_get_max_threads()))
     seen = np.load(root / "model" / "seen_videos.npy")
     t0 = time.perf_counter()
     frame = catalog_frame(feed, features, feed.split_ts)
-    emb = embed_catalog(model, frame, seen, feed.split_ts)
+    if engine == "ray":
+        # here, not at the top: Ray takes seconds to import, and only --engine ray needs it
+        from systems.recsys_two_tower import offline_ray
+
+        with offline_ray.ray_engine() as runtime:
+            emb = offline_ray.embed_catalog(
+                root / "model" / "video_tower.onnx", frame, model.cfg, seen, feed.split_ts, runtime
+            )
+    elif engine == "local":
+        emb = embed_catalog(model, frame, seen, feed.split_ts)
+    else:
+        raise ValueError(f"engine must be local or ray, got {engine!r}")
     embed_s = time.perf_counter() - t0
     rows, info = sweep(emb, queries, nlists)
     best = info["best"]
@@ -194,6 +207,7 @@ def run_index(
     faiss.write_index(serving, str(index_dir / "serving.faiss"))
     summary = {
         "embed_seconds": embed_s,
+        "embed_engine": engine,
         "n_videos": len(emb),
         "chosen": best,
         "sweep": [asdict(r) for r in rows],

@@ -16,7 +16,7 @@ from systems.recsys_two_tower import data, offline_ray
 from systems.recsys_two_tower.features import definitions
 from systems.recsys_two_tower.features.definitions import USER_COLS
 from systems.recsys_two_tower.features.repo import OFFLINE_DIR, open_features
-from systems.recsys_two_tower.index import catalog_frame, embed_catalog
+from systems.recsys_two_tower.index import catalog_frame, embed_catalog, run_index
 from systems.recsys_two_tower.train import export_video_tower, load_model, training_frame
 
 
@@ -116,3 +116,22 @@ def test_ray_embedding_gives_the_same_vectors(recsys_env, ray_runtime, tmp_path:
     got = offline_ray.embed_catalog(tmp_path / "video_tower.onnx", frame, model.cfg, seen, feed.split_ts,
                                     ray_runtime, batch_size=1_000)  # fmt: skip
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_index_step_on_ray_builds_the_same_index(recsys_env, ray_runtime, tmp_path: Path) -> None:
+    """`mlsd recsys index --engine ray`: the catalog embedded by Ray actors (the exported ONNX video tower), the
+    same vectors as the torch path within ONNX's float error, and the same setting chosen."""
+    root = tmp_path / "recsys"
+    shutil.copytree(recsys_env.workdir, root)
+    feed = data.load(root)
+    features = open_features(root, "small")
+    model = load_model(root / "model")
+    queries = np.load(root / "index" / "catalog_emb.npy")[:200]  # any fixed queries: the two runs share them
+    local = run_index(model, feed, features, root, queries, (64,), engine="local")
+    want = np.load(root / "index" / "catalog_emb.npy")
+    on_ray = run_index(model, feed, features, root, queries, (64,), engine="ray")
+    np.testing.assert_allclose(np.load(root / "index" / "catalog_emb.npy"), want, atol=1e-5)
+    assert on_ray["embed_engine"] == "ray" and local["embed_engine"] == "local"
+    pick = ("index", "nlist", "nprobe")
+    assert {k: on_ray["chosen"][k] for k in pick} == {k: local["chosen"][k] for k in pick}
