@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import shutil
 import signal
 import socket
@@ -288,14 +289,27 @@ def stop(spec: ClusterSpec | None = None, remove_data: bool = False, timeout_s: 
     return stopped
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port_base(masters: int = DEFAULT_MASTERS, host: str = "127.0.0.1", tries: int = 200) -> int:
-    """A base port whose `masters` consecutive ports and their bus ports (+10000) are all free (for tests)."""
+    """A base port whose `masters` consecutive ports and their bus ports (+10000) are all free (for tests).
+
+    Drawn below the kernel's ephemeral range (bus ports included): a port from that range that is free when
+    checked can be taken by any outgoing connection (a Redis client, locust) before redis-server binds it.
+    """
+    low, _ = _ephemeral_range()
+    top = low - BUS_PORT_OFFSET - masters  # the bus ports stay below the ephemeral range too
+    if top <= 1024:
+        top = 65535 - BUS_PORT_OFFSET - masters  # an unusual range: fall back to any unprivileged port
+    rng = random.Random(os.getpid() ^ time.monotonic_ns())
     for _ in range(tries):
-        with socket.socket() as s:
-            s.bind((host, 0))
-            base = s.getsockname()[1]
-        if base + masters + BUS_PORT_OFFSET > 65535:
-            continue
+        base = rng.randrange(1025, top)
         ports = [base + i for i in range(masters)]
         if not any(_port_taken(host, p) or _port_taken(host, p + BUS_PORT_OFFSET) for p in ports):
             return base

@@ -116,3 +116,12 @@ def test_stop_signals_only_processes_it_started(tmp_path: Path) -> None:
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_free_ports_are_drawn_below_the_ephemeral_range() -> None:
+    """Outgoing connections take ephemeral ports at any moment: a cluster drawn there can lose a port between the
+    check and redis-server's bind (a start-up flake seen in CI)."""
+    low, _ = redis_cluster._ephemeral_range()
+    for _ in range(20):
+        base = redis_cluster.free_port_base()
+        assert 1024 < base and base + 2 + redis_cluster.BUS_PORT_OFFSET < low
