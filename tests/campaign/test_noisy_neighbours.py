@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from infra.resilience import CircuitBreaker
@@ -149,6 +149,7 @@ def check_neighbours(s: Served, data: st.DataObject) -> None:
             continue
         kind, content, headers = step
         r = s.client.post(s.path, content=content, headers=headers)
+        event(f"{kind}: {r.status_code}")  # what the others were answered (--hypothesis-show-statistics)
         assert r.status_code < 500, f"{kind}: {r.status_code} {r.text[:300]}"
         if r.status_code >= 400:
             assert set(r.json()) == ERROR_KEYS, f"{kind}: {r.text[:300]}"
