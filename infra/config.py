@@ -10,6 +10,7 @@ so a typo or a malformed value is one line and exit 2, not a setting silently ig
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -21,6 +22,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCALES = ("small", "medium", "large", "xlarge")
 Scale = Literal["small", "medium", "large", "xlarge"]
+
+# The Host names a server answers to by default (MLSD_ALLOWED_HOSTS; infra.serving's Host check): this machine's.
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "testserver", "[::1]")
+# A Host name as the header carries it, without its port: a DNS name, an IPv4 address, a bracketed IPv6 one, or *.
+_HOST_NAME = re.compile(
+    r"\*|\[[0-9a-f:.]+\]|[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*\.?"
+)
 
 # Variables read outside any settings class: the test suite's and CI's switches.
 TEST_ENV = {
@@ -86,6 +94,29 @@ class Settings(BaseSettings):
         description="bearer token for the servers' admin routes (/stats/reset, /bundle/reload); "
         "unset: they answer 403",
     )
+
+    allowed_hosts: str = Field(
+        ",".join(LOCAL_HOSTS),
+        description="Host names the servers answer to, comma-separated, port left out (a request for another "
+        "Host is 400, against DNS rebinding); * for any, e.g. behind a load balancer that checks it",
+    )
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, v: str) -> str:
+        names = [n.strip().lower() for n in v.split(",")]
+        bad = [n for n in names if not _HOST_NAME.fullmatch(n)]
+        if bad:
+            raise ValueError(
+                f"{bad[0]!r} is not a host name: give names without scheme, port or path, comma-separated "
+                "(api.example.com,127.0.0.1), or * for any"
+            )
+        return ",".join(names)
+
+    @property
+    def allowed_host_names(self) -> tuple[str, ...]:
+        """MLSD_ALLOWED_HOSTS as the names create_app's Host check compares against (lower case)."""
+        return tuple(self.allowed_hosts.split(","))
 
     @field_validator("online_store", "device", mode="before")
     @classmethod

@@ -6,7 +6,8 @@ the latency floor for benchmarks), a Server-Timing header with per-stage millise
 request, and one error shape for every failure: {"error": kind, "message": one line, "fields": [...]}.
 
 What a hostile or careless client gets, before any route runs (RequestGuard):
-  a Host this server does not answer to   400 bad_host (DNS rebinding: a web page's script aimed at 127.0.0.1)
+  a Host this server does not answer to   400 bad_host (DNS rebinding: a web page's script aimed at 127.0.0.1;
+                                          the names served are MLSD_ALLOWED_HOSTS, the local ones by default)
   a body over `max_body_bytes` (64 KiB)   413 body_too_large (announced by Content-Length, or counted as it streams)
   a body that is not JSON                 415 unsupported_media_type (a web page's form post is not a CORS preflight)
 Admin routes (`dependencies=[Depends(require_admin)]`; /stats/reset here) need `Authorization: Bearer
@@ -50,7 +51,6 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0
 INTERNAL_ROUTES = {"/healthz", "/readyz", "/metrics", "/stats", "/stats/reset"}
 # Probes and scrapers address a pod by its IP, so these answer whatever the Host; they change nothing.
 PROBE_ROUTES = {"/healthz", "/readyz", "/metrics"}
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "testserver", "[::1]")
 MAX_BODY_BYTES = 64 * 1024
 ADMIN_TOKEN_HOWTO = (
     "set MLSD_ADMIN_TOKEN on the server (e.g. to the output of "
@@ -119,7 +119,8 @@ class RequestGuard:
                     400,
                     "bad_host",
                     f"this server does not answer to Host {host[:100]!r}; it answers to "
-                    f"{', '.join(sorted(self.allowed_hosts))} (create_app's allowed_hosts)",
+                    f"{', '.join(sorted(self.allowed_hosts))} (to serve another name, add it to "
+                    "MLSD_ALLOWED_HOSTS on the server, or pass create_app's allowed_hosts)",
                 )
         length = headers.get(b"content-length")
         if length is not None and not length.isdigit():
@@ -330,21 +331,25 @@ def create_app(
     access_log_enabled: bool = True,
     load_in_background: bool = True,
     max_body_bytes: int = MAX_BODY_BYTES,
-    allowed_hosts: Sequence[str] = LOCAL_HOSTS,
+    allowed_hosts: Sequence[str] | None = None,
     breakers: Sequence[CircuitBreaker] = (),
 ) -> FastAPI:
     """An app with the mlsd endpoints; `load()` returns the system's resources (a typed object) and the app
     turns ready. Handlers take them with a dependency: `res: Annotated[MyResources, Depends(require_ready)]`.
     A resources object with a `close()` method is closed at shutdown.
 
-    max_body_bytes: larger bodies get 413. allowed_hosts: the Host names served (port ignored; "*" for any),
-    the local ones by default; a deployment behind a load balancer names its own. breakers: the circuit
+    max_body_bytes: larger bodies get 413. allowed_hosts: the Host names served (port ignored; "*" for any);
+    default MLSD_ALLOWED_HOSTS (the local names unless set), so a deployment behind a real hostname names it
+    there without editing code. breakers: the circuit
     breakers of the system's dependencies, shown on /readyz and /metrics."""
     configure_logging()
     redact_logger("mlsd.serving")
     redact_logger("mlsd.resilience")
     resources: AppState[Any] = AppState()
-    admin_token = get_settings().admin_token
+    settings = get_settings()
+    admin_token = settings.admin_token
+    if allowed_hosts is None:
+        allowed_hosts = settings.allowed_host_names
 
     def _run_load() -> None:
         t0 = time.perf_counter()

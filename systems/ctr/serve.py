@@ -280,13 +280,37 @@ class CtrResources:
         return {k: v[0] for k, v in values.items()}
 
 
+class CorruptModel(RuntimeError):
+    """The served model cannot be served: a file unreadable (truncated, empty, not a model) or other fields."""
+
+
+def load_model(folder: Path, label: str) -> tuple[ort.InferenceSession, int]:
+    """The ONNX scorer and its hashing table size from a downloaded model folder, each file checked.
+
+    Read first in `load`, before the online store: a bad file fails start-up in milliseconds, naming itself."""
+    path = folder / "config.json"
+    try:
+        config = json.loads(path.read_text())
+        n_buckets, fields = int(config["n_buckets"]), tuple(config["cat_fields"])
+        path = folder / "model.onnx"
+        session = make_session(path, threads=1, prefer_gpu=False)
+    except Exception as exc:  # json, KeyError, ONNX Runtime's own exception types: all one reason for /readyz
+        raise CorruptModel(
+            f"model {label}: {path.name} cannot be read ({type(exc).__name__}: {str(exc)[:300]}); "
+            "retrain it with `mlsd ctr train`, or point MLSD_CTR_ALIAS at another version"
+        ) from exc
+    if fields != CAT_FIELDS:
+        raise CorruptModel(
+            f"model {label} was trained on other fields {fields}; retrain it with `mlsd ctr train`"
+        )
+    return session, n_buckets
+
+
 def load(settings: CtrSettings, art: Artifacts, breaker: CircuitBreaker | None = None) -> CtrResources:
     """Model behind the alias (MLSD_CTR_ALIAS, default champion), ad snapshot, user feature reader."""
     alias = settings.alias
     ref, folder = Registry().load(MODEL_NAME, alias, dst=art.dir(f"serving/{alias}"))
-    config = json.loads((folder / "config.json").read_text())
-    if tuple(config["cat_fields"]) != CAT_FIELDS:
-        raise RuntimeError(f"model {ref.name} v{ref.version} was trained on other fields; retrain it")
+    session, n_buckets = load_model(folder, f"{ref.name} v{ref.version}@{alias}")
     repo = FeatureRepo(PROJECT, art.require("features/repo", "data"))
     repo.check_online_store()
     market = load_market(art)
@@ -294,9 +318,9 @@ def load(settings: CtrSettings, art: Artifacts, breaker: CircuitBreaker | None =
     values, _ = repo.online(repo.feature_service("ctr_ad"), [{"ad_id": a} for a in ad_ids])
     ads = pd.DataFrame({c: values[c] for c in AD_COLUMNS}, index=pd.Index(values["ad_id"], name="ad_id"))
     return CtrResources(
-        session=make_session(folder / "model.onnx", threads=1, prefer_gpu=False),
+        session=session,
         version=f"{ref.name}/{ref.version}@{alias}",
-        n_buckets=int(config["n_buckets"]),
+        n_buckets=n_buckets,
         repo=repo,
         user_service=repo.feature_service("ctr_user"),
         ads=AdTable(ads),

@@ -1,10 +1,14 @@
-"""ctr faults: a full disk under the serving log, a hung disk at shutdown, a slow or dead online store."""
+"""ctr faults: a full disk under the serving log, a hung disk at shutdown, a slow or dead online store, a corrupt
+model file or an unreachable registry at start-up."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 from fastapi.testclient import TestClient
@@ -117,3 +121,94 @@ def test_a_slow_online_store_gives_the_flagged_population_default_never_a_503(ct
             assert client.get("/readyz").json()["dependencies"]["feast_online"]["state"] == "open"
             stats = client.get("/stats").json()
             assert stats["serving_log"]["writer_alive"]
+
+
+# ---------------------------------------------------------------------------------------------- corrupt artifacts
+CORRUPTIONS = {  # what a bad disk, a partial upload or a wrong file leaves behind, by file of the served model
+    "model.onnx truncated": ("model.onnx", lambda b: b[: len(b) // 3]),
+    "model.onnx not a model": ("model.onnx", lambda b: b"\x00not an onnx graph" * 64),
+    "model.onnx empty": ("model.onnx", lambda b: b""),
+    "config.json truncated": ("config.json", lambda b: b[: len(b) // 2]),
+}
+
+
+@contextlib.contextmanager
+def corrupted(path: Path, damage: Callable[[bytes], bytes]) -> Iterator[None]:
+    """`path` damaged for the block, then restored: the session's world stays whole for the tests after."""
+    original = path.read_bytes()
+    path.write_bytes(damage(original))
+    try:
+        yield
+    finally:
+        path.write_bytes(original)
+
+
+def registry_folder(alias: str = "champion") -> Path:
+    """The folder the registry holds the served model's files in (what the server downloads at start-up)."""
+    from infra.registry import Registry  # imported here: the world fixture builds first
+    from systems.ctr.train import MODEL_NAME
+
+    registry = Registry()
+    ref = registry.get(MODEL_NAME, alias)
+    root = registry.client.get_run(ref.run_id).info.artifact_uri
+    return Path(urlparse(root).path) / ref.artifact_path
+
+
+def settled_readyz(client: TestClient, timeout_s: float = 120.0):  # noqa: ANN201
+    """/readyz once loading has finished (ready, or failed with a reason)."""
+    deadline = time.monotonic() + timeout_s
+    while (r := client.get("/readyz")).status_code == 503 and "loading" in r.json()["message"]:
+        assert time.monotonic() < deadline, "still loading"
+        time.sleep(0.1)
+    return r
+
+
+def assert_down_but_alive(client: TestClient, ads: list[int], reason: str) -> str:
+    """/healthz 200, /readyz 503 naming `reason`, /predict 503 in the one error shape; no 500, no traceback."""
+    ready = settled_readyz(client)
+    assert ready.status_code == 503, ready.text
+    message = ready.json()["message"]
+    assert ready.json()["error"] == "not_ready" and reason in message, message
+    assert client.get("/healthz").status_code == 200  # alive, not crash-looping
+    body = {"request_id": "r1", "user_id": 1, "site_id": 1, "device": 0, "candidates": ads}
+    for _ in range(3):
+        p = client.post("/predict", json=body)
+        assert p.status_code == 503 and set(p.json()) == {"error", "message", "fields"}, p.text
+        assert p.json()["message"] == message and "Traceback" not in p.text
+    assert client.get("/stats").status_code == 200  # the ops routes answer while not ready
+    return message
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(CORRUPTIONS))
+def test_a_corrupt_model_at_startup_is_a_503_with_the_reason(ctr_world, case: str) -> None:  # noqa: ANN001
+    from systems.ctr.config import CtrSettings  # imported here: the world fixture builds first
+    from systems.ctr.data import load_market
+    from systems.ctr.serve import build_app
+
+    data_dir, art = ctr_world
+    name, damage = CORRUPTIONS[case]
+    with session_env(data_dir, MLSD_ONLINE_STORE=None, MLFLOW_TRACKING_URI=None):
+        ads = load_market(art).ads["ad_id"].tolist()[:5]
+        with corrupted(registry_folder() / name, damage), TestClient(build_app(CtrSettings(), art)) as client:
+            message = assert_down_but_alive(client, ads, name)
+            assert "mlsd ctr train" in message  # says what to do
+        with TestClient(build_app(CtrSettings(), art)) as client:  # the file restored: the next start serves
+            wait_ready(client)
+            body = {"request_id": "r2", "user_id": 1, "site_id": 1, "device": 0, "candidates": ads}
+            assert client.post("/predict", json=body).status_code == 200
+
+
+@pytest.mark.slow
+def test_an_unreachable_registry_at_startup_is_a_503_without_its_password(ctr_world) -> None:  # noqa: ANN001
+    from systems.ctr.config import CtrSettings  # imported here: the world fixture builds first
+    from systems.ctr.serve import build_app
+
+    data_dir, art = ctr_world
+    secret = "s3cret-pw"
+    uri = f"postgresql://mlsd:{secret}@127.0.0.1:9/mlflow"  # port 9 (discard): refused at once
+    env = session_env(data_dir, MLSD_ONLINE_STORE=None, MLFLOW_TRACKING_URI=uri)
+    with env, TestClient(build_app(CtrSettings(), art)) as client:
+        message = assert_down_but_alive(client, [0], "127.0.0.1:9")
+        assert secret not in message and "mlsd:***@127.0.0.1:9" in message
+        assert secret not in client.get("/readyz").text

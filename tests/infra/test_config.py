@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.config import REPO_ROOT, Settings, get_settings, settings_error
+from infra.config import LOCAL_HOSTS, REPO_ROOT, Settings, get_settings, settings_error
 
 
 def test_defaults_point_inside_the_data_dir(isolated_settings: Path) -> None:
@@ -41,3 +41,30 @@ def test_bad_scale_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_system_dir_is_created(isolated_settings: Path) -> None:
     path = get_settings().system_dir("recsys")
     assert path.is_dir() and path.parent == isolated_settings
+
+
+def test_allowed_hosts_are_comma_separated_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().allowed_host_names == LOCAL_HOSTS  # unset: this machine's names
+    monkeypatch.setenv("MLSD_ALLOWED_HOSTS", " API.example.com, internal.svc.cluster.local.,10.0.3.7,[::1] ")
+    assert Settings().allowed_host_names == (
+        "api.example.com",
+        "internal.svc.cluster.local.",
+        "10.0.3.7",
+        "[::1]",
+    )
+    monkeypatch.setenv("MLSD_ALLOWED_HOSTS", "*")
+    assert Settings().allowed_host_names == ("*",)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["", "api.example.com:8000", "https://api.example.com", "api.example.com/v1", "a b", "a,,b", "[::1]:80"],
+)
+def test_a_malformed_allowed_hosts_names_the_variable_and_the_bad_name(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("MLSD_ALLOWED_HOSTS", value)
+    with pytest.raises(Exception) as info:
+        Settings()
+    line = settings_error(info.value)
+    assert "MLSD_ALLOWED_HOSTS" in line and "is not a host name" in line and "\n" not in line

@@ -246,6 +246,25 @@ def test_allowed_hosts_is_an_argument() -> None:
         assert client.get("/stats", headers={"host": "anything.example"}).status_code == 200
 
 
+def test_mlsd_allowed_hosts_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLSD_ALLOWED_HOSTS", "api.example.com,internal.svc")
+    get_settings.cache_clear()
+    with client_for() as client:  # no allowed_hosts argument: the setting
+        for host in ("api.example.com", "API.Example.com:443", "internal.svc:8000"):
+            assert (
+                client.post("/work", json={"k": 1, "user_id": "u"}, headers={"host": host}).status_code == 200
+            )
+        r = client.post("/work", json={"k": 1, "user_id": "u"}, headers={"host": "localhost"})
+        assert "MLSD_ALLOWED_HOSTS" in assert_refused(r, 400, "bad_host")["message"]
+    with client_for(allowed_hosts=("localhost",)) as client:  # an explicit argument wins over the setting
+        assert client.get("/stats", headers={"host": "localhost"}).status_code == 200
+        assert_refused(client.get("/stats", headers={"host": "api.example.com"}), 400, "bad_host")
+    monkeypatch.setenv("MLSD_ALLOWED_HOSTS", "*")
+    get_settings.cache_clear()
+    with client_for() as client:
+        assert client.get("/stats", headers={"host": "anything.example"}).status_code == 200
+
+
 # Admin routes ---------------------------------------------------------------------------------------------------
 
 

@@ -55,6 +55,13 @@ def test_malformed_system_setting_names_the_variable(monkeypatch: pytest.MonkeyP
     assert err.count("\n") == 1 and "MLSD_BENCH_RATE" in err and "fast" in err
 
 
+def test_malformed_allowed_hosts_is_one_line_exit_2(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setenv("MLSD_ALLOWED_HOSTS", "https://api.example.com:443")
+    assert main(["list"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "MLSD_ALLOWED_HOSTS" in err and "not a host name" in err
+
+
 def test_mlsd_list_does_not_import_torch() -> None:
     """`mlsd list` reads only each system's __init__.py and config.py: no torch, faiss or feast."""
     code = "import sys; from mlsd.cli import main; main(['list']); print(sorted(m for m in ('torch', 'faiss', 'feast') if m in sys.modules))"
