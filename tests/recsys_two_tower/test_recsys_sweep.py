@@ -18,6 +18,7 @@ from systems.recsys_two_tower.sweep import (
     build_shards,
     choose,
     exact_top_k,
+    index_bytes,
     plan_for,
     recall,
     search_shards,
@@ -102,6 +103,15 @@ def test_shards_give_the_same_top_k_as_one_index(family: str) -> None:
             faiss.extract_index_ivf(s.index).nprobe = 4
         _, got = search_shards(shards, queries)
         assert np.array_equal(np.sort(got, axis=1), np.sort(want, axis=1)), n_shards
+
+
+def test_index_bytes_counts_what_serialize_writes() -> None:
+    m = synthetic_mixture(dim=16, clusters=8)
+    base = m.draw(2000, 0)
+    ivf = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(16), 16, 8, faiss.ScalarQuantizer.QT_8bit)
+    ivf.train(base)
+    ivf.add(base)
+    assert index_bytes(ivf) == faiss.serialize_index(ivf).size > 2000 * 16  # codes + ids + quantizer
 
 
 def test_plan_caps_nlist_and_takes_an_nprobe_grid() -> None:
