@@ -230,12 +230,18 @@ class SweepConfig(StepConfig):
     )
     families: tuple[str, ...] = flag(SWEEP_FAMILIES, "index families to sweep")
     videos: int = flag(0, "override the scale's catalog size (0: the scale's; for quick runs)")
-    out: str = flag("", "report folder (default: benchmarks/results/recsys/sweep)")
+    out: str = flag("", "report folder (default: benchmarks/results/recsys/sweep); scales not swept are kept")
+    max_nlist: int = flag(8192, "cap on IVF lists (default ~4 sqrt(n)): bounds k-means and the assignment")
+    nprobes: tuple[int, ...] = flag((), "nprobe grid (default 1, 2, 4, ..., 256 up to nlist)")
+    note: str = flag("", "what else ran on the machine, written beside this run's scales in the report")
 
     def __post_init__(self) -> None:
         self.scales, self.families = tuple(self.scales), tuple(self.families)
+        self.nprobes = tuple(self.nprobes)
         _at_least(self, 10, "queries")
-        _at_least(self, 1, "single_queries")
+        _at_least(self, 1, "single_queries", "max_nlist")
+        if any(p < 1 for p in self.nprobes):
+            raise ConfigError(f"--nprobes must be at least 1 (got {list(self.nprobes)})")
         if bad := [s for s in self.scales if s not in SCALES]:
             raise ConfigError(f"--scales: unknown {bad}; supported: {', '.join(SCALES)}")
         if bad := [f for f in self.families if f not in SWEEP_FAMILIES]:

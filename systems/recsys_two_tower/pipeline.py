@@ -216,7 +216,8 @@ def sweep(cfg: SweepConfig, art: Artifacts) -> None:
     out = Path(cfg.out) if cfg.out else RESULTS_DIR / "recsys" / "sweep"
     scales = list(cfg.scales or (cfg.scale,))
     report = run_sweep(scales, cfg.queries, cfg.hnsw_max_videos, out, cfg.seed, cfg.families, cfg.single_queries,
-                       {s: cfg.videos for s in scales} if cfg.videos else None, log=console.print)  # fmt: skip
+                       {s: cfg.videos for s in scales} if cfg.videos else None, log=console.print,
+                       max_nlist=cfg.max_nlist, nprobes=cfg.nprobes, note=cfg.note)  # fmt: skip
     print_rows(f"catalog curve -> {out}/report.md", ("scale", "videos", "chosen", "why"),
                [(s["scale"], s["n"], s["chosen"]["index"] + " " + s["chosen"]["param"] if s["chosen"] else "-",
                  s["why"]) for s in report["scales"]])  # fmt: skip

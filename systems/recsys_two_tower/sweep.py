@@ -19,13 +19,14 @@ The vectors: the trained video tower's catalog embeddings when this scale's inde
 Gaussian mixture fitted to the largest trained catalog found (k-means centres + per-cluster diagonal spread,
 then unit-normalised), with queries drawn from the same mixture. The report labels which, per scale.
 Memory: vectors are drawn and added in batches, PQ and k-means train on a sample, and one family is built at a
-time, so xlarge (10M x 64) peaks near three copies of the fp32 catalog (~8 GB).
+time, so xlarge (10M x 64) peaks near three copies of the fp32 catalog (8.1 GB measured, DESIGN.md section 7).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -178,8 +179,20 @@ def recall(approx: np.ndarray, exact: np.ndarray) -> float:
 
 
 def index_bytes(index: faiss.Index) -> int:
-    """The index's serialized size: what a replica holds in RAM (codes, ids, lists, quantizer)."""
-    return int(faiss.serialize_index(index).size)
+    """The index's serialized size: what a replica holds in RAM (codes, ids, lists, quantizer).
+
+    Counted as faiss writes it, not with faiss.serialize_index: that builds the whole byte string (a growing
+    buffer, then a numpy copy), up to ~2.5 extra copies of the index at the moment memory peaks (the 5M run
+    peaked at 6.4 GB on it; a 10M IVF-Flat would need ~6 GB for the count alone)."""
+    size = 0
+
+    def count(chunk: bytes) -> int:
+        nonlocal size
+        size += len(chunk)
+        return len(chunk)
+
+    faiss.write_index(index, faiss.PyCallbackIOWriter(count))
+    return size
 
 
 def time_search(
@@ -209,16 +222,35 @@ class SweepPlan:
     hnsw_m: int
     ef_searches: tuple[int, ...]
     build_hnsw: bool
+    hnsw_max_videos: int = 0
     train_points: int = 64  # vectors per list for k-means (sampled)
     families: tuple[str, ...] = ("ivf_flat", "ivf_sq8", "ivf_pq", "ivf_pq_refine", "hnsw")
 
 
-def plan_for(n: int, dim: int, hnsw_max_videos: int, families: tuple[str, ...] | None = None) -> SweepPlan:
-    """nlist ~ 4 sqrt(n) rounded to a power of two (at least 16 vectors a list); PQ with 2 dims per sub-quantizer."""
-    nlist = 2 ** round(math.log2(max(16.0, min(4 * math.sqrt(n), n / 16))))
-    nprobes = tuple(p for p in (1, 2, 4, 8, 16, 32, 64, 128, 256) if p <= nlist)
+MAX_NLIST = 8192
+NPROBES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+def plan_for(
+    n: int,
+    dim: int,
+    hnsw_max_videos: int,
+    families: tuple[str, ...] | None = None,
+    max_nlist: int = MAX_NLIST,
+    nprobes: tuple[int, ...] = (),
+) -> SweepPlan:
+    """nlist ~ 4 sqrt(n) rounded to a power of two (at least 16 vectors a list), capped at max_nlist; PQ with 2
+    dims per sub-quantizer.
+
+    The cap bounds the build on one core: k-means (64 x nlist sampled points) and the coarse assignment of all n
+    vectors both cost n x nlist distance computations, so 16,384 lists at 10M would double the slowest part for
+    lists of 610 instead of 1,220 vectors. --nprobes replaces the default grid (e.g. drop settings far below the
+    recall target at 5M, where each costs a pass over every query)."""
+    nlist = min(max_nlist, 2 ** round(math.log2(max(16.0, min(4 * math.sqrt(n), n / 16)))))
+    nprobes = tuple(p for p in (nprobes or NPROBES) if p <= nlist)
     plan = SweepPlan(nlist=nlist, nprobes=nprobes, pq_m=max(1, dim // 2), refine_k_factor=8, hnsw_m=32,
-                     ef_searches=(100, 160, 256), build_hnsw=n <= hnsw_max_videos)  # fmt: skip
+                     ef_searches=(100, 160, 256), build_hnsw=n <= hnsw_max_videos,
+                     hnsw_max_videos=hnsw_max_videos)  # fmt: skip
     if families:
         plan.families = families
     return plan
@@ -239,6 +271,10 @@ class ScaleResult:
     hnsw_skipped: str = ""
     exact_s: float = 0.0
     peak_rss_gb: float = 0.0
+    threads: int = 0  # the batched timing's threads (batch-1 is always one)
+    load_average: list[float] = field(default_factory=list)  # 1/5/15-min load at the end of this scale
+    wall_s: float = 0.0  # this scale's whole sweep: vectors, ground truth, every family, shards
+    note: str = ""  # what else ran on the machine (--note)
 
 
 def _ivf(kind: str, quantizer: faiss.Index, dim: int, nlist: int, pq_m: int) -> faiss.Index:
@@ -365,7 +401,8 @@ def sweep_scale(
         del hnsw
     elif "hnsw" in plan.families:
         hnsw_skipped = (
-            f"HNSW not built at {n:,} vectors (--hnsw-max-videos): its graph build is the slow one here"
+            f"HNSW not built at {n:,} vectors (over --hnsw-max-videos {plan.hnsw_max_videos:,}): its graph build "
+            "(efConstruction 40, M 32) is the slow one here and would not fit the sweep's time"
         )
 
     flat = faiss.IndexFlatIP(dim)
@@ -526,11 +563,18 @@ def run_sweep(
     n_single: int = 200,
     sizes: dict[str, int] | None = None,
     log=print,
+    max_nlist: int = MAX_NLIST,
+    nprobes: tuple[int, ...] = (),
+    note: str = "",
 ) -> dict:
-    """Sweep each scale in turn (freeing its catalog before the next), write out/report.json + report.md + plots."""
+    """Sweep each scale in turn (freeing its catalog before the next), write out/report.json + report.md + plots.
+
+    The report folder keeps the scales this run did not sweep (write_report merges by scale), so
+    `--scales large` adds the large rows and the plots' large point to a report that already has small + medium."""
     data_root = get_settings().data_dir / "recsys"
     results = []
     for scale in scales:
+        t0 = time.perf_counter()
         n = (sizes or {}).get(scale) or SCALES[scale].n_videos
         base, _, label, mixture = vectors_for(scale, n, data_root, seed)
         queries = (mixture.draw(n_queries, seed + 1) if mixture is not None else
@@ -539,27 +583,26 @@ def run_sweep(
             label += "; queries: catalog vectors as queries (the user vectors are not saved per scale)"
         else:
             label += "; queries drawn from the same mixture"
-        plan = plan_for(n, base.shape[1], hnsw_max_videos, families)
+        plan = plan_for(n, base.shape[1], hnsw_max_videos, families, max_nlist, nprobes)
         res = sweep_scale(scale, base, queries, plan, label, n_single=n_single, seed=seed, log=log)
-        results.append(res)
         del base
+        res.threads, res.load_average = faiss.omp_get_max_threads(), list(os.getloadavg())
+        res.wall_s, res.note = time.perf_counter() - t0, note
+        results.append(res)
         report = {"k": K, "recall_target": RECALL_TARGET, "scales": [asdict(r) for r in results],
-                  "load_average": list(_loadavg()), "threads": faiss.omp_get_max_threads()}  # fmt: skip
+                  "load_average": res.load_average, "threads": res.threads}  # fmt: skip
         write_report(report, out)
     return report
-
-
-def _loadavg() -> tuple[float, float, float]:
-    import os  # here: only the report reads it
-
-    return os.getloadavg()
 
 
 def write_report(report: dict, out: Path) -> None:
     """report.json, report.md (tables per scale) and the two plots, merged with scales already in the folder."""
     out.mkdir(parents=True, exist_ok=True)
     old = json.loads((out / "report.json").read_text()) if (out / "report.json").exists() else {}
-    by_scale = {s["scale"]: s for s in old.get("scales", [])} | {s["scale"]: s for s in report["scales"]}
+    # a scale written before threads/load were kept per scale takes its report's run-wide values
+    kept = [{"threads": old.get("threads", 0), "load_average": old.get("load_average", [])} | s
+            for s in old.get("scales", [])]  # fmt: skip
+    by_scale = {s["scale"]: s for s in kept} | {s["scale"]: s for s in report["scales"]}
     order = sorted(by_scale, key=lambda s: by_scale[s]["n"])
     merged = report | {"scales": [by_scale[s] for s in order]}
     for name, text in (("report.json", json.dumps(merged, indent=2)), ("report.md", report_markdown(merged))):
@@ -573,7 +616,7 @@ def report_markdown(report: dict) -> str:
         "# recsys catalog curve (`mlsd recsys sweep`)",
         "",
         f"recall@{report['k']} vs exact inner product; batch-1 p50/p99 on one thread; batched = all queries in "
-        f"one call on {report['threads']} threads; load average at the end {report['load_average']}.",
+        "one call (threads and the 1/5/15-min load average at the end of each scale in its heading).",
         "",
         "## chosen per scale (cheapest with recall@100 >= 0.95)",
         "",
@@ -590,6 +633,10 @@ def report_markdown(report: dict) -> str:
             "",
             f"## {s['scale']}: {s['n']:,} videos, {s['queries']} queries, nlist {s['nlist']}, "
             f"exact ground truth {s['exact_s']:.0f} s, peak RSS {s['peak_rss_gb']:.1f} GB",
+            "",
+            f"batched on {s['threads']} thread(s); load average {', '.join(f'{x:.1f}' for x in s['load_average'])}"
+            + (f"; whole scale {s['wall_s'] / 60:.0f} min" if s.get("wall_s") else "")
+            + (f"; {s['note']}" if s.get("note") else ""),
             "",
         ]
         if s["hnsw_skipped"]:

@@ -18,6 +18,7 @@ from systems.recsys_two_tower.sweep import (
     build_shards,
     choose,
     exact_top_k,
+    index_bytes,
     plan_for,
     recall,
     search_shards,
@@ -102,6 +103,57 @@ def test_shards_give_the_same_top_k_as_one_index(family: str) -> None:
             faiss.extract_index_ivf(s.index).nprobe = 4
         _, got = search_shards(shards, queries)
         assert np.array_equal(np.sort(got, axis=1), np.sort(want, axis=1)), n_shards
+
+
+def test_index_bytes_counts_what_serialize_writes() -> None:
+    m = synthetic_mixture(dim=16, clusters=8)
+    base = m.draw(2000, 0)
+    ivf = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(16), 16, 8, faiss.ScalarQuantizer.QT_8bit)
+    ivf.train(base)
+    ivf.add(base)
+    assert index_bytes(ivf) == faiss.serialize_index(ivf).size > 2000 * 16  # codes + ids + quantizer
+
+
+def test_plan_caps_nlist_and_takes_an_nprobe_grid() -> None:
+    assert plan_for(1_000_000, 64, 0).nlist == 4096  # ~4 sqrt(n), as the medium report was built
+    assert plan_for(10_000_000, 64, 0).nlist == 8192  # 4 sqrt(1e7) -> 16,384, capped
+    assert plan_for(10_000_000, 64, 0, max_nlist=4096).nlist == 4096
+    plan = plan_for(5_000_000, 64, 1_000_000, nprobes=(16, 64, 512, 16384))
+    assert plan.nprobes == (16, 64, 512) and not plan.build_hnsw  # nprobe > nlist dropped; HNSW over its cap
+    assert plan_for(1_000_000, 64, 0).nprobes[-1] == 256
+
+
+def test_a_new_scale_merges_into_the_report_and_keeps_each_scales_threads(tmp_path: Path) -> None:
+    """`sweep --scales large` on a folder with small + medium: the old scales and their run's threads stay."""
+    m = synthetic_mixture(dim=16, clusters=8)
+    plan = plan_for(2000, 16, hnsw_max_videos=0, families=("ivf_flat",), nprobes=(4, 8))
+    runs = {}
+    for scale, n in (("small", 1000), ("large", 2000)):
+        runs[scale] = asdict(sweep_scale(scale, m.draw(n, 0), m.draw(20, 1), plan, "synthetic", n_single=3,
+                                         shard_counts=(1,), log=lambda _: None))  # fmt: skip
+    before = {
+        k: v for k, v in runs["small"].items() if k not in ("threads", "load_average")
+    }  # an older report
+    old = {
+        "k": 100,
+        "recall_target": 0.95,
+        "scales": [before],
+        "load_average": [14.0, 9.0, 5.5],
+        "threads": 2,
+    }
+    (tmp_path / "report.json").write_text(json.dumps(old))
+    new = runs["large"] | {"threads": 1, "load_average": [3.0, 2.0, 1.0], "wall_s": 120.0, "note": "shared"}
+    write_report({"k": 100, "recall_target": 0.95, "scales": [new], "load_average": [3.0, 2.0, 1.0],
+                  "threads": 1}, tmp_path)  # fmt: skip
+    merged = json.loads((tmp_path / "report.json").read_text())
+    assert [(s["scale"], s["threads"], s["load_average"]) for s in merged["scales"]] == [
+        ("small", 2, [14.0, 9.0, 5.5]),
+        ("large", 1, [3.0, 2.0, 1.0]),
+    ]
+    md = (tmp_path / "report.md").read_text()
+    assert "batched on 2 thread(s); load average 14.0, 9.0, 5.5" in md
+    assert "batched on 1 thread(s); load average 3.0, 2.0, 1.0; whole scale 2 min; shared" in md
+    assert "## small: 1,000 videos" in md and "## large: 2,000 videos" in md
 
 
 SWEEP = {"scales": [
