@@ -51,13 +51,21 @@ class CatalogCurve:
     bytes_per_vector: float
     source: str
 
+    def fitted_points(self) -> tuple[tuple[int, float], ...]:
+        """The points the fit runs through: catalogs of at least 1/20 of the largest measured. Below that a
+        query's fixed cost (the coarse quantizer, the heap, the call) dominates the list scan, and a 6,000-video
+        point would bend a curve meant for 50M (it pulled the exponent from ~1.0 to 0.6)."""
+        top = self.points[-1][0]
+        return tuple(p for p in self.points if p[0] >= top / 20)
+
     def p50_ms_at(self, n: float) -> float:
-        """Power-law fit p50 = a n^b through the measured points (one point: linear in n, the IVF scan)."""
-        if len(self.points) == 1:
-            n0, p0 = self.points[0]
+        """Power-law fit p50 = a n^b through the fitted points (one point: linear in n, the IVF scan)."""
+        points = self.fitted_points()
+        if len(points) == 1:
+            n0, p0 = points[0]
             return p0 * n / n0
-        xs = [math.log(p[0]) for p in self.points]
-        ys = [math.log(p[1]) for p in self.points]
+        xs = [math.log(p[0]) for p in points]
+        ys = [math.log(p[1]) for p in points]
         mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
         b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
         return math.exp(my + b * (math.log(n) - mx))
@@ -106,6 +114,14 @@ class Inputs:
     bytes_per_user: Measured | None = None
 
 
+def _shown(path: Path, results: Path) -> str:
+    """A report's path as a reader finds it: from the repository root (benchmarks/results/recsys/...)."""
+    try:
+        return str(path.relative_to(results.parents[2]))
+    except (ValueError, IndexError):
+        return str(path)
+
+
 def measured_inputs(results: Path) -> Inputs:
     """Read the sweep, bench and online-store figures from benchmarks/results/recsys (see the module doc)."""
     sweep_path = results / "sweep" / "report.json"
@@ -116,7 +132,9 @@ def measured_inputs(results: Path) -> Inputs:
     for path in [bench, *sorted(p for p in results.glob("*/report.json") if p != bench)]:
         knee = (json.loads(path.read_text()).get("knee") or {}) if path.exists() else {}
         if knee.get("per_core_rps_at_slo"):
-            per_core = Measured(float(knee["per_core_rps_at_slo"]), f"{path}: knee.per_core_rps_at_slo")
+            per_core = Measured(
+                float(knee["per_core_rps_at_slo"]), f"{_shown(path, results)}: knee.per_core_rps_at_slo"
+            )
             break
     if per_core is None and bench.exists():
         mean_ms = (
@@ -128,15 +146,16 @@ def measured_inputs(results: Path) -> Inputs:
         )
         if mean_ms:
             per_core = Measured(
-                1000 / mean_ms, f"{bench}: 1000 / mean server ms {mean_ms:.2f} (no --ramp knee held)"
+                1000 / mean_ms,
+                f"{_shown(bench, results)}: 1000 / mean server ms {mean_ms:.2f} (no --ramp knee held)",
             )
     bytes_per_user = None
     for path in sorted(results.glob("*/report.json")):
         value = _find_key(json.loads(path.read_text()), "bytes_per_user")
         if value:
-            bytes_per_user = Measured(float(value), f"{path}: bytes_per_user")
+            bytes_per_user = Measured(float(value), f"{_shown(path, results)}: bytes_per_user")
             break
-    return Inputs(sweep, str(sweep_path), per_core, bytes_per_user)
+    return Inputs(sweep, _shown(sweep_path, results), per_core, bytes_per_user)
 
 
 def _ceil(x: float) -> int:
@@ -177,7 +196,7 @@ def capacity_rows(a: CapacityConfig, m: Inputs) -> list[tuple[str, str, str]]:
         p99_full = curve.p99_ms_at(a.videos)
         latency_shards = _ceil(p99_full / ann_budget)
         shards = max(1, ram_shards, latency_shards)
-        pts = ", ".join(f"{n:,}: {p:.2f} ms" for n, p in curve.points)
+        pts = ", ".join(f"{n:,}: {p:.2f} ms" for n, p in curve.fitted_points())
         tail = f"x {curve.tail_ratio:.1f}, the median p99/p50 of its passing rows at {max(curve.points)[0]:,}"
         rows += [
             ("index memory per replica", f"{index_gb:,.1f} GB",

@@ -175,6 +175,16 @@ def test_catalog_curve_fits_a_power_law_through_the_measured_points() -> None:
     assert catalog_curve(SWEEP, "hnsw", "sweep") is None
 
 
+def test_catalog_curve_leaves_out_catalogs_too_small_to_be_dominated_by_the_scan() -> None:
+    tiny = {"n": 6_000, "rows": [{"family": "ivf_sq8", "recall_at_100": 0.99, "p50_ms": 0.5, "p99_ms": 9.0,
+                                  "bytes_per_vector": 80}]}  # fmt: skip
+    curve = catalog_curve({"scales": [tiny, *SWEEP["scales"]]}, "ivf_sq8", "sweep")
+    assert curve is not None and curve.points[0] == (6_000, 0.5)  # kept in the report's points...
+    assert curve.fitted_points() == ((1_000_000, 1.0), (10_000_000, 10.0))  # ...not in the fit
+    assert curve.p50_ms_at(100_000_000) == pytest.approx(100.0)
+    assert curve.tail_ratio == pytest.approx(3.0) and curve.bytes_per_vector == 72
+
+
 def test_capacity_arithmetic_on_known_inputs() -> None:
     cfg = CapacityConfig(users=86_400_000, daily_active_share=0.5, feed_requests_per_dau=10, peak_to_mean=2,
                          videos=100_000_000, dim=64, index_type="ivf_sq8", p99_budget_ms=50, ann_budget_share=0.4,
@@ -210,8 +220,11 @@ def test_measured_inputs_read_the_knee_and_bytes_per_user(tmp_path: Path) -> Non
     (tmp_path / "redis_cluster").mkdir()
     (tmp_path / "redis_cluster" / "report.json").write_text(json.dumps({"online": {"bytes_per_user": 512}}))
     m = measured_inputs(tmp_path)
-    assert m.per_core_rps == Measured(
-        42.0, f"{tmp_path / 'latest' / 'report.json'}: knee.per_core_rps_at_slo"
+    assert m.per_core_rps is not None and m.per_core_rps.value == 42.0
+    # named from the repository root (here: three levels above the results folder), not as an absolute path
+    assert (
+        m.per_core_rps.source
+        == f"{tmp_path.relative_to(tmp_path.parents[2])}/latest/report.json: knee.per_core_rps_at_slo"
     )
     assert m.bytes_per_user is not None and m.bytes_per_user.value == 512 and m.sweep is None
 
