@@ -46,6 +46,16 @@ class RagSettings(BaseSettings):
     search_rate: float | None = Field(
         None, gt=0, description="bench: requests/s on /search (default: the /ask rate, MLSD_BENCH_RATE)"
     )
+    variant: str | None = Field(
+        None,
+        description="an artifact folder the server loads instead of MLSD_SCALE's: `mlsd rag bench --data` sets "
+        "it to the BEIR dataset's folder (data_beir_<hash>)",
+    )
+    questions_file: Path | None = Field(
+        None,
+        description="bench: a JSON list of questions locust asks instead of the help-center ones "
+        "(`mlsd rag bench --data` writes the BEIR queries there)",
+    )
 
 
 SETTINGS = RagSettings
@@ -178,9 +188,13 @@ class ServeConfig(RealDataFlags):
 
 
 @dataclass
-class BenchConfig(BenchFlags):
+class BenchConfig(BenchFlags, RealDataFlags):
     rate: float = flag(20.0, "requests/s on each of /ask and /search")
     duration: int = flag(60, "seconds of each counted run")
+
+    def __post_init__(self) -> None:
+        BenchFlags.__post_init__(self)
+        RealDataFlags.__post_init__(self)
 
 
 @dataclass
