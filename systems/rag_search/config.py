@@ -46,16 +46,9 @@ class RagSettings(BaseSettings):
     search_rate: float | None = Field(
         None, gt=0, description="bench: requests/s on /search (default: the /ask rate, MLSD_BENCH_RATE)"
     )
-    variant: str | None = Field(
-        None,
-        description="an artifact folder the server loads instead of MLSD_SCALE's: `mlsd rag bench --data` sets "
-        "it to the BEIR dataset's folder (data_beir_<hash>)",
-    )
-    questions_file: Path | None = Field(
-        None,
-        description="bench: a JSON list of questions locust asks instead of the help-center ones "
-        "(`mlsd rag bench --data` writes the BEIR queries there)",
-    )
+    # set by `mlsd rag bench --data beir:<folder>` for the server and locust it starts
+    variant: str | None = Field(None, description="the artifact folder served instead of MLSD_SCALE's (data_beir_<hash>)")  # fmt: skip
+    questions_file: Path | None = Field(None, description="bench: a JSON list of questions locust asks (the BEIR queries)")  # fmt: skip
 
 
 SETTINGS = RagSettings
