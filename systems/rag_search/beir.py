@@ -45,11 +45,7 @@ def index_beir(ds: BeirDataset, encoder: MiniLM) -> SearchIndex:
 
 
 def _ranked_docs(searcher: Searcher, text: str, mode: str) -> list[str]:
-    if mode == "maxsim":
-        cands = searcher.candidates(searcher.embed(text))
-        hits = sorted(cands, key=lambda c: -c.maxsim)
-    else:
-        hits = searcher.search(text, DEPTH, mode)
+    hits = searcher.search(text, DEPTH, mode)  # every retriever's top-DEPTH windows
     return list(dict.fromkeys(searcher.index.chunks[h.idx].article_id for h in hits))
 
 

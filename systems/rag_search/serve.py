@@ -47,7 +47,7 @@ class AskRequest(BaseModel):
 
 class SearchRequest(AskRequest):
     k: int = Field(10, ge=1, le=50, description="passages to return")
-    mode: Literal["bm25", "dense", "hybrid", "rerank"] = "rerank"
+    mode: Literal["bm25", "dense", "hybrid", "maxsim", "rerank"] = "rerank"  # retrieve.MODES
 
 
 @dataclass

@@ -79,6 +79,7 @@ def test_index_save_and_load(tmp_path, encoder) -> None:
         ("bm25", "what does error E105 mean", "sync-error-e105#what-it-means"),  # exact code: lexical wins
         ("dense", "I forgot my login secret on my Android phone", "reset-your-password-android#steps"),
         ("hybrid", "how do I fix E112", "sync-error-e112#how-to-fix-it"),
+        ("maxsim", "how do I fix E112", "sync-error-e112#how-to-fix-it"),
         ("rerank", "how much is the Plus plan", "plan-plus#price"),
     ],
 )
@@ -86,6 +87,8 @@ def test_each_retriever_finds_the_section(world, mode, question, expected) -> No
     hits = world.pipeline.searcher.search(question, 5, mode)
     keys = [world.index.chunks[h.idx].key for h in hits]
     assert expected in keys, keys
+    if mode == "maxsim":  # the zero-shot reranker orders the hybrid candidates by late interaction alone
+        assert [h.score for h in hits] == sorted((h.maxsim for h in hits), reverse=True)
 
 
 def test_reranker_prefers_the_current_version_over_an_archived_one(world) -> None:
