@@ -20,7 +20,7 @@ from infra.artifacts import Artifacts
 from infra.bench.flags import bench_kwargs
 from infra.bench.harness import RESULTS_DIR, run_bench
 from infra.config import get_settings
-from infra.console import console, print_rows, print_values
+from infra.console import console, markdown_table, print_rows, print_values
 from infra.steps import Step
 from infra.system import BenchSpec
 from systems.recsys_two_tower.capacity import capacity_rows, measured_inputs
@@ -260,10 +260,9 @@ def bench_real_data(cfg: BenchConfig, art: Artifacts) -> int:
     extra = {"data": cfg.data, "protocol": cfg.protocol, "offline": evaluation, "ann": sweep_summary["chosen"],
              "n_videos": sweep_summary["n_videos"]}  # fmt: skip
     src = evaluation["source"]
-    md = (f"## Offline: {src['kind']} ({src['protocol']} split), top-10 of items not rated in training\n\n"
-          "| model | precision@10 | recall@10 | ndcg@10 | map@10 |\n|---|---|---|---|---|\n"
-          + "".join(f"| {name} | " + " | ".join(f"{v:.4f}" for v in row.values()) + " |\n"
-                    for name, row in evaluation["table"].items()))  # fmt: skip
+    md = markdown_table(f"Offline: {src['kind']} ({src['protocol']} split), top-10 of items not rated in training",
+                        ("model", "precision@10", "recall@10", "ndcg@10", "map@10"),
+                        [(name, *row.values()) for name, row in evaluation["table"].items()])  # fmt: skip
     # its own report folder: a real-data bench never overwrites the simulator's
     out = cfg.out or RESULTS_DIR / "recsys" / f"latest-{src['kind']}"
     return run_bench("recsys", spec, **{**bench_kwargs(cfg), "out_dir": out}, extra=extra, extra_md=md)
