@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import sys
 import types
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, TypeVar
+from pathlib import Path
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from infra.artifacts import Artifacts, MissingArtifact
 from infra.config import ServiceUnavailable, get_settings
@@ -74,6 +76,36 @@ class StepConfig:
     def variant(self) -> str:
         """The artifact folder's name under the system's (a config reading a real dataset names its own)."""
         return self.scale
+
+
+@dataclass
+class DataFlags(StepConfig):
+    """`--data <kind>:<file>`: a public dataset instead of the simulator, read into an artifact folder of its own.
+
+    A system subclasses it, names its kinds in `data_kinds` and redeclares `data` with its own --help text.
+    """
+
+    data_kinds: ClassVar[tuple[str, ...]] = ()
+    data: str | None = flag(None, "a public dataset instead of the simulator: <kind>:<path of the file>")
+
+    def __post_init__(self) -> None:
+        if self.data is None:
+            return
+        kind, _, path = self.data.partition(":")
+        if kind not in self.data_kinds or not path:
+            raise ConfigError(f"--data must be <kind>:<path> with kind one of {', '.join(self.data_kinds)}, "
+                              f"got '{self.data}'")  # fmt: skip
+        if not Path(path).is_file():
+            raise ConfigError(f"--data: {path} is not a file")
+
+    def data_path(self) -> Path | None:
+        return None if self.data is None else Path(self.data.partition(":")[2])
+
+    def data_variant(self, *also: object) -> str:
+        """data-<kind>-<hash of the file's resolved path and `also`>: the folder of this file (and these flags)."""
+        assert self.data is not None and (path := self.data_path()) is not None
+        key = "|".join([str(path.resolve()), *map(str, also)])
+        return f"data-{self.data.partition(':')[0]}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
 
 
 C = TypeVar("C", bound=StepConfig)

@@ -1,7 +1,9 @@
-"""Load for `mlsd bench fraud`: test-split transactions replayed against POST /score, beside /floor.
+"""Load for `mlsd fraud bench` (and `--data creditcard:<path>`): test-split rows replayed to POST /score, beside /floor.
 
-Each request gets a fresh tx_id (so it is scored, not deduplicated as a replay); cards and terminals
-keep their history in the server's velocity store, so the features are real, not empty.
+Each request gets a fresh tx_id (so it is scored, not deduplicated as a replay). The simulator's transactions
+carry card and terminal ids whose history the server's velocity store keeps, so their features are real, not
+empty; the credit-card rows carry their features (V1..V28, log amount) and need no store. The bench writes
+either stream to MLSD_FRAUD_STREAM.
 """
 
 import itertools

@@ -1,5 +1,10 @@
-"""Load for `mlsd bench rag`: /ask (extractive) and /search at the same fixed rate, beside the empty floor route."""
+"""Load for `mlsd rag bench`: /ask (extractive) and /search at the same fixed rate, beside the empty floor route.
 
+With `--data beir:<folder>` the bench writes the dataset's queries to MLSD_RAG_QUESTIONS_FILE and locust asks
+those instead of the help-center questions below.
+"""
+
+import json
 import random
 
 from locust import FastHttpUser, constant_throughput, task
@@ -32,6 +37,8 @@ QUESTIONS = [
     "my payment failed",
     "system requirements for Linux",
 ]
+if SETTINGS().questions_file is not None:
+    QUESTIONS = json.loads(SETTINGS().questions_file.read_text())
 
 
 class AskUser(FastHttpUser):

@@ -6,7 +6,6 @@ locustfile may build it.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -16,7 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from infra.bench.flags import BenchFlags
 from infra.config import REPO_ROOT
-from infra.steps import ConfigError, StepConfig, flag
+from infra.steps import ConfigError, DataFlags, StepConfig, flag
 from infra.system import BenchSpec
 
 SCALES = {"small": 40_000, "medium": 150_000, "large": 600_000}  # impressions per simulated day
@@ -57,35 +56,21 @@ def _between(name: str, value: int, low: int, high: int) -> None:
         raise ConfigError(f"--{name.replace('_', '-')} must be between {low:,} and {high:,}, got {value:,}")
 
 
-DATA_KINDS = ("criteo",)  # `--data criteo:<path>`: the Criteo display-ads TSV (DESIGN.md, "Real data")
-
-
 @dataclass
-class RealDataFlags(StepConfig):
+class RealDataFlags(DataFlags):
     """`--data criteo:<path>` and `--rows N`: every build step and bench read the same file, in its own folder."""
 
+    data_kinds = ("criteo",)  # the Criteo display-ads TSV (DESIGN.md, "Real data")
     data: str | None = flag(None, "a public dataset instead of the simulator: criteo:<path of train.txt>")
     rows: int = flag(1_000_000, "with --data: read the first N rows of the file (in file order)")
 
     def __post_init__(self) -> None:
         _between("rows", self.rows, 100, 50_000_000)
-        if self.data is not None:
-            kind, _, path = self.data.partition(":")
-            if kind not in DATA_KINDS or not path:
-                raise ConfigError(f"--data must be <kind>:<path> with kind one of {', '.join(DATA_KINDS)}, "
-                                  f"got '{self.data}'")  # fmt: skip
-            if not Path(path).is_file():
-                raise ConfigError(f"--data: {path} is not a file")
-
-    def data_path(self) -> Path | None:
-        return None if self.data is None else Path(self.data.partition(":")[2])
+        super().__post_init__()
 
     def variant(self) -> str:
         """data-criteo-<hash of the file's path and --rows>: real data never shares the simulator's folder."""
-        if self.data is None:
-            return self.scale
-        digest = hashlib.sha1(f"{self.data_path().resolve()}|{self.rows}".encode()).hexdigest()[:8]
-        return f"data-criteo-{digest}"
+        return self.scale if self.data is None else self.data_variant(self.rows)
 
 
 @dataclass

@@ -6,7 +6,6 @@ environment before it runs anything, and the server and the locustfile read it t
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from infra.bench.flags import BenchFlags
-from infra.steps import ConfigError, StepConfig, flag
+from infra.steps import ConfigError, DataFlags, StepConfig, flag
 
 DEV_BUNDLE_KEY = "mlsd-dev-bundle-key"  # demo only: a device gets its key at provisioning, never from git
 
@@ -87,34 +86,18 @@ SCALES: dict[str, tuple[int, int, int]] = {
 }
 
 
-DATA_KINDS = ("creditcard",)  # `--data creditcard:<path>`: the public European card-holder CSV (DESIGN.md)
-
-
 @dataclass
-class RealDataFlags(StepConfig):
+class RealDataFlags(DataFlags):
     """`--data creditcard:<path>`: the build steps and bench read the public CSV, in a folder of its own."""
 
+    data_kinds = ("creditcard",)  # the public European card-holder CSV (DESIGN.md, "Real data")
     data: str | None = flag(
         None, "a public dataset instead of the simulator: creditcard:<path of creditcard.csv>"
     )
 
-    def __post_init__(self) -> None:
-        if self.data is not None:
-            kind, _, path = self.data.partition(":")
-            if kind not in DATA_KINDS or not path:
-                raise ConfigError(f"--data must be <kind>:<path> with kind one of {', '.join(DATA_KINDS)}, "
-                                  f"got '{self.data}'")  # fmt: skip
-            if not Path(path).is_file():
-                raise ConfigError(f"--data: {path} is not a file")
-
-    def data_path(self) -> Path | None:
-        return None if self.data is None else Path(self.data.partition(":")[2])
-
     def variant(self) -> str:
         """data-creditcard-<hash of the file's path>: real data never shares the simulator's folder."""
-        if self.data is None:
-            return self.scale
-        return f"data-creditcard-{hashlib.sha1(str(self.data_path().resolve()).encode()).hexdigest()[:8]}"
+        return self.scale if self.data is None else self.data_variant()
 
 
 @dataclass

@@ -256,7 +256,7 @@ def bench_realdata(cfg: BenchConfig, art: Artifacts) -> int:
     stream.write_text(json.dumps(realdata.bench_stream(art, BENCH_STREAM_ROWS)))
     train_report = json.loads(art.require(TRAIN_REPORT, "train").read_text())
     eval_report = json.loads(art.require(EVAL_REPORT, "eval").read_text())
-    spec = BenchSpec(app="systems.fraud_edge.realdata:build_app", locustfile="benchmarks/fraud/locustfile_realdata.py",
+    spec = BenchSpec(app="systems.fraud_edge.realdata:build_app", locustfile="benchmarks/fraud/locustfile.py",
                      route="score", slo_p99_ms=10.0, target_p99_ms=5.0, rate=cfg.rate, users=4,
                      duration_s=cfg.duration, ready_timeout_s=120, env=realdata.bench_env(stream))  # fmt: skip
     extra = {"data": cfg.data, "model_variant": train_report["chosen"], "variants": train_report["variants"],

@@ -167,22 +167,15 @@ def train(cfg: TrainConfig, art: Artifacts) -> dict:
     meta = {"variant": chosen, "why": why, "source": "creditcard.csv", "costs": asdict(costs)}
     bundle = write_bundle(art.dir("bundles"), paths[chosen].read_bytes(), feature_spec(),
                           {**thresholds.to_dict(), "costs": asdict(costs), "valid_cost_eur": valid_cost}, canary, meta)  # fmt: skip
+    trees = int(lgbm.best_iteration_ or cfg.lgbm_rounds)
+    models = fraud_train.models_report(
+        y[te], lgbm_scores, trees, losses, table, (chosen, why), thresholds, valid_cost, bundle
+    )
     report = {
         "source": str(cfg.data_path()),
         "rows": {"train": len(tr), "valid": len(va), "test": len(te)},
         "frauds": {"train": int(y[tr].sum()), "valid": int(y[va].sum()), "test": int(y[te].sum())},
-        "lightgbm": {
-            "pr_auc": pr_auc(y[te], lgbm_scores),
-            "recall_at_1pct_fpr": recall_at_fpr(y[te], lgbm_scores),
-            "trees": int(lgbm.best_iteration_ or cfg.lgbm_rounds),
-        },  # fmt: skip
-        "mlp_loss_per_epoch": losses,
-        "variants": table,
-        "chosen": chosen,
-        "why": why,
-        "thresholds": thresholds.to_dict(),
-        "valid_cost_eur": valid_cost,
-        "bundle": bundle.name,
+        **models,
         "cannot_provide": dict(CANNOT_PROVIDE),
         "seconds": time.perf_counter() - t0,
     }

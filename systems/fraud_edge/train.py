@@ -31,7 +31,7 @@ from infra.serving.onnx import make_session
 from systems.fraud_edge.bundle import write_bundle
 from systems.fraud_edge.config import TrainConfig
 from systems.fraud_edge.data import labels_known_at, load_data, temporal_split
-from systems.fraud_edge.decision import Costs, choose_thresholds, rule_actions
+from systems.fraud_edge.decision import Costs, Thresholds, choose_thresholds, rule_actions
 from systems.fraud_edge.features.velocity import FEATURE_NAMES, N_FEATURES, feature_spec
 from systems.fraud_edge.model import FraudMLP, zero_denormals
 
@@ -207,6 +207,26 @@ def select_variant(table: dict[str, dict[str, float]]) -> tuple[str, str]:
     return best, f"meets the budgets with the smallest PR-AUC loss (none was within tolerance){excluded}"
 
 
+def models_report(y_test: np.ndarray, lgbm_scores: np.ndarray, lgbm_trees: int, losses: list[float],
+                  table: dict[str, dict], choice: tuple[str, str], thresholds: Thresholds, valid_cost: float,
+                  bundle: Path) -> dict:  # fmt: skip
+    """The models' part of train_report.json: the same keys for the simulator and the public CSV (realdata)."""
+    return {
+        "lightgbm": {
+            "pr_auc": pr_auc(y_test, lgbm_scores),
+            "recall_at_1pct_fpr": recall_at_fpr(y_test, lgbm_scores),
+            "trees": lgbm_trees,
+        },
+        "mlp_loss_per_epoch": losses,
+        "variants": table,
+        "chosen": choice[0],
+        "why": choice[1],
+        "thresholds": thresholds.to_dict(),
+        "valid_cost_eur": valid_cost,
+        "bundle": bundle.name,
+    }
+
+
 # ---------------------------------------------------------------------------------------------------
 # the train step
 # ---------------------------------------------------------------------------------------------------
@@ -270,24 +290,17 @@ def train(cfg: TrainConfig, art: Artifacts, progress: bool = True) -> dict:
     )
     # Label delay: frauds in the train+valid window whose chargeback had not arrived at the cutoff.
     window = np.concatenate([split.train, split.valid])
+    trees = int(lgbm.best_iteration_ or cfg.lgbm_rounds)
+    models = models_report(
+        yte, lgbm_scores, trees, losses, table, (chosen, why), thresholds, valid_cost, bundle
+    )
     report = {
         "rows": {"train": len(split.train), "valid": len(split.valid), "test": len(split.test)},
         "fraud_rate": {"train_known": float(ytr.mean()), "test_true": float(yte.mean())},
         "label_delay_missed": int(y_true[window].sum() - y_known[window].sum()),
         "frauds_in_train_valid": int(y_true[window].sum()),
-        "lightgbm": {
-            "pr_auc": pr_auc(yte, lgbm_scores),
-            "recall_at_1pct_fpr": recall_at_fpr(yte, lgbm_scores),
-            "trees": int(lgbm.best_iteration_ or cfg.lgbm_rounds),
-        },
-        "mlp_loss_per_epoch": losses,
         "denormals_zeroed": {"torch": denormals_torch, **denormals_onnx},
-        "variants": table,
-        "chosen": chosen,
-        "why": why,
-        "thresholds": thresholds.to_dict(),
-        "valid_cost_eur": valid_cost,
-        "bundle": bundle.name,
+        **models,
         "seconds": time.perf_counter() - t0,
     }
     np.save(art.path(LGBM_TEST_SCORES), lgbm_scores)

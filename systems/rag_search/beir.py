@@ -25,7 +25,7 @@ from systems.rag_search.retrieve import Searcher
 
 BEIR_MODES = ("bm25", "dense", "hybrid", "maxsim", "rerank")
 DEPTH = 100  # candidates per retriever before fusion: Recall@100 needs 100
-BATCH_DOCS = 256
+BATCH_DOCS = 64  # documents per progress step
 
 
 def beir_articles(ds: BeirDataset) -> list[Article]:
@@ -33,23 +33,20 @@ def beir_articles(ds: BeirDataset) -> list[Article]:
 
 
 def index_beir(ds: BeirDataset, encoder: MiniLM) -> SearchIndex:
-    """The corpus embedded in batches (a progress bar in documents); BM25 is rebuilt once per batch."""
+    """The corpus embedded in batches (a progress bar in documents), one MiniLM pass per window; BM25 once."""
     index = SearchIndex(encoder.dim)
     articles = beir_articles(ds)
     with tqdm(total=len(articles), desc="embedding BEIR documents", unit="doc") as bar:
         for start in range(0, len(articles), BATCH_DOCS):
             batch = articles[start : start + BATCH_DOCS]
-            index.add_articles(batch, encoder)
+            index.add_articles(batch, encoder, sentences_in_context=True, bm25=False)
             bar.update(len(batch))
+    index.rebuild_bm25()
     return index
 
 
 def _ranked_docs(searcher: Searcher, text: str, mode: str) -> list[str]:
-    if mode == "maxsim":
-        cands = searcher.candidates(searcher.embed(text))
-        hits = sorted(cands, key=lambda c: -c.maxsim)
-    else:
-        hits = searcher.search(text, DEPTH, mode)
+    hits = searcher.search(text, DEPTH, mode)  # every retriever's top-DEPTH windows
     return list(dict.fromkeys(searcher.index.chunks[h.idx].article_id for h in hits))
 
 

@@ -46,6 +46,9 @@ class RagSettings(BaseSettings):
     search_rate: float | None = Field(
         None, gt=0, description="bench: requests/s on /search (default: the /ask rate, MLSD_BENCH_RATE)"
     )
+    # set by `mlsd rag bench --data beir:<folder>` for the server and locust it starts
+    variant: str | None = Field(None, description="the artifact folder served instead of MLSD_SCALE's (data_beir_<hash>)")  # fmt: skip
+    questions_file: Path | None = Field(None, description="bench: a JSON list of questions locust asks (the BEIR queries)")  # fmt: skip
 
 
 SETTINGS = RagSettings
@@ -178,9 +181,13 @@ class ServeConfig(RealDataFlags):
 
 
 @dataclass
-class BenchConfig(BenchFlags):
+class BenchConfig(BenchFlags, RealDataFlags):
     rate: float = flag(20.0, "requests/s on each of /ask and /search")
     duration: int = flag(60, "seconds of each counted run")
+
+    def __post_init__(self) -> None:
+        BenchFlags.__post_init__(self)
+        RealDataFlags.__post_init__(self)
 
 
 @dataclass

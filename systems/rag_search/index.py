@@ -65,6 +65,17 @@ class Chunk:
         return f"{self.title}. {self.section}. {self.text}"
 
 
+def sentence_spans(chunk: Chunk) -> list[tuple[int, int]]:
+    """The character span of each of the chunk's sentences inside its indexed_text (they appear in order)."""
+    text, spans = chunk.indexed_text, []
+    pos = len(text) - len(chunk.text)  # indexed_text ends with the chunk's text
+    for s in chunk.sentences:
+        start = text.index(s, pos)
+        spans.append((start, start + len(s)))
+        pos = start + len(s)
+    return spans
+
+
 @dataclass
 class ChunkingConfig:
     max_words: int = 120  # a section longer than this is split into windows
@@ -108,8 +119,16 @@ class SearchIndex:
         self.bm25_ids: np.ndarray = np.zeros(0, dtype=np.int64)
 
     # ------------------------------------------------------------------ updates
-    def add_articles(self, articles: list[Article], encoder: MiniLM) -> int:
-        """Embed and add the chunks of these articles (replacing any chunks of the same article@version)."""
+    def add_articles(
+        self, articles: list[Article], encoder: MiniLM, sentences_in_context: bool = False, bm25: bool = True
+    ) -> int:
+        """Embed and add the chunks of these articles (replacing any chunks of the same article@version).
+
+        The answer's sentences are embedded alone (a second pass over every chunk's text: the help center's
+        verifier threshold was tuned on those), or, with `sentences_in_context`, pooled from the chunk's own
+        forward pass (one pass: what makes a BEIR corpus of thousands of abstracts index in minutes). A bulk
+        load passes bm25=False and calls rebuild_bm25() once at the end.
+        """
         chunks = [c for a in articles for c in chunk_article(a)]
         for a in articles:
             self._remove(lambda c, a=a: c.article_id == a.article_id and c.version == a.version)
@@ -117,27 +136,29 @@ class SearchIndex:
             return 0
         ids = np.arange(self.next_id, self.next_id + len(chunks), dtype=np.int64)
         self.next_id += len(chunks)
-        vecs, toks = encoder.encode(
-            [c.indexed_text for c in chunks], max_length=256, batch_size=32, tokens=True
-        )
-        sents = [s for c in chunks for s in c.sentences]
-        sent_vecs, _ = encoder.encode(sents, max_length=96) if sents else (np.zeros((0, self.dim)), [])
+        texts = [c.indexed_text for c in chunks]
+        if sentences_in_context:
+            vecs, toks, sent_emb = encoder.encode_with_sentences(texts, [sentence_spans(c) for c in chunks])
+        else:
+            vecs, toks = encoder.encode(texts, max_length=256, batch_size=32, tokens=True)
+            sents = [s for c in chunks for s in c.sentences]
+            sent_vecs, _ = encoder.encode(sents, max_length=96) if sents else (np.zeros((0, self.dim)), [])
+            sent_emb = np.split(sent_vecs, np.cumsum([len(c.sentences) for c in chunks])[:-1])
         self.faiss.add_with_ids(vecs, ids)
-        pos = 0
-        for i, c, t in zip(ids, chunks, toks, strict=True):
+        for i, c, t, e in zip(ids, chunks, toks, sent_emb, strict=True):
             self.chunks[int(i)] = c
             self.token_emb[int(i)] = t
-            self.sent_emb[int(i)] = sent_vecs[pos : pos + len(c.sentences)]
-            pos += len(c.sentences)
+            self.sent_emb[int(i)] = e
         self._refresh_status()
-        self._rebuild_bm25()
+        if bm25:
+            self.rebuild_bm25()
         return len(chunks)
 
     def delete_article(self, article_id: str) -> int:
         """Remove every version of an article: it is never retrieved or cited again."""
         n = self._remove(lambda c: c.article_id == article_id)
         self._refresh_status()
-        self._rebuild_bm25()
+        self.rebuild_bm25()
         return n
 
     def _remove(self, pred: Callable[[Chunk], bool]) -> int:
@@ -157,7 +178,7 @@ class SearchIndex:
             if c.version < latest[c.article_id]:
                 c.status = "archived"
 
-    def _rebuild_bm25(self) -> None:
+    def rebuild_bm25(self) -> None:
         """BM25 over the live chunks (a few ms for thousands of chunks; embeddings are what is expensive)."""
         self.bm25_ids = np.array(sorted(self.chunks), dtype=np.int64)
         self.bm25 = None
@@ -262,5 +283,5 @@ class SearchIndex:
         idx.chunks = {int(c.pop("id")): Chunk(**c) for c in chunks}
         idx.token_emb = {i: t for i, t in zip(ids, token_emb, strict=True)} if ids else {}
         idx.sent_emb = {i: s for i, s in zip(ids, sent_emb, strict=True)} if ids else {}
-        idx._rebuild_bm25()
+        idx.rebuild_bm25()
         return idx

@@ -102,6 +102,54 @@ class MiniLM:
             np.concatenate(sent).astype(np.float32) if sent else np.zeros((0, self.dim), np.float32)
         ), toks
 
+    def encode_with_sentences(
+        self,
+        texts: list[str],
+        spans: list[list[tuple[int, int]]],
+        max_length: int = 256,
+        batch_size: int = 32,
+    ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+        """One forward pass per text for its embedding, its token embeddings AND its sentences' embeddings.
+
+        `spans[i]` are the character spans of text i's sentences; a sentence's vector is the mean of the text's
+        hidden states over its tokens, L2-normalised ("late chunking": the sentence is read in its context, not
+        alone). Returns (N, D), N arrays (L_i, D) float16 as `encode(tokens=True)`, and N arrays (S_i, D). Texts
+        are batched shortest first (less padding). A sentence cut off by max_length is encoded on its own.
+        """
+        n = len(texts)
+        vecs = np.zeros((n, self.dim), np.float32)
+        toks: list[np.ndarray] = [np.zeros((0, self.dim), np.float16)] * n
+        sents = [np.zeros((len(sp), self.dim), np.float32) for sp in spans]
+        cut: list[tuple[int, int]] = []  # (text, sentence) with no token inside max_length
+        order = sorted(range(n), key=lambda i: len(texts[i]))
+        for b in range(0, n, batch_size):
+            ids = order[b : b + batch_size]
+            with self._tokenizer_lock:
+                batch = self.tokenizer([texts[i] for i in ids], padding=True, truncation=True,
+                                       max_length=max_length, return_tensors="pt", return_offsets_mapping=True)  # fmt: skip
+            offsets = batch.pop("offset_mapping").numpy()  # (B, L, 2) character span of each token
+            with torch.inference_mode():
+                hidden = self.model(**batch).last_hidden_state  # (B, L, D)
+            mask = batch["attention_mask"]  # (B, L)
+            pooled = (hidden * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)  # (B, D)
+            vecs[ids] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
+            normed = torch.nn.functional.normalize(hidden, dim=-1)
+            for j, i in enumerate(ids):
+                length = int(mask[j].sum())
+                toks[i] = normed[j, 1 : length - 1].numpy().astype(np.float16)  # drop [CLS] and [SEP]
+                start, end = offsets[j, 1 : length - 1, 0], offsets[j, 1 : length - 1, 1]  # (L_i,)
+                for k, (s0, s1) in enumerate(spans[i]):
+                    inside = np.flatnonzero((start >= s0) & (end <= s1) & (end > start)) + 1
+                    if len(inside) == 0:
+                        cut.append((i, k))
+                        continue
+                    sents[i][k] = torch.nn.functional.normalize(hidden[j, inside].mean(0), dim=-1).numpy()
+        if cut:
+            alone, _ = self.encode([texts[i][slice(*spans[i][k])] for i, k in cut], max_length=96)
+            for (i, k), v in zip(cut, alone, strict=True):
+                sents[i][k] = v
+        return vecs, toks, sents
+
 
 def maxsim(query_tokens: np.ndarray, doc_tokens: np.ndarray) -> float:
     """Late interaction (ColBERT): mean over query tokens of the best cosine with any document token."""

@@ -21,7 +21,7 @@ from rich.markup import escape
 
 from infra.artifacts import Artifacts
 from infra.bench.flags import bench_kwargs
-from infra.bench.harness import run_bench
+from infra.bench.harness import RESULTS_DIR, run_bench
 from infra.console import console, markdown_table, print_rows, print_values
 from infra.steps import Step, StepError, run_step
 from infra.system import BenchSpec
@@ -235,6 +235,21 @@ def serve(cfg: ServeConfig, art: Artifacts) -> None:
 
 def bench(cfg: BenchConfig, art: Artifacts) -> int:
     """Load-test /ask and /search at a fixed rate beside the floor route; the SLO judges /ask p95."""
+    env = {"MLSD_RAG_THREADS": "1", "MLSD_RAG_ACCESS_LOG": "0", "MLSD_SCALE": cfg.scale}
+    extra: dict = {"generator": "extractive"}
+    extra_md = ("`ask` and `search` are loaded at the same rate each (the rate above is per route); "
+                "the SLO judges `ask` (extractive generator) on p95; the target is p99 <= 100 ms.")  # fmt: skip
+    out = cfg.out
+    if cfg.data:  # the server loads the BEIR index; locust asks the dataset's own queries
+        ds = _beir(art)
+        questions = art.path("bench_questions.json")
+        questions.write_text(json.dumps(list(ds.queries.values())))
+        env |= {"MLSD_RAG_VARIANT": art.root.name, "MLSD_RAG_QUESTIONS_FILE": str(questions)}
+        extra |= {"data": cfg.data, "documents": len(ds.corpus), "queries": len(ds.queries)}
+        extra_md += (
+            f" Index: BEIR {Path(cfg.data[5:]).name}, {len(ds.corpus):,} documents; its queries are asked."
+        )
+        out = out or RESULTS_DIR / "rag" / "latest-beir"  # never overwrites the help center's report
     spec = BenchSpec(
         app="systems.rag_search.serve:build_app",
         locustfile="benchmarks/rag/locustfile.py",
@@ -248,11 +263,9 @@ def bench(cfg: BenchConfig, art: Artifacts) -> int:
         duration_s=cfg.duration,
         floor_rate=5.0,
         ready_timeout_s=300.0,
-        env={"MLSD_RAG_THREADS": "1", "MLSD_RAG_ACCESS_LOG": "0", "MLSD_SCALE": cfg.scale},
+        env=env,
     )
-    extra_md = ("`ask` and `search` are loaded at the same rate each (the rate above is per route); "
-                "the SLO judges `ask` (extractive generator) on p95; the target is p99 <= 100 ms.")  # fmt: skip
-    return run_bench("rag", spec, **bench_kwargs(cfg), extra={"generator": "extractive"}, extra_md=extra_md)
+    return run_bench("rag", spec, **{**bench_kwargs(cfg), "out_dir": out}, extra=extra, extra_md=extra_md)
 
 
 def cost(cfg: CostConfig, art: Artifacts) -> None:

@@ -9,7 +9,9 @@ import numpy as np
 from systems.rag_search.index import SearchIndex
 from systems.rag_search.model import Candidate, MiniLM, Reranker, content_words, maxsim
 
-MODES = ("bm25", "dense", "hybrid", "rerank")
+# hybrid and maxsim need no training data of the corpus (maxsim: the hybrid candidates re-scored by MiniLM late
+# interaction, a zero-shot reranker); rerank needs the LightGBM reranker `mlsd rag train` fits.
+MODES = ("bm25", "dense", "hybrid", "maxsim", "rerank")
 
 
 def reciprocal_rank_fusion(rankings: list[list[int]], k: int = 60) -> dict[int, float]:
@@ -71,7 +73,10 @@ class Searcher:
         if mode == "dense":
             return [Candidate(i, dense=s, score=s) for i, s in self.index.search_dense(q.vec, k)]
         cands = self.candidates(q)
-        if mode == "hybrid" or self.reranker is None or self.reranker.booster is None:
+        if mode == "maxsim":
+            for c in cands:
+                c.score = c.maxsim
+        elif mode == "hybrid" or self.reranker is None or self.reranker.booster is None:
             for c in cands:
                 c.score = c.rrf
         else:

@@ -47,7 +47,7 @@ class AskRequest(BaseModel):
 
 class SearchRequest(AskRequest):
     k: int = Field(10, ge=1, le=50, description="passages to return")
-    mode: Literal["bm25", "dense", "hybrid", "rerank"] = "rerank"
+    mode: Literal["bm25", "dense", "hybrid", "maxsim", "rerank"] = "rerank"  # retrieve.MODES
 
 
 @dataclass
@@ -61,10 +61,12 @@ Resources = Annotated[RagResources, Depends(require_ready)]  # a handler's resou
 
 
 def load_resources(openai_breaker: CircuitBreaker | None = None) -> RagResources:
-    """The pipeline from <MLSD_DATA_DIR>/rag/<MLSD_SCALE>/, the generators the settings ask for, a warm encoder.
-    A corrupt or missing index raises here: the app answers 503 with the reason at /readyz, never crash-loops."""
+    """The pipeline from <MLSD_DATA_DIR>/rag/<MLSD_RAG_VARIANT or MLSD_SCALE>/, the generators the settings ask
+    for, a warm encoder. A corrupt or missing index raises here: the app answers 503 with the reason at /readyz,
+    never crash-loops."""
     settings = SETTINGS()
-    pipe = RagPipeline.load(Artifacts(SYSTEM.name, get_settings().scale), threads=settings.threads)
+    folder = settings.variant or get_settings().scale
+    pipe = RagPipeline.load(Artifacts(SYSTEM.name, folder), threads=settings.threads)
     if settings.smollm:
         pipe.generators["smollm"] = load_generator("smollm")
     if settings.openai_url:

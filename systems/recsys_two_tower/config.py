@@ -28,8 +28,18 @@ class RecsysSettings(BaseSettings):
         description="the artifact scale the recsys server loads (default: MLSD_SCALE); "
         "`mlsd recsys serve/bench --scale` set it for the server they start",
     )
+    variant: str | None = Field(
+        None,
+        description="an artifact folder the recsys server loads instead of the scale's: "
+        "`mlsd recsys bench --data` sets it to the dataset's folder (data_movielens_<hash>)",
+    )
     users: int = Field(
         20_000, ge=1, description="known users the recsys load test draws from (set by `mlsd recsys bench`)"
+    )
+    users_file: Path | None = Field(
+        None,
+        description="a JSON list of user ids the load test draws from instead of 0..users-1 "
+        "(set by `mlsd recsys bench --data`: the dataset's test users)",
     )
     feature_deadline_ms: float = Field(
         50.0, gt=0, le=10_000,

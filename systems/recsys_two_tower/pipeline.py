@@ -20,8 +20,8 @@ from infra.artifacts import Artifacts
 from infra.bench.flags import bench_kwargs
 from infra.bench.harness import RESULTS_DIR, run_bench
 from infra.config import get_settings
-from infra.console import console, print_rows, print_values
-from infra.steps import Step, StepError
+from infra.console import console, markdown_table, print_rows, print_values
+from infra.steps import Step
 from infra.system import BenchSpec
 from systems.recsys_two_tower.capacity import capacity_rows, measured_inputs
 from systems.recsys_two_tower.config import (
@@ -237,7 +237,7 @@ def serve(cfg: ServeConfig, art: Artifacts) -> None:
 def bench(cfg: BenchConfig, art: Artifacts) -> int:
     """Load-test /recommend (locust, 200 req/s for 60 s) and write the report with the offline tables."""
     if cfg.data:
-        raise StepError("`mlsd recsys bench --data` is not supported yet; bench the generated feed (--scale)")
+        return bench_real_data(cfg, art)
     evaluation, sweep_summary = _json(art, "eval.json", "eval"), _json(art, "index/sweep.json", "index")
     cross_result, model_meta = _json(art, "cross.json", "cross"), _json(art, "model/config.json", "train")
     feed_cfg = FeedConfig(**_json(art, "config.json", "data"))
@@ -247,6 +247,26 @@ def bench(cfg: BenchConfig, art: Artifacts) -> int:
              "n_videos": sweep_summary["n_videos"], "train": model_meta.get("metrics", {})}  # fmt: skip
     md = report_markdown(cfg.scale, evaluation, sweep_summary, cross_result)
     return run_bench("recsys", spec, **bench_kwargs(cfg), extra=extra, extra_md=md)
+
+
+def bench_real_data(cfg: BenchConfig, art: Artifacts) -> int:
+    """`bench --data movielens:<folder>`: /recommend on the dataset's model, asked for the dataset's test users."""
+    evaluation, sweep_summary = _json(art, "eval.json", "eval"), _json(art, "index/sweep.json", "index")
+    feed = _feed(art)
+    _, future = temporal_split(feed.events, feed.split_ts)
+    users = art.path("bench_users.json")  # the users with held-out ratings: the ones the offline table scores
+    users.write_text(json.dumps(np.unique(future["user_id"].to_numpy()).tolist()))
+    env = {"MLSD_RECSYS_VARIANT": art.root.name, "MLSD_RECSYS_USERS_FILE": str(users)}
+    spec = replace(BENCH, env=env)
+    extra = {"data": cfg.data, "protocol": cfg.protocol, "offline": evaluation, "ann": sweep_summary["chosen"],
+             "n_videos": sweep_summary["n_videos"]}  # fmt: skip
+    src = evaluation["source"]
+    md = markdown_table(f"Offline: {src['kind']} ({src['protocol']} split), top-10 of items not rated in training",
+                        ("model", "precision@10", "recall@10", "ndcg@10", "map@10"),
+                        [(name, *row.values()) for name, row in evaluation["table"].items()])  # fmt: skip
+    # its own report folder: a real-data bench never overwrites the simulator's
+    out = cfg.out or RESULTS_DIR / "recsys" / f"latest-{src['kind']}"
+    return run_bench("recsys", spec, **{**bench_kwargs(cfg), "out_dir": out}, extra=extra, extra_md=md)
 
 
 def _print_sweep(summary: dict) -> None:

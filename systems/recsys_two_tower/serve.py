@@ -102,8 +102,9 @@ class RecsysResources:
 
 
 def serving_scale() -> str:
-    """MLSD_RECSYS_SCALE, else MLSD_SCALE."""
-    return SETTINGS().scale or get_settings().scale
+    """The artifact folder served: MLSD_RECSYS_VARIANT (a dataset's), else MLSD_RECSYS_SCALE, else MLSD_SCALE."""
+    settings = SETTINGS()
+    return settings.variant or settings.scale or get_settings().scale
 
 
 def load_resources(scale: str, breaker: CircuitBreaker) -> RecsysResources:

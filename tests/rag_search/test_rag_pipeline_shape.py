@@ -74,6 +74,8 @@ def test_every_setting_is_documented() -> None:
         "MLSD_RAG_SEARCH_RATE",
         "MLSD_RAG_OPENAI_DEADLINE_S",
         "MLSD_RAG_DEBUG_RAW",
+        "MLSD_RAG_VARIANT",
+        "MLSD_RAG_QUESTIONS_FILE",
     }
     assert all(names.values()), names
 

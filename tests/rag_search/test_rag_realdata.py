@@ -136,3 +136,22 @@ def test_all_data_beir_runs_index_train_eval(tmp_path: Path) -> None:
         )
     assert table["bm25"]["ndcg@10"] > 0.3  # the query words are in the relevant topic's documents only
     assert not Artifacts("rag", "small").exists("index/index.pkl")  # never the help center's index
+
+
+@pytest.mark.slow
+def test_bench_data_beir_load_tests_the_beir_index_with_its_queries(tmp_path: Path) -> None:
+    """The data dir holds no help-center index, so a server that loaded MLSD_SCALE's folder would never be ready."""
+    folder = write_beir_folder(tmp_path / "beir")
+    _kb_reranker()
+    out = tmp_path / "report"
+    argv = ["bench", "--data", f"beir:{folder}", "--duration", "10", "--rate", "4", "--runs", "1", "--warmup", "0",
+            "--floor-duration", "0", "--out", str(out)]  # fmt: skip
+    code = run_cli("rag", pipeline.STEPS, argv)
+    report = json.loads((out / "report.json").read_text())
+    for route in ("ask", "search"):
+        assert report["routes"][route]["requests"] >= 4 and report["routes"][route]["failures"] == 0
+    assert code == report["exit_code"]
+    extra = report["extra"]
+    assert (extra["data"], extra["documents"], extra["queries"]) == (f"beir:{folder}", 60, 4)
+    art = Artifacts("rag", DataConfig(data=f"beir:{folder}").variant())
+    assert len(json.loads(art.path("bench_questions.json").read_text())) == 4  # the judged queries

@@ -149,3 +149,26 @@ def test_all_data_movielens_runs_the_whole_pipeline(tmp_path: Path, protocol: st
         assert all(0.0 <= v <= 1.0 for v in row.values())
     # users like one genre of three: neighbours find it, popularity cannot
     assert table["item-item kNN (50 neighbours)"]["ndcg@10"] > table["most-popular"]["ndcg@10"]
+
+
+@pytest.mark.slow
+def test_bench_data_movielens_load_tests_the_datasets_model(tmp_path: Path) -> None:
+    """`bench --data` builds what is missing, serves the dataset's folder and asks for the dataset's test users.
+
+    The data dir holds no simulator folder, so a server that loaded the scale's artifacts would never be ready."""
+    folder = write_ml100k(tmp_path / "ml-100k")
+    out = tmp_path / "report"
+    argv = ["bench", "--data", f"movielens:{folder}", "--nlist", "2", "--epochs", "2", "--eval-users", "60",
+            "--cross-steps", "10", "--rerank-users", "10", "--full-users", "2",
+            "--duration", "4", "--rate", "10", "--runs", "1", "--warmup", "0", "--floor-duration", "0",
+            "--out", str(out)]  # fmt: skip
+    code = run_cli("recsys", pipeline.STEPS, argv)
+    report = json.loads((out / "report.json").read_text())
+    recommend = report["routes"]["recommend"]
+    assert recommend["requests"] >= 10 and recommend["failures"] == 0
+    assert code == report["exit_code"] and report["extra"]["data"] == f"movielens:{folder}"
+    art = Artifacts("recsys", DataConfig(data=f"movielens:{folder}").variant())
+    users = json.loads(art.path("bench_users.json").read_text())
+    assert users and set(users) <= set(range(60))  # the dataset's 60 users, as the feed codes them
+    assert "precision@10" in (out / "report.md").read_text()
+    assert not Artifacts("recsys", "medium").root.exists()  # the bench's default scale was never built
