@@ -1,7 +1,8 @@
 """Golden check: `mlsd ctr all --scale small` gives the evaluation numbers the old steps gave, run one by one.
 
 tests/ctr/golden_small.json holds what the old code (before the restructure) wrote for `ctr data`, `ctr train`
-and `ctr eval --seeds 1` at the small scale, seed 0. Everything is seeded, so the numbers agree to 1e-6.
+and `ctr eval --seeds 1` at the small scale, seed 0. Everything is seeded, so the numbers agree to 1e-6 on one CPU kind; on another, within
+CROSS_CPU of the old numbers (conftest.golden_check says why and how a kind is captured).
 """
 
 import hashlib
@@ -14,8 +15,11 @@ import pytest
 from infra.artifacts import Artifacts
 from systems.ctr.config import RESULTS
 
-GOLDEN = json.loads((Path(__file__).parent / "golden_small.json").read_text())
+GOLDEN_FILE = Path(__file__).parent / "golden_small.json"
+GOLDEN = json.loads(GOLDEN_FILE.read_text())
 TOLERANCE = 1e-6
+# another CPU kind (conftest.golden_check): DeepFM's AUC moved 1.7e-4 and its calibration 7e-4 between two kinds
+CROSS_CPU = 0.005
 
 
 def results_fingerprint() -> dict[str, str]:
@@ -43,4 +47,10 @@ def test_all_at_small_scale_reproduces_the_old_numbers(mlsd_ctr, golden_check) -
         },  # fmt: skip
         "eval": {"seeds": evaluation["seeds"], "bayes": evaluation["bayes"], "runs": evaluation["runs"]},
     }
-    golden_check({k: v for k, v in GOLDEN.items() if k != "source"}, new, TOLERANCE)
+    golden_check(
+        {k: v for k, v in GOLDEN.items() if k != "source"},
+        new,
+        TOLERANCE,
+        file=GOLDEN_FILE,
+        cross_cpu=CROSS_CPU,
+    )

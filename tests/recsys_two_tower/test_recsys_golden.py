@@ -16,6 +16,9 @@ from systems.recsys_two_tower import pipeline
 
 GOLDEN = Path(__file__).parent / "golden_small.json"
 TOL = 1e-6
+# another CPU kind (conftest.golden_check): the generator's float sampling and the towers moved recall/nDCG by up
+# to 0.011 between two kinds
+CROSS_CPU = 0.03
 
 
 @pytest.mark.slow
@@ -33,4 +36,10 @@ def test_all_small_reproduces_the_old_numbers(
     golden = json.loads(GOLDEN.read_text())
     got = {"eval": {"users": got_eval["users"], "table": got_eval["table"]},
            "ann_chosen": {k: got_ann[k] for k in golden["ann_chosen"]}}  # fmt: skip
-    golden_check({"eval": golden["eval"], "ann_chosen": golden["ann_chosen"]}, got, TOL)
+    golden_check(
+        {"eval": golden["eval"], "ann_chosen": golden["ann_chosen"]},
+        got,
+        TOL,
+        file=GOLDEN,
+        cross_cpu=CROSS_CPU,
+    )
