@@ -178,7 +178,11 @@ def render_markdown(report: BenchReport, extra_md: str = "") -> str:
             "Ratio to the empty floor route in the same run: "
             + ", ".join(f"{k} x{v:.2f}" for k, v in report.ratio_to_floor.items()),
         ]
-    for route, stages in report.stages.items():
+    for route, entries in report.stages.items():
+        # /stats may carry other counters beside the routes' stage timings (ctr's serving_log): tables only here
+        stages = {n: s for n, s in entries.items() if isinstance(s, dict) and "p50_ms" in s}
+        if not stages:
+            continue
         lines += [
             "",
             f"## Server-side stages for `{route}` in the median run (ms, from /stats)",

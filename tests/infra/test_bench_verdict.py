@@ -170,7 +170,9 @@ def test_markdown_carries_the_verdict_line_the_floor_and_the_spread_table() -> N
     }
     report = BenchReport(
         system="x", route="demo", slo_p99_ms=50, target_p99_ms=None, slo_percentile="p99", rate_asked=100,
-        users=3, duration_s=30, routes=runs[1].routes, stages=runs[1].stages, ratio_to_floor={}, passed=False,
+        users=3, duration_s=30, routes=runs[1].routes, ratio_to_floor={}, passed=False,
+        # /stats may carry counters beside the stage timings (ctr's serving log): they are not a stage table
+        stages={**runs[1].stages, "serving_log": {"written": 10, "dropped": 0, "writer_alive": True}},
         verdict=verdict.line, started_at="", verdict_kind=verdict.kind, exit_code=verdict.exit_code,
         runs_counted=3, median_run="run 2", spread=spread(rows), runs=rows, floor=floor_row,
         layout={"note": "pinned: server on CPU 1, locust on CPU 0", "thread_caps": {"OMP_NUM_THREADS": "1"}},
@@ -181,3 +183,4 @@ def test_markdown_carries_the_verdict_line_the_floor_and_the_spread_table() -> N
     assert "| server CPU ms / request | 0.500 | 0.500 | 0.500 |" in md
     assert "**too noisy**" in md and "OMP_NUM_THREADS=1" in md
     assert "| run 3 | 100 | 3 |" in md
+    assert "## Server-side stages for `/demo`" in md and "serving_log" not in md
