@@ -29,11 +29,16 @@ class CtrSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MLSD_CTR_", extra="ignore")
 
     alias: Alias = Field("champion", description="ctr server: the registry alias of the model it loads")
+    stream: Path | None = Field(None, description="set by `bench --data criteo`: the /score_rows requests locust replays (the DeepFM of their folder is served)")  # fmt: skip
 
     def as_env(self) -> dict[str, str]:
-        """These settings as the environment of a child process (the server the bench starts)."""
+        """These settings as the environment of a child process (the server the bench starts); unset ones left out."""
         prefix = self.model_config["env_prefix"]
-        return {f"{prefix}{name}".upper(): str(value) for name, value in self.model_dump().items()}
+        return {
+            f"{prefix}{name}".upper(): str(value)
+            for name, value in self.model_dump().items()
+            if value is not None
+        }
 
 
 SETTINGS = CtrSettings

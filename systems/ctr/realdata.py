@@ -5,8 +5,9 @@ What changes with real rows (DESIGN.md, "Real data: Criteo"):
 - no truth: the click probability behind each row is unknown, so there is no Bayes ceiling row and no
   simulated A/B; quality is AUC, log loss, NE and calibration on held-out rows only;
 - no ids: the 26 categoricals are anonymised hashes and nothing says which is the user or the ad, so there
-  is no entity to look up in Feast; every feature arrives with the row (and /predict cannot serve these
-  models: it builds its inputs from user and ad ids);
+  is no entity to look up in Feast; every feature arrives with the row. /predict builds its inputs from user
+  and ad ids, so these models are served by a row-level route instead (`build_app`: POST /score_rows, the
+  candidates' feature rows in, p(click) out: what an ad server that already joined its features would send);
 - time order is the file's: Criteo's train.txt is in time order (7 days), so the first N rows, split
   80/20 in file order, train on the past and test on the future, as the simulator's split does.
 
@@ -25,12 +26,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from fastapi import FastAPI
+from pydantic import BaseModel, Field, model_validator
 
 from infra.artifacts import Artifacts
 from infra.console import console, print_rows, print_values
+from infra.serving import create_app
 from infra.serving.onnx import make_session
 from infra.steps import StepError
-from systems.ctr.config import DataConfig, EvalConfig, TrainConfig
+from systems.ctr.config import CtrSettings, DataConfig, EvalConfig, TrainConfig
 from systems.ctr.data import CRITEO_CAT, CRITEO_INT, criteo_categorical_ids, criteo_numeric, load_criteo_tsv
 from systems.ctr.evaluate import plot_reliability, quality, reliability
 from systems.ctr.features import hash_fields
@@ -187,8 +191,74 @@ def published_ne(log_loss: float, base_ctr: float = 0.2562) -> float:
     return float(log_loss / entropy)
 
 
-BENCH_REFUSAL = (
-    "bench --data criteo: /predict builds its model inputs from user and ad ids looked up in Feast, and Criteo "
-    "rows are anonymised (no user, ad or time), so nothing can request them; the Criteo models are scored "
-    "offline by `mlsd ctr eval --data criteo:<path>`"
+STREAM = (
+    "bench_requests.json"  # what `bench --data criteo` replays, in the artifact folder whose DeepFM is served
 )
+ROWS_PER_REQUEST = 50  # as the simulator's /predict: 50 candidate ads per request
+MAX_ROWS = 500
+NUM_LIMIT = 1e9  # log-transformed counts are small; a value past this is not a Criteo row
+
+
+class RowsRequest(BaseModel):
+    """Candidate rows as the model sees them: 26 hashed categorical ids and 13 transformed counts each."""
+
+    request_id: str = Field(min_length=1, max_length=64)
+    cat: list[list[int]] = Field(min_length=1, max_length=MAX_ROWS)
+    num: list[list[float]] = Field(min_length=1, max_length=MAX_ROWS)
+
+    @model_validator(mode="after")
+    def _shapes(self) -> RowsRequest:
+        if len(self.cat) != len(self.num):
+            raise ValueError(
+                f"cat has {len(self.cat)} rows and num {len(self.num)}: one of each per candidate"
+            )
+        for i, (c, n) in enumerate(zip(self.cat, self.num, strict=True)):
+            if len(c) != len(CRITEO_CAT) or len(n) != len(CRITEO_INT):
+                raise ValueError(f"row {i}: {len(CRITEO_CAT)} cat and {len(CRITEO_INT)} num values expected, "
+                                 f"got {len(c)} and {len(n)}")  # fmt: skip
+            if min(c) < 0 or max(c) >= CRITEO_BUCKETS:
+                raise ValueError(f"row {i}: cat ids are hashed into [0, {CRITEO_BUCKETS})")
+            if not all(abs(x) <= NUM_LIMIT for x in n):  # also refuses NaN and infinities
+                raise ValueError(f"row {i}: num values must be finite, |x| <= {NUM_LIMIT:g}")
+        return self
+
+
+def build_app(root: Path | None = None) -> FastAPI:
+    """POST /score_rows on the Criteo DeepFM of `root` (an artifact folder of `--data criteo`).
+
+    Started by the bench (no `root`): the folder is the one holding MLSD_CTR_STREAM, the requests it replays."""
+    stream = CtrSettings().stream
+    if root is None and stream is None:
+        raise SystemExit(
+            "MLSD_CTR_STREAM is not set: start this server through `mlsd ctr bench --data criteo:<path>`"
+        )
+    folder = Path(root) if root is not None else stream.parent  # type: ignore[union-attr]
+    model = folder / "models" / "deepfm" / "model.onnx"
+
+    def load() -> object:
+        if not model.exists():
+            raise SystemExit(f"no Criteo DeepFM at {model}: run `mlsd ctr train --data criteo:<path>`")
+        return make_session(model, threads=1, prefer_gpu=False)
+
+    app = create_app("ctr-criteo", load=load)
+    state = app.state.resources
+
+    @app.post("/score_rows")
+    async def score_rows(req: RowsRequest) -> dict[str, object]:
+        session = state.get()  # 503 while loading
+        feed = {"cat": np.asarray(req.cat, np.int64), "num": np.asarray(req.num, np.float32)}
+        p = session.run(None, feed)[0].ravel()  # type: ignore[attr-defined]
+        return {"request_id": req.request_id, "model": "deepfm", "p_click": [round(float(x), 6) for x in p]}
+
+    return app
+
+
+def bench_requests(art: Artifacts, requests: int = 1000) -> list[dict]:
+    """/score_rows bodies: the test split's rows (the last 20%, file order), ROWS_PER_REQUEST per request."""
+    _, (cat, num, _) = split_rows(art)
+    n = max(1, min(requests, len(cat) // ROWS_PER_REQUEST))
+    return [
+        {"request_id": f"criteo{i}", "cat": cat[a : a + ROWS_PER_REQUEST].tolist(),
+         "num": num[a : a + ROWS_PER_REQUEST].tolist()}
+        for i, a in enumerate(range(0, n * ROWS_PER_REQUEST, ROWS_PER_REQUEST))
+    ]  # fmt: skip

@@ -12,8 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
+from infra.artifacts import Artifacts
 from infra.config import get_settings
+from infra.serving.onnx import make_session
+from infra.serving.testing import wait_ready
+from systems.ctr import realdata
 from systems.ctr.config import AllConfig
 from systems.ctr.data import DataFormatError, load_criteo_tsv
 
@@ -73,6 +78,31 @@ def test_all_with_data_runs_the_pipeline_on_criteo_rows(
     assert report["seeds"] == 1 and {"lr", "deepfm"} <= set(report["summary"])
     assert len(report["reliability"]["deepfm"]) == 10 and (root / "eval" / "reliability.png").exists()
     assert any(p["model"].startswith("DeepFM") and p["auc"] == 0.8007 for p in report["published"])
+
+    # The row-level route `bench --data` load-tests: the test rows scored as the offline DeepFM scores them,
+    # and a malformed request refused with 422 before the model runs.
+    art = Artifacts("ctr", root.name)
+    body = realdata.bench_requests(art, 2)[0]
+    assert len(body["cat"]) == realdata.ROWS_PER_REQUEST
+    offline = make_session(root / "models" / "deepfm" / "model.onnx").run(
+        None, {"cat": np.asarray(body["cat"], np.int64), "num": np.asarray(body["num"], np.float32)}
+    )[0]
+    with TestClient(realdata.build_app(root)) as client:
+        wait_ready(client)
+        resp = client.post("/score_rows", json=body)
+        assert resp.status_code == 200, resp.text
+        np.testing.assert_allclose(resp.json()["p_click"], offline.ravel(), atol=1e-5)
+        bad_rows = {
+            "a short row": {**body, "cat": [body["cat"][0][:5]], "num": body["num"][:1]},
+            "counts that differ": {**body, "num": body["num"][:3]},
+            "an id out of the hash range": {**body, "cat": [[2**40] * 26], "num": body["num"][:1]},
+            "an infinite count": {**body, "cat": body["cat"][:1], "num": [[float("1e999")] * 13]},
+        }
+        for name, bad in bad_rows.items():
+            r = client.post(
+                "/score_rows", content=json.dumps(bad), headers={"content-type": "application/json"}
+            )
+            assert r.status_code == 422 and r.json()["error"], (name, r.text)
 
 
 def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
@@ -134,13 +164,27 @@ def test_a_bad_data_flag_is_exit_2(tmp_path: Path, mlsd_ctr: Callable[[Sequence[
     assert exc.value.code == 2 and "is not a file" in _one_line_error(capsys)
 
 
-def test_bench_with_data_refuses_in_one_line_before_building_anything(
-    tmp_path: Path, mlsd_ctr: Callable[[Sequence[str]], int], capsys: pytest.CaptureFixture[str]
+@pytest.mark.slow
+def test_bench_with_data_load_tests_the_criteo_model(
+    tmp_path: Path, mlsd_ctr: Callable[[Sequence[str]], int]
 ) -> None:
-    path = write_criteo(tmp_path / "train.txt", 200)
-    assert mlsd_ctr(["bench", "--data", f"criteo:{path}", "--rows", "200"]) == 1
-    assert "anonymised" in _one_line_error(capsys)
-    assert not variant_root(path, 200).exists()
+    """`bench --data criteo` builds what is missing, serves the folder's DeepFM on /score_rows and replays its
+    test rows; the data dir holds no simulator folder, so a server that loaded the simulator's would never be
+    ready."""
+    path = write_criteo(tmp_path / "train.txt", 3000)
+    out = tmp_path / "report"
+    data = ["--data", f"criteo:{path}", "--rows", "2500"]
+    assert mlsd_ctr(["train", *data, "--epochs", "2", "--batch-size", "64"]) == 0  # a short training first
+    argv = ["bench", *data, "--duration", "6", "--rate", "10", "--runs", "1", "--warmup", "0", "--floor-duration", "0",
+            "--out", str(out)]  # fmt: skip
+    code = mlsd_ctr(argv)
+    report = json.loads((out / "report.json").read_text())
+    route = report["routes"]["score_rows"]
+    assert route["requests"] >= 10 and route["failures"] == 0, route
+    assert code == report["exit_code"] and report["extra"]["data"] == f"criteo:{path}"
+    assert {"lr", "deepfm"} <= set(report["extra"]["offline"])
+    assert (variant_root(path, 2500) / realdata.STREAM).exists()
+    assert not (get_settings().data_dir / "ctr" / "small").exists()  # the simulator was never built
 
 
 def test_each_file_and_row_count_gets_its_own_folder(tmp_path: Path) -> None:
