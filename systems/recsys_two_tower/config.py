@@ -193,7 +193,7 @@ class EvalConfig(RealDataFlags):
 class IndexConfig(EvalConfig):
     """The sweep's queries are the evaluation's users (their vectors as of the split), hence --eval-users."""
 
-    nlist: tuple[int, ...] = flag((), "IVF list counts to sweep (default: 64 and 256 under 100,000 videos, else 1024 and 2048)")  # fmt: skip
+    nlist: tuple[int, ...] = flag((), "IVF list counts to sweep (default: 64 and 256 under 100,000 videos, else 2048 and 4096)")  # fmt: skip
     engine: Engine = flag(
         "local", ENGINE_HELP + ": the catalog embedding (ray: the exported ONNX video tower)"
     )

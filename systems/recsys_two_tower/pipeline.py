@@ -161,7 +161,7 @@ def index(cfg: IndexConfig, art: Artifacts) -> None:
     users, _, _ = holdout_users(feed, cfg.eval_users, cfg.seed)  # the queries: eval's users, as of the split
     seen = np.load(art.require("model/seen_videos.npy", "train"))
     queries = user_vectors(model, feats, users, feed.split_ts - 1, seen)
-    nlists = cfg.nlist or ((64, 256) if feed.config.n_videos < 100_000 else (1024, 2048))
+    nlists = cfg.nlist or ((64, 256) if feed.config.n_videos < 100_000 else (2048, 4096))
     summary = run_index(model, feed, feats, art.root, queries, nlists, engine=cfg.engine)
     write_run_id(art.dir("index"), _run_id(art))
     _print_sweep(summary)
