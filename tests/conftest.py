@@ -161,8 +161,8 @@ def golden_differences(
     golden: dict, got: dict, atol: float | dict[str, float] = 1e-6
 ) -> tuple[list[str], float]:
     """What in `got` differs from `golden` (numbers beyond atol, other values exactly, or missing), and the
-    largest numeric difference seen. `atol` may be a dict: the longest key prefix that matches a value's path
-    sets its tolerance, "" the default. The golden checks of every system compare through this one function."""
+    largest numeric difference seen. `atol` may be a dict: the longest of its keys found in a value's path sets
+    that value's tolerance ("" matches every path: the default). The golden checks of every system compare through this one function."""
     want, have = _flatten(golden), _flatten(got)
     wrong, largest = [], 0.0
     for key, expected in want.items():
@@ -181,8 +181,8 @@ def golden_differences(
 def _tolerance(atol: float | dict[str, float], key: str) -> float:
     if not isinstance(atol, dict):
         return atol
-    prefix = max((p for p in atol if key.startswith(p)), key=len)
-    return atol[prefix]
+    pattern = max((p for p in atol if p in key), key=len)
+    return atol[pattern]
 
 
 SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512dq", "avx512bw", "avx512vl",

@@ -23,12 +23,13 @@ from systems.fraud_edge import train
 
 GOLDEN = Path(__file__).with_name("golden_small.json")
 ATOL = 1e-6
-# another CPU kind (conftest.golden_check): score PSIs moved 6e-5, int8 PR-AUC 1e-5 between two kinds
-CROSS_CPU = 0.002
+# another CPU kind or thread count (conftest.golden_check): PR-AUC moved up to 6e-4, thresholds 0.0025, and
+# with them a policy's cost by a few EUR (one transaction changes side) and int8's largest |dp| by 0.004
+CROSS_CPU = {"": 0.005, "_eur": 100.0, "_pct": 1.0, "max_abs_diff_vs_fp32": 0.02}
 
 
 @pytest.mark.slow
-def test_all_small_matches_the_old_steps(fraud_cli, monkeypatch, golden_check) -> None:
+def test_all_small_matches_the_old_steps(fraud_cli, monkeypatch, golden_check, capture_threads) -> None:
     golden = json.loads(GOLDEN.read_text())
     monkeypatch.setattr(train, "MODEL_BUDGET_P99_MS", float("inf"))  # see the module docstring
     assert fraud_cli("all", "--scale", "small", "--seed", "0", "--no-mlflow") == 0
