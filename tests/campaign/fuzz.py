@@ -55,6 +55,15 @@ def serve_ready(app, timeout_s: float = 180.0) -> None:  # noqa: ANN001
         raise AssertionError(f"not ready after {timeout_s} s: {r.text}")
 
 
+def settled_readyz(client, timeout_s: float = 120.0):  # noqa: ANN001, ANN201
+    """/readyz once loading has finished (ready, or failed with a reason)."""
+    deadline = time.monotonic() + timeout_s
+    while (r := client.get("/readyz")).status_code == 503 and "loading" in r.json()["message"]:
+        assert time.monotonic() < deadline, "still loading"
+        time.sleep(0.1)
+    return r
+
+
 def schema_of(app) -> schemathesis.schemas.BaseSchema:  # noqa: ANN001
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 

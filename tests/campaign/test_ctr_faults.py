@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from infra.serving.testing import wait_ready
 from systems.ctr.serve import INT64_MAX, PredictRequest, ServingLog
-from tests.campaign.fuzz import session_env
+from tests.campaign.fuzz import session_env, settled_readyz
 
 FULL_DISK = Path("/dev/full")  # every write fails with ENOSPC, as a full disk does; no tmpfs or root needed
 
@@ -152,15 +152,6 @@ def registry_folder(alias: str = "champion") -> Path:
     ref = registry.get(MODEL_NAME, alias)
     root = registry.client.get_run(ref.run_id).info.artifact_uri
     return Path(urlparse(root).path) / ref.artifact_path
-
-
-def settled_readyz(client: TestClient, timeout_s: float = 120.0):  # noqa: ANN201
-    """/readyz once loading has finished (ready, or failed with a reason)."""
-    deadline = time.monotonic() + timeout_s
-    while (r := client.get("/readyz")).status_code == 503 and "loading" in r.json()["message"]:
-        assert time.monotonic() < deadline, "still loading"
-        time.sleep(0.1)
-    return r
 
 
 def assert_down_but_alive(client: TestClient, ads: list[int], reason: str) -> str:

@@ -4,25 +4,15 @@
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from infra.artifacts import Artifacts
-from tests.campaign.fuzz import session_env
+from tests.campaign.fuzz import session_env, settled_readyz
 
 pytestmark = pytest.mark.slow
-
-
-def settled_readyz(client: TestClient, timeout_s: float = 120.0):  # noqa: ANN201
-    """/readyz once loading has finished (ready, or failed with a reason)."""
-    deadline = time.monotonic() + timeout_s
-    while (r := client.get("/readyz")).status_code == 503 and "loading" in r.json()["message"]:
-        assert time.monotonic() < deadline, "still loading"
-        time.sleep(0.1)
-    return r
 
 
 def test_recsys_with_a_corrupt_index_is_not_ready_with_the_reason(recsys_world: Path, tmp_path: Path) -> None:
