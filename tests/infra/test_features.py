@@ -213,7 +213,9 @@ def test_cluster_that_stops_answering_fails_within_the_timeout(
 
 
 @pytest.mark.redis
-def test_paused_redis_fails_within_the_timeout(tmp_path: Path, unique_name: str, redis_server_binary: str) -> None:
+def test_paused_redis_fails_within_the_timeout(
+    tmp_path: Path, unique_name: str, redis_server_binary: str
+) -> None:
     binary = redis_server_binary
     port = redis_cluster.free_port_base(masters=1)
     proc = subprocess.Popen(
