@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infra.artifacts import atomic_write
 from infra.bench.locust_stats import RouteResult
 
 SPREAD_ROWS = (
@@ -67,10 +68,8 @@ class BenchReport:
 def write_json(out: Path, report: dict[str, Any], echo: bool = True) -> None:
     """An offline benchmark's report.json: written whole (write-then-rename), and printed when `echo`."""
     text = json.dumps(report, indent=2) + "\n"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
+    with atomic_write(out, "w") as f:
+        f.write(text)
     if echo:
         print(text, end="")
 

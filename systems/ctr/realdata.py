@@ -191,9 +191,8 @@ def published_ne(log_loss: float, base_ctr: float = 0.2562) -> float:
     return float(log_loss / entropy)
 
 
-STREAM = (
-    "bench_requests.json"  # what `bench --data criteo` replays, in the artifact folder whose DeepFM is served
-)
+# what `bench --data criteo` replays, in the artifact folder whose DeepFM is served
+STREAM = "bench_requests.json"
 ROWS_PER_REQUEST = 50  # as the simulator's /predict: 50 candidate ads per request
 MAX_ROWS = 500
 NUM_LIMIT = 1e9  # log-transformed counts are small; a value past this is not a Criteo row
