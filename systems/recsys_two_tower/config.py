@@ -189,11 +189,16 @@ class EvalConfig(RealDataFlags):
         _at_least(self, 1, "eval_users")
 
 
+# the index step's candidate families (index.py says what each is)
+INDEX_FAMILIES = ("ivf_flat", "ivf_pqfs_refine", "hnsw")
+
+
 @dataclass
 class IndexConfig(EvalConfig):
     """The sweep's queries are the evaluation's users (their vectors as of the split), hence --eval-users."""
 
     nlist: tuple[int, ...] = flag((), "IVF list counts to sweep (default: 64 and 256 under 100,000 videos, else 2048 and 4096)")  # fmt: skip
+    families: tuple[str, ...] = flag((), "index families to sweep: ivf_flat, ivf_pqfs_refine (IVF + 4-bit fast-scan PQ, shortlist re-scored), hnsw (default: ivf_flat under 100,000 videos, all three at 100,000 or more)")  # fmt: skip
     engine: Engine = flag(
         "local", ENGINE_HELP + ": the catalog embedding (ray: the exported ONNX video tower)"
     )
@@ -203,6 +208,9 @@ class IndexConfig(EvalConfig):
         self.nlist = tuple(self.nlist)
         if any(n < 1 for n in self.nlist):
             raise ConfigError(f"--nlist must be at least 1 (got {list(self.nlist)})")
+        self.families = tuple(self.families)
+        if bad := [f for f in self.families if f not in INDEX_FAMILIES]:
+            raise ConfigError(f"--families: unknown {bad}; supported: {', '.join(INDEX_FAMILIES)}")
 
 
 @dataclass

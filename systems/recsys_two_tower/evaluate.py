@@ -16,7 +16,7 @@ from infra.metrics import mean_ndcg_at_k, mean_recall_at_k
 from infra.serving.onnx import make_session
 from systems.recsys_two_tower.data import DAY, Feed, holdout_users
 from systems.recsys_two_tower.features.repo import RecsysFeatures
-from systems.recsys_two_tower.index import exact_index, maybe_gpu, user_vectors
+from systems.recsys_two_tower.index import ann_setting, exact_index, maybe_gpu, user_vectors
 from systems.recsys_two_tower.model import TwoTower
 from systems.recsys_two_tower.rank import (
     CANDIDATES,
@@ -134,8 +134,8 @@ def report_markdown(scale: str, evaluation: dict, sweep: dict, cross: dict) -> s
     ann = sweep["chosen"]
     parts.append(
         f"Two-tower ANN recall@100 / most-popular: x{tt / pop:.2f} (target >= 3).\n"
-        f"Serving index: {ann['index']} nprobe={ann['nprobe']}, recall@100 vs exact {ann['recall_at_100']:.3f} "
-        f"(target >= 0.95), {ann['ms_per_query_batch1']:.3f} ms per query — `mlsd recsys sweep`.\n"
+        f"Serving index: {ann['index']} {ann_setting(ann)}, recall@100 vs exact {ann['recall_at_100']:.3f} "
+        f"(target >= 0.95), {ann['ms_per_query_batch1']:.3f} ms per query — `mlsd recsys index`.\n"
     )
     cross_cols = ("recall@10", "ndcg@10", "recall@100", "ms_per_request")
     parts.append(markdown_table(
