@@ -52,7 +52,14 @@ from systems.recsys_two_tower.data import (
 )
 from systems.recsys_two_tower.evaluate import report_markdown, run_eval
 from systems.recsys_two_tower.features.repo import RecsysFeatures, build_features, open_features
-from systems.recsys_two_tower.index import SWEEP_COLUMNS, catalog_frame, run_index, sweep_rows, user_vectors
+from systems.recsys_two_tower.index import (
+    INDEX_FAMILIES,
+    SWEEP_COLUMNS,
+    catalog_frame,
+    run_index,
+    sweep_rows,
+    user_vectors,
+)
 from systems.recsys_two_tower.model import TwoTower
 from systems.recsys_two_tower.provenance import read_run_id, write_run_id
 from systems.recsys_two_tower.public_protocol import run_public_eval
@@ -156,13 +163,16 @@ def train(cfg: TrainConfig, art: Artifacts) -> None:
 
 
 def index(cfg: IndexConfig, art: Artifacts) -> None:
-    """Embed the catalog, sweep IVF settings against exact search, keep the cheapest with recall@100 >= 0.95."""
+    """Embed the catalog, sweep IVF-Flat (at 100,000 videos or more also IVF-PQ fast-scan + refine, HNSW) against
+    exact search, keep the cheapest with recall@100 >= 0.95."""
     feed, feats, model = _feed(art), _features(art), _model(art)
     users, _, _ = holdout_users(feed, cfg.eval_users, cfg.seed)  # the queries: eval's users, as of the split
     seen = np.load(art.require("model/seen_videos.npy", "train"))
     queries = user_vectors(model, feats, users, feed.split_ts - 1, seen)
-    nlists = cfg.nlist or ((64, 256) if feed.config.n_videos < 100_000 else (2048, 4096))
-    summary = run_index(model, feed, feats, art.root, queries, nlists, engine=cfg.engine)
+    big = feed.config.n_videos >= 100_000
+    nlists = cfg.nlist or ((2048, 4096) if big else (64, 256))
+    families = cfg.families or (INDEX_FAMILIES if big else ("ivf_flat",))
+    summary = run_index(model, feed, feats, art.root, queries, nlists, engine=cfg.engine, families=families)
     write_run_id(art.dir("index"), _run_id(art))
     _print_sweep(summary)
 
@@ -243,9 +253,13 @@ def bench(cfg: BenchConfig, art: Artifacts) -> int:
     feed_cfg = FeedConfig(**_json(art, "config.json", "data"))
     # the server is a subprocess: it learns its scale, and locust the users it may ask for, from the environment
     spec = replace(BENCH, env={"MLSD_RECSYS_SCALE": cfg.scale, "MLSD_RECSYS_USERS": str(feed_cfg.n_users)})
-    extra = {"scale": cfg.scale, "offline": evaluation, "cross": cross_result, "ann": sweep_summary["chosen"],
-             "n_videos": sweep_summary["n_videos"], "train": model_meta.get("metrics", {})}  # fmt: skip
-    md = report_markdown(cfg.scale, evaluation, sweep_summary, cross_result)
+    store = get_settings().online_store  # the server reads the same setting: MLSD_ONLINE_STORE
+    extra = {"scale": cfg.scale, "online_store": store, "offline": evaluation, "cross": cross_result,
+             "ann": sweep_summary["chosen"], "n_videos": sweep_summary["n_videos"],
+             "train": model_meta.get("metrics", {})}  # fmt: skip
+    md = f"Online store (Feast): {store}\n\n" + report_markdown(
+        cfg.scale, evaluation, sweep_summary, cross_result
+    )
     return run_bench("recsys", spec, **bench_kwargs(cfg), extra=extra, extra_md=md)
 
 
@@ -272,6 +286,9 @@ def bench_real_data(cfg: BenchConfig, art: Artifacts) -> int:
 def _print_sweep(summary: dict) -> None:
     print_rows(f"ANN sweep over {summary['n_videos']:,} videos (recall@100 vs exact; ms per query)",
                SWEEP_COLUMNS, sweep_rows(summary))  # fmt: skip
+    if "query_best_score_median" in summary:
+        console.print(f"queries vs catalog: a user's best video scores {summary['query_best_score_median']:.3f} "
+                      f"(median), a video's 100th-nearest video {summary['video_100th_neighbour_score_median']:.3f}")  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------ the steps, in order
