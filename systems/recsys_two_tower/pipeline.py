@@ -51,7 +51,12 @@ from systems.recsys_two_tower.data import (
     temporal_split,
 )
 from systems.recsys_two_tower.evaluate import report_markdown, run_eval
-from systems.recsys_two_tower.features.repo import RecsysFeatures, build_features, open_features
+from systems.recsys_two_tower.features.repo import (
+    RecsysFeatures,
+    build_features,
+    check_materialized,
+    open_features,
+)
 from systems.recsys_two_tower.index import (
     INDEX_FAMILIES,
     SWEEP_COLUMNS,
@@ -246,6 +251,9 @@ def serve(cfg: ServeConfig, art: Artifacts) -> None:
 
 def bench(cfg: BenchConfig, art: Artifacts) -> int:
     """Load-test /recommend (locust, 200 req/s for 60 s) and write the report with the offline tables."""
+    # the server would refuse an online store the features never went into (503): say so before starting one
+    where = f"{cfg.scale} --data {cfg.data}" if cfg.data else cfg.scale  # the features command's flags
+    check_materialized(art.root, where, get_settings().online_store)
     if cfg.data:
         return bench_real_data(cfg, art)
     evaluation, sweep_summary = _json(art, "eval.json", "eval"), _json(art, "index/sweep.json", "index")

@@ -15,6 +15,9 @@ What a client gets when something is wrong:
   user_id or k out of range          422 at the schema (user_id in [0, 2**53), k in [1, 500]): never a store
                                      call, so never a 500 and never a failure held against the shared breaker
   artifacts from different runs      503 at /readyz and /recommend naming the runs (provenance.py)
+  features filled into another       503 at /readyz and /recommend naming both stores and the command that
+    online store than MLSD_ONLINE_STORE  fills this one (features/repo.py): an empty store would answer every
+                                     user as unknown, silently
 
 Which scale's artifacts the server loads: `build_app(scale)`, else MLSD_RECSYS_SCALE (what `mlsd recsys
 bench --scale` sets for the server it starts), else MLSD_SCALE.
@@ -40,7 +43,7 @@ from infra.serving import create_app, current_timings, require_ready, stage
 from infra.serving.onnx import make_session
 from systems.recsys_two_tower.config import SETTINGS, TowerConfig
 from systems.recsys_two_tower.features.definitions import HISTORY_COLS, USER_COLS
-from systems.recsys_two_tower.features.repo import RecsysFeatures, open_features
+from systems.recsys_two_tower.features.repo import RecsysFeatures, check_materialized, open_features
 from systems.recsys_two_tower.features.transform import user_inputs
 from systems.recsys_two_tower.index import maybe_gpu
 from systems.recsys_two_tower.provenance import check_same_run, read_run_id
@@ -117,6 +120,7 @@ def load_resources(scale: str, breaker: CircuitBreaker) -> RecsysResources:
     ref, model_dir = Registry().load("recsys_two_tower", CHAMPION, dst=art.dir("serving_model"))
     check_same_run(ref.run_id, scale, index=read_run_id(art.require("index/run.json", "index")),
                    ranker=read_run_id(art.require("rank/meta.json", "rank")))  # fmt: skip
+    check_materialized(art.root, scale, get_settings().online_store)
     meta = json.loads((model_dir / "config.json").read_text())
     res = RecsysResources(
         cfg=TowerConfig(**meta["tower"]),

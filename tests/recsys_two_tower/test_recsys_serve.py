@@ -15,9 +15,15 @@ from infra.artifacts import Artifacts
 from infra.config import get_settings
 from infra.serving.testing import wait_ready
 from systems.recsys_two_tower import data, pipeline
-from systems.recsys_two_tower.config import TrainConfig
+from systems.recsys_two_tower.config import BenchConfig, TrainConfig
 from systems.recsys_two_tower.features.definitions import HISTORY_COLS, USER_COLS
-from systems.recsys_two_tower.features.repo import build_features, open_features
+from systems.recsys_two_tower.features.repo import (
+    MATERIALIZED,
+    OnlineStoreMismatch,
+    build_features,
+    check_materialized,
+    open_features,
+)
 from systems.recsys_two_tower.features.transform import user_inputs
 from systems.recsys_two_tower.model import TowerConfig
 from systems.recsys_two_tower.serve import build_app
@@ -166,6 +172,32 @@ def test_artifacts_from_another_training_run_are_refused(recsys_env, monkeypatch
         assert "mismatch" in message and "mlsd recsys index" in message
         assert json.loads(built_from)["run_id"] in message
         assert c.post("/recommend", json={"user_id": 1, "k": 3}).status_code == 503
+
+
+def test_features_filled_into_another_online_store_are_refused(recsys_env, monkeypatch, tmp_path) -> None:
+    """Features materialised into SQLite, the server asked to read Redis: an empty store would answer every user
+    as unknown, so /readyz is 503 naming both stores and the command that fills Redis, and the bench step says
+    the same before starting a server. Nothing here touches Redis: the check comes first."""
+    copy = tmp_path / "data"
+    shutil.copytree(recsys_env.data_dir, copy)
+    monkeypatch.setenv("MLSD_DATA_DIR", str(copy))
+    monkeypatch.setenv("MLSD_ONLINE_STORE", "redis")
+    get_settings.cache_clear()
+    art = Artifacts("recsys", "small")
+    assert json.loads((art.root / MATERIALIZED).read_text()) == {"online_store": "sqlite"}
+    with TestClient(build_app()) as c:
+        with pytest.raises(AssertionError, match="materialised"):
+            wait_ready(c)
+        r = c.get("/readyz")
+        assert r.status_code == 503
+        message = r.json()["message"]
+        assert "sqlite" in message and "MLSD_ONLINE_STORE=redis mlsd recsys features --scale small" in message
+        assert c.post("/recommend", json={"user_id": 1, "k": 3}).status_code == 503
+    with pytest.raises(OnlineStoreMismatch, match="MLSD_ONLINE_STORE=redis mlsd recsys features"):
+        pipeline.bench(BenchConfig(scale="small"), art)
+    check_materialized(art.root, "small", "sqlite")  # the store it was filled into passes
+    (art.root / MATERIALIZED).unlink()
+    check_materialized(art.root, "small", "redis")  # a folder from before the record: nothing to compare
 
 
 def test_online_path_matches_offline_inputs(recsys_env) -> None:

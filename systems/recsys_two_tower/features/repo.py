@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,7 +16,9 @@ import pandas as pd
 import yaml
 from feast import FeatureService
 
+from infra.artifacts import atomic_write
 from infra.features import FeatureRepo
+from infra.steps import StepError
 from systems.recsys_two_tower.data import DAY, START_TS, Feed
 from systems.recsys_two_tower.features import compute, definitions
 
@@ -30,6 +33,9 @@ class RecsysFeatures:
     user_serving: FeatureService  # user_stats: what /recommend reads online
     training: FeatureService  # user_stats + video_content + video_popularity, joined point-in-time
     catalog: FeatureService  # video_content + video_popularity: what the catalog is embedded from
+
+
+MATERIALIZED = f"{REPO_DIR}/materialized.json"  # which online store the features step filled
 
 
 def project_name(root: Path, scale: str, new: bool = False) -> str:
@@ -70,18 +76,47 @@ def build_features(
     end = datetime.fromtimestamp(START_TS + feed.config.days * DAY, UTC)
     start = datetime.fromtimestamp(START_TS - DAY, UTC)
     counts = {"user_snapshots": len(users), "videos": len(videos), "popularity_rows": len(popularity)}
+    if engine not in ("local", "ray"):
+        raise ValueError(f"engine must be local or ray, got {engine!r}")
     if engine == "local":
         repo.materialize(start, end, views=["user_stats"])
+        write_materialized(root, repo.online_store)
         return counts
-    if engine != "ray":
-        raise ValueError(f"engine must be local or ray, got {engine!r}")
     # here, not at the top: Ray takes seconds to import, and only --engine ray needs it
     from systems.recsys_two_tower import offline_ray
 
     repo.check_online_store()
     with offline_ray.ray_engine() as runtime:
         written = offline_ray.materialize(repo.store, repo.repo_dir, "user_stats", start, end, runtime)
+    write_materialized(root, repo.online_store)
     return {**counts, "users_materialized (ray)": written}
+
+
+class OnlineStoreMismatch(StepError):
+    """The online store asked for is not the one the features step materialised into; the message says what to run."""
+
+
+def write_materialized(root: Path, online_store: str) -> None:
+    """Record which online store the features step filled (feature_store.yaml is rewritten for the current
+    MLSD_ONLINE_STORE each time the repo is opened, so it cannot say)."""
+    with atomic_write(root / MATERIALIZED, "w") as f:
+        f.write(json.dumps({"online_store": online_store}))
+
+
+def check_materialized(root: Path, scale: str, online_store: str) -> None:
+    """OnlineStoreMismatch when the features of this artifact folder went into another online store: the empty
+    store would answer every user as unknown (the trending list, no error anywhere). A folder from before this
+    record was kept passes."""
+    path = root / MATERIALIZED
+    if not path.exists():
+        return
+    filled = json.loads(path.read_text())["online_store"]
+    if filled != online_store:
+        raise OnlineStoreMismatch(
+            f"the user features of {scale.split()[0]} were materialised into the {filled} online store, but "
+            f"MLSD_ONLINE_STORE={online_store}: fill it with `MLSD_ONLINE_STORE={online_store} mlsd recsys features "
+            f"--scale {scale}`, or set MLSD_ONLINE_STORE={filled}"
+        )
 
 
 def trending_videos(events: pd.DataFrame, now_ts: int, k: int) -> np.ndarray:
