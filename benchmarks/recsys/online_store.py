@@ -30,6 +30,7 @@ from infra.bench.report import write_json
 from infra.config import get_settings
 from systems.recsys_two_tower.data import load
 from systems.recsys_two_tower.features.repo import build_features, open_features
+from systems.recsys_two_tower.pipeline import FEED
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "recsys" / "online_store" / "report.json"
 READS = 500
@@ -66,14 +67,7 @@ def measure(store: str, url: str, src: Path, work: Path, scale: str, sample: int
     get_settings.cache_clear()
     root = work / store
     root.mkdir(parents=True)
-    for name in (
-        "config.json",
-        "videos.parquet",
-        "users.parquet",
-        "events.parquet",
-        "user_pref.npy",
-        "cluster_norm.npy",
-    ):
+    for name in FEED:  # the data step's own list of what it writes: a file it gains is copied too
         shutil.copy(src / name, root / name)
     feed = load(root)
     t0 = time.perf_counter()
