@@ -242,11 +242,14 @@ def test_a_redis_online_store_serves_the_same(recsys_env, store, request, monkey
     wd = Artifacts("recsys", "small").root
     shutil.rmtree(wd / "feature_repo")
     build_features(data.load(wd), wd, "small")
-    with TestClient(build_app()) as c:
-        wait_ready(c)
-        res = c.app.state.resources.get()
-        assert res.features.repo.online_store == store
-        got = c.post("/recommend", json={"user_id": uid, "k": 20}).json()
-    assert not got["degraded"] and got["items"] == want
-    if store == "redis_cluster":
-        assert 200 < open_features(wd, "small").repo.online_bytes_per_entity(sample=200) < 5_000
+    try:
+        with TestClient(build_app()) as c:
+            wait_ready(c)
+            res = c.app.state.resources.get()
+            assert res.features.repo.online_store == store
+            got = c.post("/recommend", json={"user_id": uid, "k": 20}).json()
+        assert not got["degraded"] and got["items"] == want
+        if store == "redis_cluster":
+            assert 200 < open_features(wd, "small").repo.online_bytes_per_entity(sample=200) < 5_000
+    finally:
+        open_features(wd, "small").repo.store.teardown()  # this project's keys: the machine's Redis is shared
