@@ -17,12 +17,15 @@ from systems.recsys_two_tower.features.repo import open_features
 def test_online_store_bench_fills_every_user_and_sizes_them(
     recsys_env, redis_url, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("MLSD_ONLINE_STORE", "sqlite")  # measure() sets it for its store: restored after the test
+    # measure() sets MLSD_ONLINE_STORE for its store; monkeypatch puts back what was there before
+    monkeypatch.setenv("MLSD_ONLINE_STORE", "sqlite")
     try:
         row = measure("redis", redis_url, recsys_env.workdir, tmp_path, "small", sample=200)
-        assert row["store"] == "redis" and row["keys"] == row["users"] == 1_500  # one hash per user, all written
-        assert 200 < row["bytes_per_user"] < 5_000  # 23 scalars + 20 ids in Feast's encoding: hundreds of bytes
+        # one hash per user, every user written; 23 scalars + 20 ids in Feast's encoding: hundreds of bytes
+        assert row["store"] == "redis" and row["keys"] == row["users"] == 1_500
+        assert 200 < row["bytes_per_user"] < 5_000
         assert 0 < row["read_p50_ms"] <= row["read_p99_ms"]
     finally:
-        open_features(tmp_path / "redis", "small").repo.store.teardown()  # this project's keys: Redis is shared
+        # this project's keys only: the machine's Redis is shared
+        open_features(tmp_path / "redis", "small").repo.store.teardown()
         get_settings.cache_clear()
