@@ -9,6 +9,7 @@ Each step reads what the steps before it wrote under `<MLSD_DATA_DIR>/recsys/<sc
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -21,7 +22,7 @@ from infra.bench.flags import bench_kwargs
 from infra.bench.harness import RESULTS_DIR, run_bench
 from infra.config import get_settings
 from infra.console import console, markdown_table, print_rows, print_values
-from infra.steps import Step
+from infra.steps import Step, StepError
 from infra.system import BenchSpec
 from systems.recsys_two_tower.capacity import capacity_rows, measured_inputs
 from systems.recsys_two_tower.config import (
@@ -148,9 +149,31 @@ def real_data(cfg: DataConfig, art: Artifacts) -> None:
     })  # fmt: skip
 
 
+# The features step holds the feed and its snapshots in memory: its peak RSS, measured at the large scale
+# (`mlsd recsys features --scale large`, 2026-11-29: 13.5 GB for 10.4M watch events), grows with the events.
+FEATURES_GB_PER_MILLION_EVENTS = 13.5 / 10.4
+
+
+def total_memory_gb() -> float:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
+
+
+def check_features_fit(n_events: int, scale: str) -> None:
+    """StepError, before minutes of work end in the kernel's OOM kill, when the features step's estimated peak
+    (FEATURES_GB_PER_MILLION_EVENTS x the feed's events) is over this machine's memory."""
+    need, have = FEATURES_GB_PER_MILLION_EVENTS * n_events / 1e6, total_memory_gb()
+    if need > have:
+        raise StepError(
+            f"the {scale} features step needs about {need:.0f} GB of memory ({n_events / 1e6:.1f}M watch events; "
+            f"measured: 13.5 GB for the large scale's 10.4M) and this machine has {have:.0f} GB: use a smaller "
+            "--scale, or a machine with more memory"
+        )
+
+
 def features(cfg: FeaturesConfig, art: Artifacts) -> None:
     """Daily snapshots -> Feast offline files -> `feast apply` -> user_stats materialised online."""
     feed = _feed(art)
+    check_features_fit(len(feed.events), cfg.scale)
     t0 = time.perf_counter()
     with console.status("computing snapshots, feast apply + materialize"):
         counts = build_features(feed, art.root, art.variant, engine=cfg.engine)

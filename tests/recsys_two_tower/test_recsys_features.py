@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from systems.recsys_two_tower import data
 from systems.recsys_two_tower.features import compute
@@ -49,3 +50,18 @@ def test_popularity_resets_after_idle_week() -> None:
     pop = compute.video_popularity(events, videos).sort_values(["video_id", "event_timestamp"])
     v1 = pop[pop["video_id"] == 1]["pop_7d"].tolist()
     assert v1 == [0, 1, 0, 1, 0]  # upload, first watch, reset after 7 idle days, second watch, reset
+
+
+def test_a_features_step_that_cannot_fit_says_so_before_it_starts(monkeypatch) -> None:
+    """xlarge (400,000 users x 50 watches) on a 24 GB machine: a one-line refusal naming both sizes, not an OOM
+    kill ten minutes in; medium fits."""
+    from infra.steps import StepError
+    from systems.recsys_two_tower import pipeline
+    from systems.recsys_two_tower.config import feed_config
+
+    monkeypatch.setattr(pipeline, "total_memory_gb", lambda: 24.0)
+    xlarge = feed_config("xlarge", 0)
+    events = xlarge.n_users * xlarge.events_per_user  # what the generator aims at (10.4M at large for 10M)
+    with pytest.raises(StepError, match=r"xlarge features step needs about 26 GB .* this machine has 24 GB"):
+        pipeline.check_features_fit(events, "xlarge")
+    pipeline.check_features_fit(839_095, "medium")  # medium's feed: ~1 GB
