@@ -153,46 +153,46 @@ def test_hung_store_answers_degraded_within_the_deadline_and_blocks_nobody(recsy
         assert r.status_code == 200 and body["degraded"] and len(body["items"]) == 10
 
 
-def test_artifacts_from_another_training_run_are_refused(recsys_env, monkeypatch, tmp_path) -> None:
-    """Index and ranker built from one run, a model from another promoted: /readyz 503 naming both runs."""
+def _copy_of_the_artifacts(recsys_env, monkeypatch, tmp_path) -> Artifacts:
+    """The small pipeline's artifacts copied under tmp_path and served from there: a test may break them."""
     copy = tmp_path / "data"
     shutil.copytree(recsys_env.data_dir, copy)
     monkeypatch.setenv("MLSD_DATA_DIR", str(copy))
     get_settings.cache_clear()
-    art = Artifacts("recsys", "small")
-    built_from = (art.root / "index" / "run.json").read_text()
-    pipeline.train(TrainConfig(scale="small", seed=1, epochs=1, batch_size=512, max_rows=5_000,
-                               user_buckets=1 << 10, video_buckets=1 << 11, creator_buckets=1 << 8), art)  # fmt: skip
+    return Artifacts("recsys", "small")
+
+
+def _refused_at_startup(reason: str) -> str:
+    """Start the server: /readyz must stay 503 and /recommend answer 503; the message on /readyz."""
     with TestClient(build_app()) as c:
-        with pytest.raises(AssertionError, match="mismatch"):
+        with pytest.raises(AssertionError, match=reason):
             wait_ready(c)
         r = c.get("/readyz")
         assert r.status_code == 503
-        message = r.json()["message"]
-        assert "mismatch" in message and "mlsd recsys index" in message
-        assert json.loads(built_from)["run_id"] in message
         assert c.post("/recommend", json={"user_id": 1, "k": 3}).status_code == 503
+        return r.json()["message"]
+
+
+def test_artifacts_from_another_training_run_are_refused(recsys_env, monkeypatch, tmp_path) -> None:
+    """Index and ranker built from one run, a model from another promoted: /readyz 503 naming both runs."""
+    art = _copy_of_the_artifacts(recsys_env, monkeypatch, tmp_path)
+    built_from = (art.root / "index" / "run.json").read_text()
+    pipeline.train(TrainConfig(scale="small", seed=1, epochs=1, batch_size=512, max_rows=5_000,
+                               user_buckets=1 << 10, video_buckets=1 << 11, creator_buckets=1 << 8), art)  # fmt: skip
+    message = _refused_at_startup("mismatch")
+    assert "mismatch" in message and "mlsd recsys index" in message
+    assert json.loads(built_from)["run_id"] in message
 
 
 def test_features_filled_into_another_online_store_are_refused(recsys_env, monkeypatch, tmp_path) -> None:
     """Features materialised into SQLite, the server asked to read Redis: an empty store would answer every user
     as unknown, so /readyz is 503 naming both stores and the command that fills Redis, and the bench step says
     the same before starting a server. Nothing here touches Redis: the check comes first."""
-    copy = tmp_path / "data"
-    shutil.copytree(recsys_env.data_dir, copy)
-    monkeypatch.setenv("MLSD_DATA_DIR", str(copy))
     monkeypatch.setenv("MLSD_ONLINE_STORE", "redis")
-    get_settings.cache_clear()
-    art = Artifacts("recsys", "small")
+    art = _copy_of_the_artifacts(recsys_env, monkeypatch, tmp_path)
     assert json.loads((art.root / MATERIALIZED).read_text()) == {"online_store": "sqlite"}
-    with TestClient(build_app()) as c:
-        with pytest.raises(AssertionError, match="materialised"):
-            wait_ready(c)
-        r = c.get("/readyz")
-        assert r.status_code == 503
-        message = r.json()["message"]
-        assert "sqlite" in message and "MLSD_ONLINE_STORE=redis mlsd recsys features --scale small" in message
-        assert c.post("/recommend", json={"user_id": 1, "k": 3}).status_code == 503
+    message = _refused_at_startup("materialised")
+    assert "sqlite" in message and "MLSD_ONLINE_STORE=redis mlsd recsys features --scale small" in message
     with pytest.raises(OnlineStoreMismatch, match="MLSD_ONLINE_STORE=redis mlsd recsys features"):
         pipeline.bench(BenchConfig(scale="small"), art)
     check_materialized(art.root, "small", "sqlite")  # the store it was filled into passes
