@@ -150,12 +150,7 @@ def pqfs_refine_index(
     faiss.extract_index_ivf(index).cp.seed = seed
     index.train(emb[rng.choice(len(emb), size=min(len(emb), train_points * nlist), replace=False)])
     index.add(emb)
-    refine = faiss.downcast_index(index)  # the IndexRefineFlat under the factory's generic Index wrapper
-    index.thisown, refine.thisown = (
-        False,
-        True,
-    )  # the wrapper handed back owns it, or its C++ object dies here
-    return refine
+    return index  # index_factory hands back the IndexRefineFlat itself: k_factor is set on it
 
 
 def hnsw_index(emb: np.ndarray, m: int, ef_construction: int = 40) -> faiss.IndexHNSWFlat:
