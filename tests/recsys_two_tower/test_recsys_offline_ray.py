@@ -120,13 +120,19 @@ def test_ray_materialisation_writes_the_same_online_features(
     feed = data.load(recsys_env.workdir)
     start = datetime.fromtimestamp(data.START_TS - data.DAY, UTC)
     end = datetime.fromtimestamp(data.START_TS + feed.config.days * data.DAY, UTC)
-    local.materialize(start, end, views=["user_stats"])
-    written = offline_ray.materialize(via_ray.store, via_ray.repo_dir, "user_stats", start, end, ray_runtime)
-    assert written == feed.config.n_users  # every user has a signup row
-    users = [*range(0, feed.config.n_users, 7), feed.config.n_users + 5]  # and one unknown user
-    want, got = _online(local, users), _online(via_ray, users)
-    assert got == want
-    assert want["watches_30d"][-1] is None and any(w for w in want["watches_30d"][:-1])
+    try:
+        local.materialize(start, end, views=["user_stats"])
+        written = offline_ray.materialize(
+            via_ray.store, via_ray.repo_dir, "user_stats", start, end, ray_runtime
+        )
+        assert written == feed.config.n_users  # every user has a signup row
+        users = [*range(0, feed.config.n_users, 7), feed.config.n_users + 5]  # and one unknown user
+        want, got = _online(local, users), _online(via_ray, users)
+        assert got == want
+        assert want["watches_30d"][-1] is None and any(w for w in want["watches_30d"][:-1])
+    finally:  # both projects' keys: the machine's Redis is shared (SQLite's file goes with tmp_path)
+        local.store.teardown()
+        via_ray.store.teardown()
 
 
 @pytest.mark.slow
