@@ -119,9 +119,22 @@ def redis_url(redis_url_session: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 @pytest.fixture
-def unique_name() -> str:
-    """A name no other test run uses: Feast projects and Redis keys stay apart."""
-    return "t" + uuid.uuid4().hex[:10]
+def unique_name(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A name no other test run uses: Feast projects and Redis keys stay apart. After the test, the keys that
+    carry it are deleted from the Redis the test used (Feast's end with the project name, the velocity
+    store's start with its prefix): the machine's Redis is shared, and CI runs again and again."""
+    name = "t" + uuid.uuid4().hex[:10]
+    yield name
+    if "redis_url" not in request.fixturenames:
+        return
+    import redis
+
+    url = request.getfixturevalue("redis_url_session")
+    if _redis_ping(url):
+        client = redis.Redis.from_url(url)
+        keys = list(client.scan_iter(match=f"*{name}*", count=5000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start : start + 1000])
 
 
 @pytest.fixture(scope="session")
