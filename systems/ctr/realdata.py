@@ -235,8 +235,10 @@ def build_app(root: Path | None = None) -> FastAPI:
     model = folder / "models" / "deepfm" / "model.onnx"
 
     def load() -> object:
+        # an Exception, not SystemExit: create_app shows it on /readyz (503); a SystemExit would end the loading
+        # thread silently and leave /readyz on "loading" for ever
         if not model.exists():
-            raise SystemExit(f"no Criteo DeepFM at {model}: run `mlsd ctr train --data criteo:<path>`")
+            raise FileNotFoundError(f"no Criteo DeepFM at {model}: run `mlsd ctr train --data criteo:<path>`")
         return make_session(model, threads=1, prefer_gpu=False)
 
     app = create_app("ctr-criteo", load=load)

@@ -105,6 +105,19 @@ def test_all_with_data_runs_the_pipeline_on_criteo_rows(
             assert r.status_code == 422 and r.json()["error"], (name, r.text)
 
 
+def test_score_rows_without_a_model_is_not_ready_and_says_what_to_run(tmp_path: Path) -> None:
+    """A folder with no trained Criteo DeepFM: /readyz settles on 503 naming the train command (not "loading" for
+    ever), /healthz answers, /score_rows is 503."""
+    with TestClient(realdata.build_app(tmp_path)) as client:
+        with pytest.raises(AssertionError, match="no Criteo DeepFM"):
+            wait_ready(client, timeout_s=30)
+        r = client.get("/readyz")
+        assert r.status_code == 503 and "mlsd ctr train --data criteo" in r.json()["message"]
+        assert client.get("/healthz").status_code == 200
+        body = {"request_id": "r", "cat": [[0] * 26], "num": [[0.0] * 13]}
+        assert client.post("/score_rows", json=body).status_code == 503
+
+
 def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
