@@ -150,8 +150,8 @@ def real_data(cfg: DataConfig, art: Artifacts) -> None:
 
 
 # The features step holds the feed and its snapshots in memory: its peak RSS, measured at the large scale
-# (`mlsd recsys features --scale large`, 2026-11-29: 13.5 GB for 10.4M watch events), grows with the events.
-FEATURES_GB_PER_MILLION_EVENTS = 13.5 / 10.4
+# (`mlsd recsys features --scale large`, 2026-11-29), grows with the events.
+FEATURES_PEAK_GB_MEASURED, FEATURES_MILLION_EVENTS_MEASURED = 13.5, 10.4
 
 
 def total_memory_gb() -> float:
@@ -160,13 +160,14 @@ def total_memory_gb() -> float:
 
 def check_features_fit(n_events: int, scale: str) -> None:
     """StepError, before minutes of work end in the kernel's OOM kill, when the features step's estimated peak
-    (FEATURES_GB_PER_MILLION_EVENTS x the feed's events) is over this machine's memory."""
-    need, have = FEATURES_GB_PER_MILLION_EVENTS * n_events / 1e6, total_memory_gb()
+    (the measured peak scaled by the feed's events) is over this machine's memory."""
+    gb, m_events = FEATURES_PEAK_GB_MEASURED, FEATURES_MILLION_EVENTS_MEASURED
+    need, have = gb * n_events / 1e6 / m_events, total_memory_gb()
     if need > have:
         raise StepError(
             f"the {scale} features step needs about {need:.0f} GB of memory ({n_events / 1e6:.1f}M watch events; "
-            f"measured: 13.5 GB for the large scale's 10.4M) and this machine has {have:.0f} GB: use a smaller "
-            "--scale, or a machine with more memory"
+            f"measured: {gb} GB for the large scale's {m_events}M) and this machine has {have:.0f} GB: use a "
+            "smaller --scale, or a machine with more memory"
         )
 
 
@@ -275,8 +276,8 @@ def serve(cfg: ServeConfig, art: Artifacts) -> None:
 def bench(cfg: BenchConfig, art: Artifacts) -> int:
     """Load-test /recommend (locust, 200 req/s for 60 s) and write the report with the offline tables."""
     # the server would refuse an online store the features never went into (503): say so before starting one
-    where = f"{cfg.scale} --data {cfg.data}" if cfg.data else cfg.scale  # the features command's flags
-    check_materialized(art.root, where, get_settings().online_store)
+    flags = f"--scale {cfg.scale}" + (f" --data {cfg.data}" if cfg.data else "")  # of the features command
+    check_materialized(art.root, get_settings().online_store, flags)
     if cfg.data:
         return bench_real_data(cfg, art)
     evaluation, sweep_summary = _json(art, "eval.json", "eval"), _json(art, "index/sweep.json", "index")

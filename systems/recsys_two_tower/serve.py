@@ -120,7 +120,7 @@ def load_resources(scale: str, breaker: CircuitBreaker) -> RecsysResources:
     ref, model_dir = Registry().load("recsys_two_tower", CHAMPION, dst=art.dir("serving_model"))
     check_same_run(ref.run_id, scale, index=read_run_id(art.require("index/run.json", "index")),
                    ranker=read_run_id(art.require("rank/meta.json", "rank")))  # fmt: skip
-    check_materialized(art.root, scale, get_settings().online_store)
+    check_materialized(art.root, get_settings().online_store, f"--scale {scale}")
     meta = json.loads((model_dir / "config.json").read_text())
     res = RecsysResources(
         cfg=TowerConfig(**meta["tower"]),

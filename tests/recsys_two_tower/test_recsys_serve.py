@@ -195,9 +195,9 @@ def test_features_filled_into_another_online_store_are_refused(recsys_env, monke
     assert "sqlite" in message and "MLSD_ONLINE_STORE=redis mlsd recsys features --scale small" in message
     with pytest.raises(OnlineStoreMismatch, match="MLSD_ONLINE_STORE=redis mlsd recsys features"):
         pipeline.bench(BenchConfig(scale="small"), art)
-    check_materialized(art.root, "small", "sqlite")  # the store it was filled into passes
+    check_materialized(art.root, "sqlite", "--scale small")  # the store it was filled into passes
     (art.root / MATERIALIZED).unlink()
-    check_materialized(art.root, "small", "redis")  # a folder from before the record: nothing to compare
+    check_materialized(art.root, "redis", "--scale small")  # a folder from before the record: nothing to compare
 
 
 def test_online_path_matches_offline_inputs(recsys_env) -> None:

@@ -103,19 +103,19 @@ def write_materialized(root: Path, online_store: str) -> None:
         f.write(json.dumps({"online_store": online_store}))
 
 
-def check_materialized(root: Path, scale: str, online_store: str) -> None:
+def check_materialized(root: Path, online_store: str, flags: str) -> None:
     """OnlineStoreMismatch when the features of this artifact folder went into another online store: the empty
-    store would answer every user as unknown (the trending list, no error anywhere). A folder from before this
-    record was kept passes."""
+    store would answer every user as unknown (the trending list, no error anywhere). `flags` are the folder's
+    `mlsd recsys features` flags, for the command the message gives. A folder from before this record passes."""
     path = root / MATERIALIZED
     if not path.exists():
         return
     filled = json.loads(path.read_text())["online_store"]
     if filled != online_store:
         raise OnlineStoreMismatch(
-            f"the user features of {scale.split()[0]} were materialised into the {filled} online store, but "
+            f"the user features of {root.name} were materialised into the {filled} online store, but "
             f"MLSD_ONLINE_STORE={online_store}: fill it with `MLSD_ONLINE_STORE={online_store} mlsd recsys features "
-            f"--scale {scale}`, or set MLSD_ONLINE_STORE={filled}"
+            f"{flags}`, or set MLSD_ONLINE_STORE={filled}"
         )
 
 
