@@ -197,7 +197,8 @@ def test_features_filled_into_another_online_store_are_refused(recsys_env, monke
         pipeline.bench(BenchConfig(scale="small"), art)
     check_materialized(art.root, "sqlite", "--scale small")  # the store it was filled into passes
     (art.root / MATERIALIZED).unlink()
-    check_materialized(art.root, "redis", "--scale small")  # a folder from before the record: nothing to compare
+    # a folder from before the record: nothing to compare
+    check_materialized(art.root, "redis", "--scale small")
 
 
 def test_online_path_matches_offline_inputs(recsys_env) -> None:
