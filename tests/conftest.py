@@ -131,10 +131,10 @@ def unique_name(request: pytest.FixtureRequest) -> Iterator[str]:
 
     url = request.getfixturevalue("redis_url_session")
     if _redis_ping(url):
-        client = redis.Redis.from_url(url)
-        keys = list(client.scan_iter(match=f"*{name}*", count=5000))
-        for start in range(0, len(keys), 1000):
-            client.delete(*keys[start : start + 1000])
+        with redis.Redis.from_url(url) as client:
+            keys = list(client.scan_iter(match=f"*{name}*", count=5000))
+            for start in range(0, len(keys), 1000):
+                client.delete(*keys[start : start + 1000])
 
 
 @pytest.fixture(scope="session")
