@@ -94,6 +94,10 @@ class TowerConfig:
     out_dim: int = 64
     history_len: int = 20
     temperature: float = 0.05
+    logq: float = 1.0  # strength of the logQ correction: 1 = the unbiased full softmax, 0 = none
+    uniform_negatives: int = 0  # videos drawn uniformly per batch beside the in-batch ones (mixed negatives)
+    init_std: float = 0.0  # std of the embeddings' initial values; 0 = PyTorch's default N(0, 1)
+    user_features: bool = True  # False: the user tower reads its id alone (history and counts gated to 0)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -163,20 +167,44 @@ class TrainConfig(RealDataFlags):
     user_buckets: int = flag(TowerConfig.user_buckets, "hash buckets for user ids")
     video_buckets: int = flag(TowerConfig.video_buckets, "hash buckets for video ids")
     creator_buckets: int = flag(TowerConfig.creator_buckets, "hash buckets for creator ids")
+    id_dim: int = flag(TowerConfig.id_dim, "size of the id embeddings")
+    hidden: int = flag(TowerConfig.hidden, "hidden units of each tower's MLP")
+    out_dim: int = flag(TowerConfig.out_dim, "size of the shared user/video space (the index's dimension)")
+    temperature: float = flag(TowerConfig.temperature, "softmax temperature on the cosine scores")
+    logq: float = flag(TowerConfig.logq, "strength of the logQ correction (1: unbiased, 0: none)")
+    uniform_negatives: int = flag(0, "videos drawn uniformly per batch beside the in-batch negatives (0: in-batch only)")  # fmt: skip
+    init_std: float = flag(0.0, "std of the embeddings' initial values (0: PyTorch's N(0, 1))")
+    user_features: bool = flag(True, "feed the user tower its history and counts (--no-user-features: the id alone)")
+    min_completion: float = flag(0.0, "train only on watches completed at least this much (MovieLens: rating / 5)")
+    tuned: bool = flag(True, "with --data: use the settings `mlsd recsys tune` chose on validation (tuned.json) over these flags")  # fmt: skip
     engine: Engine = flag("local", ENGINE_HELP + ": the point-in-time training join")
 
     def __post_init__(self) -> None:
         RealDataFlags.__post_init__(self)
-        _at_least(self, 1, "epochs", "batch_size", "max_rows")
+        _at_least(self, 1, "epochs", "batch_size", "max_rows", "id_dim", "hidden", "out_dim")
+        _at_least(self, 0, "uniform_negatives")
         _at_least(self, 2, "user_buckets", "video_buckets", "creator_buckets")  # bucket 0 is padding
-        if self.lr <= 0:
-            raise ConfigError(f"--lr must be positive (got {self.lr})")
+        for name in ("lr", "temperature"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{name} must be positive (got {getattr(self, name)})")
+        if not 0 <= self.logq <= 1:
+            raise ConfigError(f"--logq must be in [0, 1] (got {self.logq})")
+        if self.init_std < 0 or not 0 <= self.min_completion <= 1:
+            raise ConfigError("--init-std must be >= 0 and --min-completion in [0, 1]")
 
     def tower(self) -> TowerConfig:
         return TowerConfig(
             user_buckets=self.user_buckets,
             video_buckets=self.video_buckets,
             creator_buckets=self.creator_buckets,
+            id_dim=self.id_dim,
+            hidden=self.hidden,
+            out_dim=self.out_dim,
+            temperature=self.temperature,
+            logq=self.logq,
+            uniform_negatives=self.uniform_negatives,
+            init_std=self.init_std,
+            user_features=self.user_features,
         )
 
 

@@ -401,43 +401,36 @@ def _map_time(ts: np.ndarray, lo: int, hi: int, start: int, days: int) -> np.nda
     return (start + np.minimum(frac, 1 - 1e-9) * days * DAY).astype(np.int64)
 
 
-def movielens_feed(path: Path, protocol: str = "temporal", seed: int = 0) -> Feed:
-    """A MovieLens download as a Feed of the generator's schema; the split sits at Feed.split_ts.
+def split_test(user: np.ndarray, ts: np.ndarray, protocol: str, seed: int) -> np.ndarray:
+    """The test rows (a bool mask) of ratings by `protocol`. "temporal": the project's split, the last 20% of
+    ratings by time. "random": the public benchmark tables' split (Microsoft recommenders'
+    python_stratified_split), per user a random 25% of their ratings."""
+    if protocol == "temporal":
+        return ts >= int(np.quantile(ts, 0.8))
+    if protocol != "random":
+        raise ValueError(f"unknown protocol {protocol!r}; temporal or random")
+    rng = np.random.default_rng(seed)
+    order = np.lexsort((rng.random(len(ts)), user))  # users grouped, random within a user
+    rank = np.empty(len(ts), np.int64)
+    counts = np.bincount(user)
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    rank[order] = np.arange(len(ts)) - starts
+    n_train = np.round(counts * 0.75).astype(np.int64)
+    return rank >= n_train[user]
 
-    protocol "temporal": the project's split, the last 20% of ratings by time are the test period.
-    protocol "random": the public benchmark tables' split (Microsoft recommenders' python_stratified_split):
-    per user a random 25% of their ratings is the test set. Either way the real timestamps are mapped, in
-    order, onto the generator's window (train on days 0..24, test on 24..28), so every later step runs as is.
+
+def movielens_feed(path: Path, protocol: str = "temporal", seed: int = 0) -> Feed:
+    """A MovieLens download as a Feed of the generator's schema; the split (`split_test`) sits at Feed.split_ts.
+
+    The real timestamps are mapped, in order, onto the generator's window (train on days 0..24, test on 24..28),
+    so every later step runs as is.
     """
     ratings = read_movielens_ratings(path)
     user_codes, _ = pd.factorize(ratings["user"], sort=True)
     item_codes, item_ids = pd.factorize(ratings["item"], sort=True)
     ts = ratings["ts"].to_numpy(np.int64)
-    if protocol == "temporal":
-        cut = int(np.quantile(ts, 0.8))
-        test = ts >= cut
-    elif protocol == "random":
-        rng = np.random.default_rng(seed)
-        order = np.lexsort((rng.random(len(ts)), user_codes))  # users grouped, random within a user
-        rank = np.empty(len(ts), np.int64)
-        counts = np.bincount(user_codes)
-        starts = np.repeat(np.cumsum(counts) - counts, counts)
-        rank[order] = np.arange(len(ts)) - starts
-        n_train = np.round(counts * 0.75).astype(np.int64)
-        test = rank >= n_train[user_codes]
-    else:
-        raise ValueError(f"unknown protocol {protocol!r}; temporal or random")
-    split_ts = START_TS + TRAIN_DAYS * DAY
-    new_ts = np.empty(len(ts), np.int64)
-    for part, start, days in ((~test, START_TS, TRAIN_DAYS), (test, split_ts, TEST_DAYS)):
-        if part.any():
-            new_ts[part] = _map_time(ts[part], ts[part].min(), ts[part].max(), start, days)
-    events = pd.DataFrame(
-        {"user_id": user_codes.astype(np.int64), "video_id": item_codes.astype(np.int64), "ts": new_ts,
-         "completion": ratings["rating"].to_numpy(np.float32) / 5.0}  # a rating as the completion signal
-    ).sort_values(["user_id", "ts"], kind="stable").reset_index(drop=True)  # fmt: skip
-    events["session_id"] = np.cumsum((events["user_id"].diff() != 0).to_numpy()).astype(np.int64)
-    n_u, n_v = int(user_codes.max()) + 1, len(item_ids)
+    test = split_test(user_codes, ts, protocol, seed)
+    n_v = len(item_ids)
 
     # items: genre -> topic and cluster, year -> content; what MovieLens lacks is a constant
     side = load_movielens_items(path)
@@ -454,17 +447,49 @@ def movielens_feed(path: Path, protocol: str = "temporal", seed: int = 0) -> Fee
     proj = np.random.default_rng(0).normal(size=(len(ML_GENRES), CONTENT_DIM - 1)).astype(np.float32)
     year_z = np.nan_to_num((year - 1990) / 15, nan=0.0).astype(np.float32)
     content = np.column_stack([year_z, multi_hot @ proj / np.sqrt(multi_hot.sum(1, keepdims=True).clip(1))])
-    first_seen = events.groupby("video_id")["ts"].min().reindex(range(n_v)).to_numpy()
-    pop = np.bincount(events.loc[events["ts"] < split_ts, "video_id"], minlength=n_v) + 1.0
-    videos = pd.DataFrame(
+    static = pd.DataFrame(
         {"video_id": np.arange(n_v, dtype=np.int64), "cluster": cluster.astype(np.int16),
          "topic": (cluster // N_SUB).astype(np.int16),
          "creator_id": np.nan_to_num(year, nan=0).astype(np.int64),  # no creator: the release year stands in
-         "duration_s": np.full(n_v, 6_000, np.int32),  # no duration in MovieLens: a constant, so uninformative
-         "upload_ts": (first_seen - 60).astype(np.int64), "pop": pop / pop.sum()}
+         "duration_s": np.full(n_v, 6_000, np.int32)}  # no duration in MovieLens: a constant, so uninformative
     )  # fmt: skip
     for j in range(CONTENT_DIM):
-        videos[f"content_{j}"] = content[:, j]
+        static[f"content_{j}"] = content[:, j]
+    completion = ratings["rating"].to_numpy(np.float32) / 5.0  # a rating as the completion signal
+    return _ratings_feed(user_codes, item_codes, ts, completion, test, static, int(user_codes.max()) + 1, seed)
+
+
+def validation_feed(feed: Feed, protocol: str, seed: int) -> Feed:
+    """The training ratings of a real-data feed, split again by the same protocol: the models are tuned on this
+    feed's split and the original test split is never read. Same users, items and item features."""
+    past = feed.events[feed.events["ts"] < feed.split_ts]
+    user, ts = past["user_id"].to_numpy(np.int64), past["ts"].to_numpy(np.int64)
+    test = split_test(user, ts, protocol, seed)
+    static = feed.videos.drop(columns=["upload_ts", "pop"])
+    return _ratings_feed(user, past["video_id"].to_numpy(np.int64), ts, past["completion"].to_numpy(np.float32),
+                         test, static, feed.config.n_users, seed)  # fmt: skip
+
+
+def _ratings_feed(
+    user: np.ndarray, item: np.ndarray, ts: np.ndarray, completion: np.ndarray, test: np.ndarray,
+    static: pd.DataFrame, n_users: int, seed: int,
+) -> Feed:  # fmt: skip
+    """Ratings and their test mask as a Feed: times mapped in order onto the window, train before split_ts."""
+    split_ts = START_TS + TRAIN_DAYS * DAY
+    new_ts = np.empty(len(ts), np.int64)
+    for part, start, days in ((~test, START_TS, TRAIN_DAYS), (test, split_ts, TEST_DAYS)):
+        if part.any():
+            new_ts[part] = _map_time(ts[part], ts[part].min(), ts[part].max(), start, days)
+    events = pd.DataFrame(
+        {"user_id": user.astype(np.int64), "video_id": item.astype(np.int64), "ts": new_ts, "completion": completion}
+    ).sort_values(["user_id", "ts"], kind="stable").reset_index(drop=True)  # fmt: skip
+    events["session_id"] = np.cumsum((events["user_id"].diff() != 0).to_numpy()).astype(np.int64)
+    n_u, n_v = n_users, len(static)
+    first_seen = events.groupby("video_id")["ts"].min().reindex(range(n_v)).to_numpy()
+    pop = np.bincount(events.loc[events["ts"] < split_ts, "video_id"], minlength=n_v) + 1.0
+    videos = static.assign(upload_ts=(first_seen - 60).astype(np.int64), pop=pop / pop.sum())
+    videos = videos[["video_id", "cluster", "topic", "creator_id", "duration_s", "upload_ts", "pop",
+                     *[f"content_{j}" for j in range(CONTENT_DIM)]]]  # fmt: skip
     first_user = events.groupby("user_id")["ts"].min().reindex(range(n_u)).to_numpy()
     users = pd.DataFrame(
         {"user_id": np.arange(n_u, dtype=np.int64), "signup_ts": (first_user - 60).astype(np.int64)}

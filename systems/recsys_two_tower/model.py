@@ -3,7 +3,13 @@
 Loss: in-batch sampled softmax. Each user in a batch of B (user, watched video) pairs must pick its own
 video among the B videos of the batch. Popular videos appear as negatives more often than their share
 of the catalog, so the logits get the logQ correction: logit_ij = cos(u_i, v_j) / tau - log Q(v_j),
-with Q(v) the probability that v is in a batch (its share of training watches).
+with Q(v) the probability that v is in a batch (its share of training watches). `logq` scales the correction
+(1: the unbiased estimate of the full softmax; 0: none, which ranks by P(v | u) / Q(v) and buries the popular
+videos a top-10 needs; DESIGN section 11 measures both on MovieLens).
+
+Mixed negatives (Yang et al. 2020): `uniform_negatives` more videos drawn uniformly from the trained catalog
+join each batch's negatives, each logit corrected by the log of its expected count in its own draw: B * Q(v) for
+the in-batch videos, M / N for M uniform draws over N videos.
 """
 
 from __future__ import annotations
@@ -27,9 +33,21 @@ def hash_ids(ids: np.ndarray, buckets: int) -> np.ndarray:
     return np.where(ids < 0, 0, h.astype(np.int64) + 1)
 
 
+def init_embeddings(module: nn.Module, std: float) -> None:
+    """Embeddings drawn from N(0, std^2) instead of PyTorch's N(0, 1) (std 0 keeps the default)."""
+    if std > 0:
+        for m in module.modules():
+            if isinstance(m, nn.Embedding):
+                nn.init.normal_(m.weight, std=std)
+                if m.padding_idx is not None:
+                    m.weight.data[m.padding_idx] = 0.0
+
+
 class UserTower(nn.Module):
     def __init__(self, cfg: TowerConfig) -> None:
         super().__init__()
+        # 1, or 0 for "the id alone": history and counts stay inputs (serving calls one graph) but weigh nothing
+        self.register_buffer("feature_gate", torch.tensor(1.0 if cfg.user_features else 0.0), persistent=False)
         # sparse: a step touches ~B rows of each table, so only those rows get gradients and updates
         self.user_emb = nn.Embedding(cfg.user_buckets, cfg.id_dim, sparse=True)
         self.history_emb = nn.Embedding(cfg.video_buckets, cfg.id_dim, padding_idx=0, sparse=True)
@@ -41,7 +59,8 @@ class UserTower(nn.Module):
         # user_bucket (B,), dense (B, USER_DENSE), history (B, H) bucket ids, 0 = padding
         mask = (history > 0).unsqueeze(-1).float()  # (B, H, 1)
         pooled = (self.history_emb(history) * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # (B, D)
-        x = torch.cat([self.user_emb(user_bucket), pooled, dense], dim=-1)  # (B, 2D + F)
+        gate = self.feature_gate
+        x = torch.cat([self.user_emb(user_bucket), pooled * gate, dense * gate], dim=-1)  # (B, 2D + F)
         return F.normalize(self.mlp(x), dim=-1)  # (B, out)
 
 
@@ -78,6 +97,7 @@ class TwoTower(nn.Module):
         self.cfg = cfg
         self.user = UserTower(cfg)
         self.video = VideoTower(cfg)
+        init_embeddings(self, cfg.init_std)
 
 
 def in_batch_softmax_loss(
@@ -86,13 +106,15 @@ def in_batch_softmax_loss(
     log_q: torch.Tensor,
     temperature: float,
     offset: int = 0,
+    logq: float = 1.0,
 ) -> torch.Tensor:
-    """Summed sampled-softmax loss over the batch's videos, with logQ correction.
+    """Summed sampled-softmax loss over the batch's videos, with logQ correction of strength `logq`.
 
     user_vecs (B, D): this process's rows; video_vecs (N, D): every video of the global batch, where row i's
-    positive sits at offset + i (N = B and offset = 0 in a single process); log_q (N,).
+    positive sits at offset + i (N = B and offset = 0 in a single process), then any uniform negatives; log_q
+    (N,): the log of each column's expected count in its draw.
     """
-    logits = user_vecs @ video_vecs.T / temperature - log_q[None, :]  # (B, N)
+    logits = user_vecs @ video_vecs.T / temperature - logq * log_q[None, :]  # (B, N)
     labels = offset + torch.arange(user_vecs.shape[0])
     return F.cross_entropy(logits, labels, reduction="sum")
 
@@ -108,12 +130,15 @@ def two_tower_loss(
     video_dense: torch.Tensor,
     log_q: torch.Tensor,
     global_batch: int,
+    negatives: tuple[torch.Tensor, ...] = (),
 ) -> torch.Tensor:
     """Mean in-batch loss over the global batch, as seen from this process's shard.
 
     With torch.distributed up, every process embeds its own shard, the video vectors are all-gathered
     (with gradients), and each process's loss is scaled by world_size so that DDP's gradient averaging
-    gives exactly the single-process gradient of the same global batch.
+    gives exactly the single-process gradient of the same global batch. `negatives`: the uniform draws' video
+    inputs and their log expected counts (video_bucket, topic, creator_bucket, video_dense, log_q), shared by all
+    processes; with them the in-batch log_q gains log(global_batch), its expected count's factor.
     """
     u = model.user(user_bucket, user_dense, history)  # (b, D)
     v = model.video(video_bucket, topic, creator_bucket, video_dense)  # (b, D)
@@ -125,7 +150,11 @@ def two_tower_loss(
         world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
         v = torch.cat(all_gather(v), dim=0)  # (global_batch, D)
         log_q = torch.cat(all_gather(log_q), dim=0)
-    loss = in_batch_softmax_loss(u, v, log_q, model.cfg.temperature, offset=rank * u.shape[0])
+    if negatives:
+        extra = model.video(*negatives[:4])  # (M, D)
+        v = torch.cat([v, extra], dim=0)  # (global_batch + M, D)
+        log_q = torch.cat([log_q + float(np.log(global_batch)), negatives[4]])
+    loss = in_batch_softmax_loss(u, v, log_q, model.cfg.temperature, offset=rank * u.shape[0], logq=model.cfg.logq)
     return loss * world / global_batch
 
 
@@ -136,5 +165,7 @@ class TwoTowerLoss(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, *batch: torch.Tensor, global_batch: int) -> torch.Tensor:
-        return two_tower_loss(self.model, *batch, global_batch=global_batch)
+    def forward(
+        self, *batch: torch.Tensor, global_batch: int, negatives: tuple[torch.Tensor, ...] = ()
+    ) -> torch.Tensor:
+        return two_tower_loss(self.model, *batch, global_batch=global_batch, negatives=negatives)

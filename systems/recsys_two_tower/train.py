@@ -10,7 +10,9 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -45,13 +47,32 @@ class TrainingSet:
         parts = [*self.user, *self.video, self.log_q]
         return [torch.from_numpy(np.ascontiguousarray(p[idx])) for p in parts]
 
+    @cached_property
+    def rows_by_video(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row order grouped by video, each video's first position in it, its row count)."""
+        video = self.video[0]  # a row's id bucket stands for its video: one bucket per trained video
+        order = np.argsort(video, kind="stable")
+        starts = np.flatnonzero(np.r_[True, video[order][1:] != video[order][:-1]])
+        return order, starts, np.diff(np.r_[starts, len(order)])
+
+    def uniform_negatives(self, rng: np.random.Generator, m: int) -> tuple[torch.Tensor, ...]:
+        """m videos drawn uniformly from those with training rows, each with the video inputs of one of its rows
+        (its features as of that watch), and log(m / N), the log of each one's expected count in the draw."""
+        order, starts, counts = self.rows_by_video
+        pick = rng.integers(0, len(starts), m)
+        rows = order[starts[pick] + (rng.random(m) * counts[pick]).astype(np.int64)]
+        log_q = np.full(m, np.log(m / len(starts)), np.float32)
+        return tuple(torch.from_numpy(np.ascontiguousarray(p[rows])) for p in (*self.video, log_q))
+
 
 def training_frame(
-    feed: Feed, features: RecsysFeatures, max_rows: int, engine: str = "local"
+    feed: Feed, features: RecsysFeatures, max_rows: int, engine: str = "local", min_completion: float = 0.0
 ) -> pd.DataFrame:
-    """Training watches joined point-in-time to user_stats, video_content and video_popularity: by Feast's file
-    offline store in this process (engine "local") or by Ray Data (engine "ray", offline_ray.historical)."""
+    """Training watches (completed at least `min_completion`) joined point-in-time to user_stats, video_content and
+    video_popularity: by Feast's file offline store in this process (engine "local") or by Ray Data (engine
+    "ray", offline_ray.historical)."""
     train = feed.events[feed.events["ts"] < feed.split_ts]
+    train = train[train["completion"] >= min_completion]
     train = train.sort_values("ts").tail(max_rows)
     entity_df = pd.DataFrame(
         {"user_id": train["user_id"].to_numpy(), "video_id": train["video_id"].to_numpy(),
@@ -67,7 +88,7 @@ def training_frame(
         frame = features.repo.historical(entity_df, features.training)
     else:
         raise ValueError(f"engine must be local or ray, got {engine!r}")
-    # Feast's file store loses the odd row (duplicate video + second); keep rows whose video resolved
+    # a watch of a video with no content row yet (none in the generated feed or MovieLens) cannot be embedded
     return frame[frame["topic"].notna()].reset_index(drop=True)
 
 
@@ -88,9 +109,14 @@ def build_training_set(frame: pd.DataFrame, feed: Feed, cfg: TowerConfig) -> Tra
 
 
 def train_towers(
-    data: TrainingSet, cfg: TowerConfig, tc: TrainConfig, progress: bool = True
+    data: TrainingSet,
+    cfg: TowerConfig,
+    tc: TrainConfig,
+    progress: bool = True,
+    after_epoch: Callable[[int, TwoTower], None] | None = None,
 ) -> tuple[TwoTower, list[float]]:
-    """Adam on the in-batch softmax loss; returns the model and the per-epoch mean loss."""
+    """Adam on the in-batch softmax loss; returns the model and the per-epoch mean loss. `after_epoch(epoch,
+    model)` runs after each epoch (the tune step scores the model on validation there)."""
     dist = torch.distributed.is_available() and torch.distributed.is_initialized()
     world = torch.distributed.get_world_size() if dist else 1
     rank = torch.distributed.get_rank() if dist else 0
@@ -115,7 +141,8 @@ def train_towers(
                    leave=False, mininterval=1.0)  # fmt: skip
         for b in bar:
             idx = order[b * tc.batch_size : (b + 1) * tc.batch_size][rank * shard : (rank + 1) * shard]
-            loss = wrapped(*data.batch(idx), global_batch=tc.batch_size)
+            negatives = data.uniform_negatives(rng, cfg.uniform_negatives) if cfg.uniform_negatives else ()
+            loss = wrapped(*data.batch(idx), global_batch=tc.batch_size, negatives=negatives)
             for opt in optimizers:
                 opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -129,6 +156,10 @@ def train_towers(
             torch.distributed.all_reduce(t)
             total = float(t)
         losses.append(total / max(n_batches, 1))
+        if after_epoch is not None:
+            model.eval()
+            after_epoch(epoch + 1, model)
+            model.train()
     return model, losses
 
 
@@ -200,7 +231,7 @@ def run_train(feed: Feed, features: RecsysFeatures, root: Path, tc: TrainConfig)
     """The whole step: join, train, export, log to MLflow and register the user tower as champion."""
     cfg = tc.tower()
     t0 = time.perf_counter()
-    frame = training_frame(feed, features, tc.max_rows, tc.engine)
+    frame = training_frame(feed, features, tc.max_rows, tc.engine, tc.min_completion)
     join_s = time.perf_counter() - t0
     data = build_training_set(frame, feed, cfg)
     t1 = time.perf_counter()
@@ -221,6 +252,7 @@ def run_train(feed: Feed, features: RecsysFeatures, root: Path, tc: TrainConfig)
         "batch_size": tc.batch_size,
         "lr": tc.lr,
         "max_rows": tc.max_rows,
+        "min_completion": tc.min_completion,
         "seed": tc.seed,
         "join_engine": tc.engine,
     }

@@ -67,9 +67,9 @@ def test_ray_join_gives_the_same_training_rows(recsys_env, ray_runtime) -> None:
 @pytest.mark.slow
 def test_two_watches_in_one_second_both_get_features_on_ray(recsys_env, ray_runtime) -> None:
     """Two entity rows with the same user and second (two videos): the Ray join gives each its point-in-time
-    features. Feast's file store keeps one entity row per (user, timestamp) of the user view and returns the
-    other with no features at all (8 of 400,000 rows at the large scale; benchmarks/recsys/offline_ray.py
-    counts them); compare_joins names exactly those rows as the difference."""
+    features. Feast's file store alone keeps one entity row per (user, timestamp) of the user view and returns
+    the other with no features at all; FeatureRepo.historical joins each view on its distinct keys, so the local
+    join now agrees with Ray's on every row."""
     feed = data.load(recsys_env.workdir)
     features = open_features(recsys_env.workdir, "small")
     watches = feed.events[feed.events["ts"] < feed.split_ts].tail(200)
@@ -85,7 +85,7 @@ def test_two_watches_in_one_second_both_get_features_on_ray(recsys_env, ray_runt
     ).all()  # one user, one second
     local = features.repo.historical(entity_df, features.training)
     got = compare_joins(local, on_ray[local.columns], entity_df)
-    assert got["rows_differing"] == got["rows_differing_feast_empty_same_user_second"] <= 1
+    assert got["rows_differing"] == 0
 
 
 def _online(repo: FeatureRepo, users: list[int]) -> dict:
