@@ -174,8 +174,12 @@ class TrainConfig(RealDataFlags):
     logq: float = flag(TowerConfig.logq, "strength of the logQ correction (1: unbiased, 0: none)")
     uniform_negatives: int = flag(0, "videos drawn uniformly per batch beside the in-batch negatives (0: in-batch only)")  # fmt: skip
     init_std: float = flag(0.0, "std of the embeddings' initial values (0: PyTorch's N(0, 1))")
-    user_features: bool = flag(True, "feed the user tower its history and counts (--no-user-features: the id alone)")
-    min_completion: float = flag(0.0, "train only on watches completed at least this much (MovieLens: rating / 5)")
+    user_features: bool = flag(
+        True, "feed the user tower its history and counts (--no-user-features: the id alone)"
+    )
+    min_completion: float = flag(
+        0.0, "train only on watches completed at least this much (MovieLens: rating / 5)"
+    )
     tuned: bool = flag(True, "with --data: use the settings `mlsd recsys tune` chose on validation (tuned.json) over these flags")  # fmt: skip
     engine: Engine = flag("local", ENGINE_HELP + ": the point-in-time training join")
 
@@ -215,6 +219,24 @@ class EvalConfig(RealDataFlags):
     def __post_init__(self) -> None:
         RealDataFlags.__post_init__(self)
         _at_least(self, 1, "eval_users")
+
+
+@dataclass
+class TuneConfig(TrainConfig):
+    """`mlsd recsys tune --data ...`: the validation table and the settings `train --data` then uses."""
+
+    max_epochs: int = flag(30, "epochs each candidate trains, scored on validation after each")
+    seeds: int = flag(3, "seeds for the chosen setting (validation) and for --final (test)")
+    eval_users: int = flag(1000, "users scored on validation (and on test with --final)")
+    final: bool = flag(False, "after tuning, train the chosen setting on the whole training split and read the test split, once")  # fmt: skip
+
+    def __post_init__(self) -> None:
+        TrainConfig.__post_init__(self)
+        _at_least(self, 1, "max_epochs", "seeds", "eval_users")
+        if not self.data:
+            raise ConfigError(
+                "tune chooses training settings for a real dataset: pass --data movielens:<folder>"
+            )
 
 
 # the index step's candidate families (index.py says what each is)

@@ -456,7 +456,9 @@ def movielens_feed(path: Path, protocol: str = "temporal", seed: int = 0) -> Fee
     for j in range(CONTENT_DIM):
         static[f"content_{j}"] = content[:, j]
     completion = ratings["rating"].to_numpy(np.float32) / 5.0  # a rating as the completion signal
-    return _ratings_feed(user_codes, item_codes, ts, completion, test, static, int(user_codes.max()) + 1, seed)
+    return _ratings_feed(
+        user_codes, item_codes, ts, completion, test, static, int(user_codes.max()) + 1, seed
+    )
 
 
 def validation_feed(feed: Feed, protocol: str, seed: int) -> Feed:

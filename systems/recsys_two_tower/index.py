@@ -60,11 +60,16 @@ def catalog_frame(feed: Feed, features: RecsysFeatures, as_of_ts: int) -> pd.Dat
 
 @torch.no_grad()
 def embed_catalog(
-    model: TwoTower, frame: pd.DataFrame, seen: np.ndarray, as_of_ts: int, batch: int = 65_536
+    model: TwoTower,
+    frame: pd.DataFrame,
+    seen: np.ndarray,
+    as_of_ts: int,
+    batch: int = 65_536,
+    progress: bool = True,
 ) -> np.ndarray:
     """(n_videos, D) float32 unit vectors, row i = video i."""
     out = np.empty((len(frame), model.cfg.out_dim), dtype=np.float32)
-    for start in tqdm(range(0, len(frame), batch), desc="embed catalog", leave=False):
+    for start in tqdm(range(0, len(frame), batch), desc="embed catalog", leave=False, disable=not progress):
         part = frame.iloc[start : start + batch]
         tensors = [torch.from_numpy(a) for a in video_inputs(part, model.cfg, seen, as_of_ts)]
         out[start : start + len(part)] = model.video(*tensors).numpy()

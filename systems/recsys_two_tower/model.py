@@ -47,7 +47,9 @@ class UserTower(nn.Module):
     def __init__(self, cfg: TowerConfig) -> None:
         super().__init__()
         # 1, or 0 for "the id alone": history and counts stay inputs (serving calls one graph) but weigh nothing
-        self.register_buffer("feature_gate", torch.tensor(1.0 if cfg.user_features else 0.0), persistent=False)
+        self.register_buffer(
+            "feature_gate", torch.tensor(1.0 if cfg.user_features else 0.0), persistent=False
+        )
         # sparse: a step touches ~B rows of each table, so only those rows get gradients and updates
         self.user_emb = nn.Embedding(cfg.user_buckets, cfg.id_dim, sparse=True)
         self.history_emb = nn.Embedding(cfg.video_buckets, cfg.id_dim, padding_idx=0, sparse=True)
@@ -154,7 +156,9 @@ def two_tower_loss(
         extra = model.video(*negatives[:4])  # (M, D)
         v = torch.cat([v, extra], dim=0)  # (global_batch + M, D)
         log_q = torch.cat([log_q + float(np.log(global_batch)), negatives[4]])
-    loss = in_batch_softmax_loss(u, v, log_q, model.cfg.temperature, offset=rank * u.shape[0], logq=model.cfg.logq)
+    loss = in_batch_softmax_loss(
+        u, v, log_q, model.cfg.temperature, offset=rank * u.shape[0], logq=model.cfg.logq
+    )
     return loss * world / global_batch
 
 

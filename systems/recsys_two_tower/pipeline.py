@@ -39,6 +39,7 @@ from systems.recsys_two_tower.config import (
     ServeConfig,
     SweepConfig,
     TrainConfig,
+    TuneConfig,
     feed_config,
 )
 from systems.recsys_two_tower.cross import run_cross_experiment
@@ -73,6 +74,7 @@ from systems.recsys_two_tower.rank import run_rank
 from systems.recsys_two_tower.serve import build_app
 from systems.recsys_two_tower.sweep import run_sweep
 from systems.recsys_two_tower.train import load_model, load_training_set, run_train
+from systems.recsys_two_tower.tune import run_final, run_tune, tuned_flags
 
 BENCH = BenchSpec(
     app="systems.recsys_two_tower.serve:build_app",
@@ -185,10 +187,48 @@ def features(cfg: FeaturesConfig, art: Artifacts) -> None:
 
 def train(cfg: TrainConfig, art: Artifacts) -> None:
     """Point-in-time training join -> two towers -> ONNX user tower -> MLflow (alias champion)."""
+    if cfg.data and cfg.tuned and (flags := tuned_flags(art.root)):
+        cfg = replace(cfg, **flags)
+        console.print(
+            f"train: the settings `mlsd recsys tune` chose on validation ({art.root / 'tuned.json'}): {flags}"
+        )
     result = run_train(_feed(art), _features(art), art.root, cfg)
     write_run_id(art.dir("model"), result["run_id"])  # what index and rank record as their origin
     print_values("train", {k: v for k, v in result.items() if k != "losses"}
                  | {"epoch losses": " ".join(f"{x:.3f}" for x in result["losses"])})  # fmt: skip
+
+
+def tune(cfg: TuneConfig, art: Artifacts) -> None:
+    """--data only: an ablation on a validation split carved from the training ratings -> tuned.json (what train
+    uses); --final trains the choice with 3 seeds and reads the test split once."""
+    feed = _feed(art)
+    result = run_tune(
+        feed, art.root, art.variant, cfg, cfg.protocol, cfg.max_epochs, cfg.seeds, cfg.eval_users
+    )
+    v = result["validation"]
+    rows = [(name, "-", *row.values()) for name, row in result["baselines"].items()]
+    rows += [
+        (r["name"], " ".join(map(str, r["epochs"])), *(r[m] for m in TUNE_METRICS))
+        for r in result["ablation"]
+    ]
+    c = result["chosen"]
+    rows.append((f"chosen, {c['seeds']} seeds (mean ± std)", " ".join(map(str, c["epochs"])),
+                 *(f"{c[m]:.4f} ± {c[m + '_std']:.4f}" for m in TUNE_METRICS)))  # fmt: skip
+    print_rows(f"validation ({cfg.protocol} split of the {v['train_ratings'] + v['held_out_ratings']:,} training "
+               f"ratings; {v['users']} users; the test split is not read) -> {art.root / 'tuned.json'}",
+               ("model", "best epoch", *TUNE_METRICS), rows)  # fmt: skip
+    console.print(f"chosen: {result['flags']}")
+    if not cfg.final:
+        return
+    final = run_final(feed, _features(art), art.root, cfg, cfg.seeds, cfg.eval_users)
+    rows = [(name, *row.values()) for name, row in final["baselines"].items()]
+    rows.append((f"two-tower, tuned ({final['seeds']} seeds, mean ± std)",
+                 *(f"{v['mean']:.4f} ± {v['std']:.4f}" for v in final["two_tower"].values())))  # fmt: skip
+    print_rows(f"test ({cfg.protocol} split, read once; {final['users']} users) -> {art.root / 'final.json'}",
+               ("model", *TUNE_METRICS), rows)  # fmt: skip
+
+
+TUNE_METRICS = ("precision@10", "recall@10", "ndcg@10", "map@10")
 
 
 def index(cfg: IndexConfig, art: Artifacts) -> None:
@@ -337,6 +377,7 @@ STEPS: list[Step] = [
     Step("data", data, DataConfig, makes=FEED, help=data.__doc__),
     Step("features", features, FeaturesConfig, needs=FEED, makes=FEATURES, help=features.__doc__),
     Step("train", train, TrainConfig, needs=FEED + FEATURES, makes=(*MODEL, "training_set.npz"), help=train.__doc__),
+    Step("tune", tune, TuneConfig, needs=FEED + FEATURES, makes=("tuned.json",), help=tune.__doc__, in_all=False),
     Step("index", index, IndexConfig, needs=FEED + FEATURES + MODEL, makes=INDEX, help=index.__doc__),
     Step("sweep", sweep, SweepConfig, help=sweep.__doc__, in_all=False),
     Step("rank", rank, RankConfig, needs=FEED + FEATURES + MODEL + INDEX, makes=RANK, help=rank.__doc__),

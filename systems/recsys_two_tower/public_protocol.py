@@ -68,35 +68,42 @@ def item_knn_recs(
     return np.stack(out)
 
 
-def run_public_eval(
-    model: TwoTower, feed: Feed, features: RecsysFeatures, root: Path, max_users: int, seed: int
-) -> dict:
-    """Precision/recall/nDCG/MAP@10 for most-popular, item-item kNN and the two-tower (exact and ANN)."""
-    users, targets, seens = holdout_users(feed, max_users, seed)
+def baseline_recs(feed: Feed, users: np.ndarray, seens: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """The two baselines' top-K for `users`: most-popular (training counts) and item-item kNN."""
     train = feed.events[feed.events["ts"] < feed.split_ts]
     popular = train["video_id"].value_counts().index.to_numpy()
-    recs = {
+    return {
         "most-popular": np.stack([drop_seen(popular[: K + len(s)], s, K) for s in seens]),
         f"item-item kNN ({KNN_NEIGHBOURS} neighbours)": item_knn_recs(
             train["user_id"].to_numpy(), train["video_id"].to_numpy(), feed.config.n_users,
             feed.config.n_videos, users, seens, K,
         ),
     }  # fmt: skip
+
+
+def ranking_table(recs: np.ndarray, targets: list[np.ndarray]) -> dict[str, float]:
+    """precision, recall, nDCG and MAP at K of one model's top-K lists."""
+    return {
+        "precision@10": mean_precision_at_k(recs, targets, K),
+        "recall@10": mean_recall_at_k(recs, targets, K),
+        "ndcg@10": mean_ndcg_at_k(recs, targets, K),
+        "map@10": mean_average_precision_at_k(recs, targets, K),
+    }
+
+
+def run_public_eval(
+    model: TwoTower, feed: Feed, features: RecsysFeatures, root: Path, max_users: int, seed: int
+) -> dict:
+    """Precision/recall/nDCG/MAP@10 for most-popular, item-item kNN and the two-tower (exact and ANN)."""
+    users, targets, seens = holdout_users(feed, max_users, seed)
+    recs = baseline_recs(feed, users, seens)
     seen_videos = np.load(root / "model" / "seen_videos.npy")
     queries = user_vectors(model, features, users, feed.split_ts - 1, seen_videos)
     emb = np.load(root / "index" / "catalog_emb.npy")
     recs["two-tower exact (Flat)"] = search_excluding(exact_index(emb), queries, seens, K)
     serving = faiss.read_index(str(root / "index" / "serving.faiss"))
     recs["two-tower ANN (serving index)"] = search_excluding(serving, queries, seens, K)
-    table = {
-        name: {
-            "precision@10": mean_precision_at_k(r, targets, K),
-            "recall@10": mean_recall_at_k(r, targets, K),
-            "ndcg@10": mean_ndcg_at_k(r, targets, K),
-            "map@10": mean_average_precision_at_k(r, targets, K),
-        }
-        for name, r in recs.items()
-    }
+    table = {name: ranking_table(r, targets) for name, r in recs.items()}
     source = json.loads((root / "source.json").read_text())
     result = {"users": len(users), "source": source, "table": table}
     (root / "eval.json").write_text(json.dumps(result, indent=2))

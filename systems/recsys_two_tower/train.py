@@ -62,7 +62,10 @@ class TrainingSet:
         pick = rng.integers(0, len(starts), m)
         rows = order[starts[pick] + (rng.random(m) * counts[pick]).astype(np.int64)]
         log_q = np.full(m, np.log(m / len(starts)), np.float32)
-        return tuple(torch.from_numpy(np.ascontiguousarray(p[rows])) for p in (*self.video, log_q))
+        return (
+            *(torch.from_numpy(np.ascontiguousarray(p[rows])) for p in self.video),
+            torch.from_numpy(log_q),
+        )
 
 
 def training_frame(

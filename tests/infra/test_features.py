@@ -73,7 +73,9 @@ def test_historical_is_point_in_time(tmp_path: Path, unique_name: str) -> None:
     assert out["watches_7d"].iloc[1:].tolist() == [43, 41]
 
 
-def test_historical_gives_rows_sharing_a_key_and_second_their_values(tmp_path: Path, unique_name: str) -> None:
+def test_historical_gives_rows_sharing_a_key_and_second_their_values(
+    tmp_path: Path, unique_name: str
+) -> None:
     """Two ratings by one user in the same second (an extra column tells them apart): Feast's file store alone
     keeps one entity row per (user, timestamp) and leaves the other without values (47% of MovieLens-100k's
     training rows); the per-view join on distinct keys gives both the same point-in-time values, in order."""
@@ -84,7 +86,9 @@ def test_historical_gives_rows_sharing_a_key_and_second_their_values(tmp_path: P
     assert out["item"].tolist() == [10, 11, 12, 13]
     assert out["watches_7d"].tolist() == [41, 71, 41, 43]
     raw = repo.store.get_historical_features(entity_df=entity_df, features=["user_stats:watches_7d"]).to_df()
-    assert raw["watches_7d"].isna().sum() + (4 - len(raw)) >= 1  # why the helper exists: Feast alone loses one
+    assert (
+        raw["watches_7d"].isna().sum() + (4 - len(raw)) >= 1
+    )  # why the helper exists: Feast alone loses one
 
 
 def test_online_read_reports_latency(tmp_path: Path, unique_name: str) -> None:
