@@ -14,16 +14,18 @@ import numpy as np
 import pytest
 
 from infra.artifacts import Artifacts
-from infra.steps import run_cli
+from infra.steps import ConfigError, run_cli
 from systems.recsys_two_tower import pipeline
-from systems.recsys_two_tower.config import DataConfig
+from systems.recsys_two_tower.config import DataConfig, TuneConfig
 from systems.recsys_two_tower.data import (
     DataFormatError,
     load_movielens_items,
     movielens_feed,
     read_movielens_ratings,
+    validation_feed,
 )
 from systems.recsys_two_tower.public_protocol import mean_average_precision_at_k, mean_precision_at_k
+from systems.recsys_two_tower.tune import CHANGES
 
 
 def _ratings(n_users: int, n_items: int, seed: int = 0) -> list[tuple[int, int, int, int]]:
@@ -172,3 +174,61 @@ def test_bench_data_movielens_load_tests_the_datasets_model(tmp_path: Path) -> N
     assert users and set(users) <= set(range(60))  # the dataset's 60 users, as the feed codes them
     assert "precision@10" in (out / "report.md").read_text()
     assert not Artifacts("recsys", "medium").root.exists()  # the bench's default scale was never built
+
+
+@pytest.mark.parametrize("protocol", ["temporal", "random"])
+def test_validation_is_carved_from_the_training_ratings_alone(tmp_path: Path, protocol: str) -> None:
+    """The tune step's validation feed holds exactly the training ratings, split again by the same protocol: no
+    test rating can reach a tuning decision."""
+    feed = movielens_feed(write_ml100k(tmp_path / "ml", 30, 90), protocol, seed=0)
+    val = validation_feed(feed, protocol, seed=0)
+    key = ["user_id", "video_id", "completion"]
+    train = feed.events[feed.events["ts"] < feed.split_ts][key].sort_values(key).reset_index(drop=True)
+    assert val.events[key].sort_values(key).reset_index(drop=True).equals(train)
+    held_out = (val.events["ts"] >= val.split_ts).mean()
+    assert 0.15 < held_out < 0.3  # a quarter per user (random) or the last fifth by time (temporal)
+    assert val.config.n_users == feed.config.n_users and val.config.n_videos == feed.config.n_videos
+    assert val.videos[["topic", "creator_id"]].equals(feed.videos[["topic", "creator_id"]])
+
+
+def test_tune_refuses_the_simulator() -> None:
+    with pytest.raises(ConfigError, match="pass --data"):
+        TuneConfig()
+
+
+@pytest.mark.slow
+def test_tune_writes_the_choice_that_train_then_uses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tune` prints the validation table without reading the test split; `train --data` then trains with the
+    chosen flags; `--final` scores the choice on the test split over the seeds."""
+    folder = write_ml100k(tmp_path / "ml-100k", 40, 120)
+    data = ["--data", f"movielens:{folder}", "--protocol", "random"]
+    argv = [
+        "tune",
+        *data,
+        "--max-epochs",
+        "2",
+        "--seeds",
+        "2",
+        "--eval-users",
+        "40",
+        "--batch-size",
+        "64",
+        "--final",
+    ]
+    assert run_cli("recsys", pipeline.STEPS, argv) == 0
+    art = Artifacts("recsys", DataConfig(data=f"movielens:{folder}", protocol="random").variant())
+    tuned = json.loads(art.path("tuned.json").read_text())
+    names = [row["name"] for row in tuned["ablation"]]
+    assert names[0].startswith("before") and len(names) >= 2 + len(CHANGES)
+    assert 1 <= tuned["flags"]["epochs"] <= 2 and tuned["chosen"]["seeds"] == 2
+    final = json.loads(art.path("final.json").read_text())
+    assert final["seeds"] == 2 and 0 <= final["two_tower"]["ndcg@10"]["mean"] <= 1
+    out = capsys.readouterr().out
+    assert "the test split is not read" in out and "read once" in out
+    assert run_cli("recsys", pipeline.STEPS, ["train", *data, "--batch-size", "64"]) == 0
+    meta = json.loads(art.path("model/config.json").read_text())
+    assert meta["train"]["epochs"] == tuned["flags"]["epochs"]
+    for name, value in tuned["flags"].items():
+        assert meta["tower"].get(name, meta["train"].get(name, value)) == value
