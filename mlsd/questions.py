@@ -536,7 +536,10 @@ def main(argv: list[str]) -> int:
     parser = OneLineParser(prog="mlsd questions", description=__doc__.splitlines()[0])
     parser.add_argument("--search", metavar="WORD", help="only the questions whose text contains WORD")
     parser.add_argument("--markdown", action="store_true", help="print QUESTIONS.md instead of the table")
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # OneLineParser wrote the bad flag as one line, or --help printed the usage
+        return int(exc.code or 0)
     if args.markdown:
         sys.stdout.write(markdown())
         return 0

@@ -65,13 +65,17 @@ def main(argv: list[str]) -> int:
         "--dir", default=DEFAULT_DIR, help=f"where the exercise files live (default: ./{DEFAULT_DIR})"
     )
     parser.add_argument("--force", action="store_true", help="start: overwrite an existing file")
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # OneLineParser wrote the bad flag as one line, or --help printed the usage
+        return int(exc.code or 0)
     if args.action == "list":
         print_topics()
         return 0
     if args.topic not in TOPICS:
-        parser.error(f"{'a topic is needed' if args.topic is None else f'unknown topic {args.topic!r}'}; "
-                     f"topics: {', '.join(TOPICS)}")  # fmt: skip
+        what = "a topic is needed" if args.topic is None else f"unknown topic '{args.topic}'"
+        sys.stderr.write(f"mlsd exercise {args.action}: {what}; topics: {', '.join(TOPICS)}\n")
+        return 2
     if args.action == "start":
         return start(args.topic, args.dir, args.force)
     return check(args.topic, args.dir)
