@@ -9,6 +9,8 @@ Check your answer: `mlsd exercise check lora`.
 
 from __future__ import annotations
 
+import math  # noqa: F401  (for your answer: nn.init.kaiming_uniform_(A, a=math.sqrt(5)))
+
 import torch
 from torch import nn
 
