@@ -304,6 +304,16 @@ QUESTIONS: tuple[Question, ...] = (
     ),
     Question(
         "infra",
+        "When do you shard an embedding table, and what does hashing the ids cost?",
+        "100M users x 64 dims x 4 B is 25.6 GB, ~77 GB with Adam's moments: past one GPU, shard it row-wise "
+        "(TorchRec) or hash ids into fewer rows. Measure first: here recall@100 stays 0.44-0.46 from 32,768 "
+        "buckets down to 2, because the features already carry the user's taste.",
+        RECSYS,
+        "3c. The user-id embedding table: when to shard, what hashing costs",
+        "mlsd recsys capacity",
+    ),
+    Question(
+        "infra",
         "How do you version, ship and roll back a model (model lifecycle)?",
         "Every run goes to MLflow and serving loads by alias (champion / challenger); an A/B promotes. At the "
         "edge a bundle carries the model, its feature-spec hash, thresholds, checksums, a canary and a signature; "
@@ -368,6 +378,27 @@ QUESTIONS: tuple[Question, ...] = (
         '7. "High offline AUC, flat online lift" — six runnable cases',
         "mlsd ctr experiment",
         also=("Offline metric vs business KPI: why do they disagree?",),
+    ),
+    Question(
+        "technical",
+        "Position bias: how do you keep a click model from learning the slot?",
+        "Make the position a training feature and fix it at serving (score everyone as if in slot 1); check AUC "
+        "within each position. A challenger without the slot credits promoted ads with the top slots' clicks: "
+        "offline AUC 0.7294 -> 0.7323, true online lift -0.65%.",
+        CTR,
+        '7. "High offline AUC, flat online lift" — six runnable cases',
+        "mlsd ctr experiment --scenario position-as-relevance",
+    ),
+    Question(
+        "technical",
+        "Your results come from a simulator: does the design hold on real data?",
+        "The simulator decides some conclusions by construction (it is built so that DeepFM's interaction term "
+        "matters); `--data criteo:<path>` runs the same LR and DeepFM on the public Criteo log, with the "
+        "published figures beside ours, and recsys does the same on MovieLens.",
+        CTR,
+        "11. Real data: Criteo",
+        "mlsd ctr eval --data criteo:<path>",
+        also=("How would you validate on public data?",),
     ),
     Question(
         "technical",
