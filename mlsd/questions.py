@@ -554,9 +554,10 @@ def markdown() -> str:
 
 
 def print_table(questions: Sequence[Question], title: str) -> None:
-    table = Table(title=title, show_lines=True)
-    for col in ("round", "question", "answer", "read", "evidence"):
-        table.add_column(col)
+    table = Table(title=title, show_lines=True, expand=True)
+    table.add_column("round", no_wrap=True)
+    for col, ratio in (("question", 4), ("answer", 8), ("read", 5), ("evidence", 4)):
+        table.add_column(col, ratio=ratio, overflow="fold")
     for q in questions:
         practise = f"\nmlsd exercise start {q.exercise}" if q.exercise else ""
         table.add_row(q.round, q.question, q.answer, f"{q.file}\n§ {q.heading}", q.command + practise)
