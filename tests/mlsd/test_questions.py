@@ -115,3 +115,14 @@ def test_mlsd_questions_prints_the_table_and_searches(capsys: pytest.CaptureFixt
 def test_search_without_a_match_is_one_line_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["questions", "--search", "no-such-word-anywhere"]) == 1
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_mlsd_help_lists_questions_and_exercise(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "mlsd questions [--search WORD]" in out and "mlsd exercise list|start|check" in out
+
+
+def test_bad_flag_is_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["questions", "--nosuch"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
