@@ -7,6 +7,8 @@ mlsd <system> <step> [flags]         run one step (and whatever it needs that is
 mlsd <system> all [--scale small]    every build step in order (data ... eval)
 mlsd bench <system>                  same as `mlsd <system> bench`; `mlsd bench floor` tests the harness alone
 mlsd fundamentals <topic>            the coding-round answers
+mlsd questions [--search WORD]       every interview question answered here: the section and the command
+mlsd exercise list|start|check       practise a coding-round task from a stub, checked with hints
 
 Layers: infra/ is the bottom (imports nothing above it); systems/ and fundamentals/ import infra; this module
 imports them all. System packages are imported lazily: `mlsd list` reads only their __init__.py.
@@ -31,6 +33,8 @@ from infra.logs import configure_logging
 from infra.redis_cluster import main as redis_cluster_main
 from infra.steps import StepConfig, run_cli
 from infra.system import SystemSpec
+from mlsd.exercises.cli import main as exercise_main
+from mlsd.questions import main as questions_main
 
 
 class CliError(Exception):
@@ -130,6 +134,10 @@ def _dispatch(argv: list[str], found: dict[str, SystemSpec]) -> int:
         return 0
     if head == "fundamentals":
         return int(fundamentals_main(rest) or 0)
+    if head == "questions":
+        return questions_main(rest)
+    if head == "exercise":
+        return exercise_main(rest)
     if head == "bench":
         if not rest:
             raise CliError(f"usage: mlsd bench <system>; systems: {names}")
