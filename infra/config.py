@@ -45,6 +45,8 @@ class ServiceUnavailable(RuntimeError):
 # Feast phones home unless told not to; set before any feast import.
 os.environ.setdefault("FEAST_USAGE", "False")
 os.environ.setdefault("FEAST_TELEMETRY", "False")
+# MLflow would install its own log handler and format at import; infra.logs gives it the project's one.
+os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
 
 
 class Settings(BaseSettings):
@@ -87,7 +89,8 @@ class Settings(BaseSettings):
     seed: int = Field(0, description="seed for every generator and model")
     scale: Scale = Field("small", description="data scale for steps (bench picks its own default)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        "INFO", description="level of mlsd.* logs"
+        "INFO",
+        description="level of every log line (mlsd's and the libraries'; DEBUG shows their routine lines too)",
     )
     admin_token: SecretStr | None = Field(
         None,

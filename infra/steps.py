@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import logging
 import sys
 import types
 import typing
@@ -257,8 +258,8 @@ def run_cli(
         parser.error(str(exc))
     art = Artifacts(system, config.variant())
 
-    def log(msg: str) -> None:
-        console.print(f"[dim]mlsd {system}:[/] {msg}")
+    def log(msg: str) -> None:  # in the one log format (infra.logs), like every other line a step logs
+        logging.getLogger(f"mlsd.{system}").info(msg)
 
     try:
         if head == "all":

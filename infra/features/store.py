@@ -9,11 +9,14 @@ rows, ms = repo.online(service, entity_rows)     # serving read, with its own la
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 import re
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,22 @@ from redis.retry import Retry  # noqa: E402
 
 from infra.config import ServiceUnavailable, get_settings  # noqa: E402
 from infra.features.online_memory import bytes_per_key  # noqa: E402
+from infra.logs import strip_ansi  # noqa: E402
+
+log = logging.getLogger("mlsd.features")
+
+
+@contextlib.contextmanager
+def feast_prints_logged() -> Iterator[None]:
+    """Feast prints its materialization progress to stdout in colour; here it becomes log lines without it."""
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            yield
+    finally:
+        for line in strip_ansi(out.getvalue()).splitlines():
+            if line.strip():
+                log.info("feast: %s", line.strip())
 
 
 class OnlineStoreUnavailable(ServiceUnavailable):
@@ -259,7 +278,8 @@ class FeatureRepo:
         """Load feature values with event time in [start, end] from the offline files into the online store."""
         self.check_online_store()
         try:
-            self.store.materialize(start_date=start, end_date=end, feature_views=views)
+            with feast_prints_logged():
+                self.store.materialize(start_date=start, end_date=end, feature_views=views)
         except Exception as exc:
             if _is_connection_error(exc):
                 raise _unavailable(self.online_store, self.redis_url, exc) from exc

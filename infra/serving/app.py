@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 
+import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -447,3 +448,9 @@ def create_app(
 def require_ready(request: Request) -> Any:
     """FastAPI dependency: the app's resources, or 503 while it is still loading."""
     return request.app.state.resources.get()
+
+
+def run_server(app: FastAPI, host: str, port: int) -> None:
+    """Serve `app` with uvicorn in the project's log format: uvicorn's own log setup and access log are off
+    (the app's JSON line is the access log; infra.logs)."""
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)

@@ -16,13 +16,13 @@ import shutil
 from dataclasses import replace
 
 import pandas as pd
-import uvicorn
 
 from infra.artifacts import Artifacts
 from infra.bench.flags import bench_kwargs
 from infra.bench.harness import run_bench
 from infra.console import console, markdown_table, print_rows, print_values
 from infra.registry import Registry
+from infra.serving import run_server
 from infra.steps import Step
 from systems.ctr import realdata
 from systems.ctr.config import (
@@ -120,7 +120,7 @@ def evaluate(cfg: EvalConfig, art: Artifacts) -> None:
 # ------------------------------------------------------------------------------------------------ tools
 def serve(cfg: ServeConfig, art: Artifacts) -> None:
     """Serve POST /predict with uvicorn on the model behind --alias."""
-    uvicorn.run(build_app(CtrSettings(alias=cfg.alias), art), host="127.0.0.1", port=cfg.port)
+    run_server(build_app(CtrSettings(alias=cfg.alias), art), "127.0.0.1", cfg.port)
 
 
 def experiment(cfg: ExperimentConfig, art: Artifacts) -> None:

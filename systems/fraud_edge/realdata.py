@@ -204,7 +204,7 @@ def evaluate(cfg: EvalConfig, art: Artifacts) -> dict:
     _, va, te = time_split(df)
     art.require("bundles/LIVE", "train --data creditcard:<path>")
     bundle = verify_bundle(live_path(art.root / "bundles"), feature_spec()["spec_hash"])
-    sess = make_session(bundle.model_onnx, threads=1, prefer_gpu=False)
+    sess = make_session(bundle.model_onnx, threads=1, prefer_gpu=False, name=f"bundle {bundle.version}")
     y, amount = df["Class"].to_numpy().astype(np.int8), df["Amount"].to_numpy()
     scores = sess.run(None, {"features": x[te]})[0][:, 0]
     valid_scores = sess.run(None, {"features": x[va]})[0][:, 0]
