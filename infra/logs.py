@@ -1,8 +1,9 @@
 """Logging, configured once for every process mlsd starts: CLI steps, servers, the bench's server.
 
 One format for every logger, the libraries' included: `23:25:21 INFO mlsd.onnx: message`, on stderr, no colour
-codes (whether or not stderr is a terminal). MLSD_LOG_LEVEL sets the level of all of them; at INFO and above the
-chatty libraries (CHATTY) show their warnings only, at DEBUG everything shows. The JSON access log (`mlsd.access`,
+codes (whether or not stderr is a terminal). MLSD_LOG_LEVEL sets the level of all of them: at INFO, mlsd's lines,
+uvicorn's start and stop lines and every library's warnings; the libraries' routine INFO lines (faiss's loader,
+MLflow's migrations, onnxruntime's quantizer, each HTTP request httpx makes) only at DEBUG. The JSON access log (`mlsd.access`,
 written by infra.serving) prints bare JSON, one object a line, and is the only access line: uvicorn's is off.
 
 Known noise is demoted to DEBUG where it is logged (NOISE) or silenced where it is raised (IGNORED_WARNINGS);
@@ -25,9 +26,8 @@ DATEFMT = "%H:%M:%S"
 # Libraries that install handlers (and formats) of their own: theirs are removed, their records reach the root's.
 # MLflow would configure its own at import; infra.config sets MLFLOW_CONFIGURE_LOGGING=false before that.
 OWN_HANDLERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "mlflow", "alembic", "feast")
-# Libraries that log routine INFO lines (MLflow's "Creating initial MLflow database tables...", alembic's
-# migrations, every HTTP request httpx makes): WARNING and up unless MLSD_LOG_LEVEL=DEBUG.
-CHATTY = ("mlflow", "alembic", "httpx", "httpcore", "urllib3", "filelock", "numba", "matplotlib", "PIL")
+# Loggers whose INFO lines show at INFO; any other library's below WARNING show only at DEBUG.
+INFO_SHOWN = ("mlsd", "uvicorn")
 # (logger, start of the message) logged at WARNING or INFO and shown only at DEBUG: each says nothing a user
 # of mlsd can act on.
 NOISE = (
@@ -44,16 +44,17 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class DemoteNoise(logging.Filter):
-    """A handler filter: NOISE records, and INFO lines libraries log on the root logger itself (onnxruntime's
-    quantizer, once per tensor), become DEBUG, and pass only when the configured level shows DEBUG."""
+    """A handler filter: NOISE records, and the INFO lines of libraries not in INFO_SHOWN, become DEBUG, and pass
+    only when the configured level shows DEBUG."""
 
     def __init__(self, level: int) -> None:
         super().__init__()
         self.level = level
 
     def filter(self, record: logging.LogRecord) -> bool:
+        library_info = record.levelno < logging.WARNING and record.name.split(".")[0] not in INFO_SHOWN
         if record.levelno > logging.DEBUG and (
-            (record.name == "root" and record.levelno < logging.WARNING)
+            library_info
             or any(record.name == name and str(record.msg).startswith(start) for name, start in NOISE)
         ):
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
@@ -117,8 +118,6 @@ def configure_logging() -> None:
             logger.removeHandler(h)
         logger.propagate = True
         logger.setLevel(logging.NOTSET)
-    for name in CHATTY:
-        logging.getLogger(name).setLevel(level if level <= logging.DEBUG else max(level, logging.WARNING))
     # the project's JSON line is the access log; uvicorn's would be a second line per request
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.captureWarnings(True)
