@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     )
     redis_cluster_url: str = Field(
         "redis://127.0.0.1:7000",
-        description="Redis Cluster seed node(s), comma-separated (`python -m infra.redis_cluster start` runs one)",
+        description="Redis Cluster seed node(s), comma-separated (`mlsd redis-cluster start` runs one)",
     )
     redis_timeout_s: float = Field(
         0.25, gt=0, description="connect and socket timeout (s) of Feast's Redis and Redis Cluster clients"

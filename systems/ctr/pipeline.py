@@ -21,6 +21,7 @@ from infra.artifacts import Artifacts
 from infra.bench.flags import bench_kwargs
 from infra.bench.harness import run_bench
 from infra.console import console, markdown_table, print_rows, print_values
+from infra.features import check_online_store
 from infra.registry import Registry
 from infra.serving import run_server
 from infra.steps import Step
@@ -243,7 +244,9 @@ STEPS = [
          makes=("train_metrics.json", "models/lr/model.onnx", "models/deepfm/model.onnx"), help=train.__doc__ or ""),
     Step("eval", evaluate, EvalConfig, needs=("rows.parquet", "log.parquet"), makes=("eval/eval.json",),
          help=evaluate.__doc__ or ""),
-    Step("serve", serve, ServeConfig, needs=MODELS, in_all=False, help=serve.__doc__ or ""),
+    # the ad catalogue is read from the online store at start: a store that is down is one line and exit 1
+    Step("serve", serve, ServeConfig, needs=MODELS, in_all=False, help=serve.__doc__ or "",
+         check=lambda cfg: check_online_store()),
     Step("experiment", experiment, ExperimentConfig, needs=MODELS, makes=("experiments.json",), in_all=False,
          help=experiment.__doc__ or ""),
     Step("monitor", monitor, MonitorConfig, needs=MODELS, in_all=False, help=monitor.__doc__ or ""),
