@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import hashlib
 import logging
 import sys
@@ -45,10 +46,27 @@ class ConfigError(ValueError):
     """A flag value that parses but makes no sense (raise it in a config's __post_init__). Exit code 2."""
 
 
+def did_you_mean(word: str, choices: Sequence[str]) -> str:
+    """ "; did you mean 'epochs'?" for the closest of `choices` to a mistyped `word`, or "" when none is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports a bad argument as one line and exits 2 (no usage dump)."""
+    """argparse that reports a bad argument as one line and exits 2 (no usage dump), suggests the flag meant, and
+    takes flags only as written: `--epoch 3` is an error, not `--epochs 3` (allow_abbrev=False)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> typing.NoReturn:  # type: ignore[override]
+        if message.startswith("unrecognized arguments: "):
+            flags = [a.split("=", 1)[0] for a in message.removeprefix("unrecognized arguments: ").split()]
+            unknown = next((a for a in flags if a.startswith("--")), None)
+            if unknown is not None:
+                known = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+                message += did_you_mean(unknown, known)
         sys.stderr.write(f"{self.prog}: {message} (see `{self.prog} --help`)\n")
         raise SystemExit(2)
 
@@ -148,7 +166,7 @@ def add_config_flags(parser: argparse.ArgumentParser, config: type) -> None:
         helptext = f.metadata.get("help", "")
         if (
             f.default is not dataclasses.MISSING
-            and f.default not in (None, False, ())
+            and f.default not in (None, False, (), "")
             and "default" not in helptext
         ):
             helptext += f" (default: {f.default})"
@@ -247,7 +265,8 @@ def run_cli(
         return 0
     head, rest = argv[0], list(argv[1:])
     if head not in names:
-        sys.stderr.write(f"mlsd {system}: unknown step '{head}'; steps: {', '.join(names)}\n")
+        hint = did_you_mean(head, names) or f"; steps: {', '.join(names)}"
+        sys.stderr.write(f"mlsd {system}: unknown step '{head}'{hint} (see `mlsd {system} --help`)\n")
         return 2
     step = Step("all", lambda c, a: None, all_config, help="every build step in order") if head == "all" else next(s for s in steps if s.name == head)  # fmt: skip
     parser = step_parser(system, step)
