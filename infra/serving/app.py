@@ -41,6 +41,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from infra.config import ServiceUnavailable, get_settings
 from infra.logs import configure_logging
 from infra.redact import redact, redact_logger
+from infra.serving.docs import add_offline_docs, package_version
 from infra.serving.timing import RequestTimings, StageStats, _current
 
 if TYPE_CHECKING:  # for annotations only: infra.resilience imports infra.serving.timing, so not at run time
@@ -384,7 +385,11 @@ def create_app(
         if callable(closer):
             closer()
 
-    app = FastAPI(title=title or name, lifespan=lifespan)
+    # the API's version is the package's; /docs and /redoc serve vendored assets (infra.serving.docs), not a CDN's
+    app = FastAPI(
+        title=title or name, version=package_version(), lifespan=lifespan, docs_url=None, redoc_url=None
+    )
+    add_offline_docs(app)
     app.state.resources = resources
     app.state.telemetry = AppTelemetry(name, access_log_enabled)
     app.state.admin_token = admin_token.get_secret_value() if admin_token is not None else None

@@ -33,7 +33,7 @@ import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from infra.artifacts import Artifacts
 from infra.console import console, print_rows, print_values
@@ -252,6 +252,10 @@ def evaluate(cfg: EvalConfig, art: Artifacts) -> dict:
 # ------------------------------------------------------------------------------------------------ serving
 class RowRequest(BaseModel):
     """One credit-card row as the model sees it: V1..V28 and log1p(Amount)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"tx_id": "cc-1", "features": [0.0] * 28 + [3.0]}]}
+    )
 
     tx_id: str = Field(min_length=1, max_length=64)
     features: list[float] = Field(min_length=len(FEATURE_NAMES), max_length=len(FEATURE_NAMES))

@@ -20,7 +20,7 @@ import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from infra.artifacts import Artifacts
 from infra.config import get_settings
@@ -49,7 +49,22 @@ ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 
 
 class ScoreRequest(BaseModel):
-    model_config = {"allow_inf_nan": False}
+    model_config = ConfigDict(
+        allow_inf_nan=False,
+        json_schema_extra={  # no `ts`: the server's clock, so the example is never too late
+            "examples": [
+                {
+                    "tx_id": "tx-1",
+                    "card_id": "c000001",
+                    "terminal_id": "t00001",
+                    "amount": 25.0,
+                    "currency": "EUR",
+                    "lat": 48.86,
+                    "lon": 2.35,
+                }
+            ]  # fmt: skip
+        },
+    )
 
     tx_id: str = Field(..., pattern=ID_PATTERN, description="unique per transaction; a retry reuses it")
     card_id: str = Field(..., pattern=ID_PATTERN)
@@ -110,6 +125,8 @@ def check_event_time(ts: int, now: int, fraud: FraudSettings) -> None:
 
 
 class ReloadRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{}, {"version": "v0001"}]})
+
     version: str | None = Field(None, pattern=r"^v\d{4}$", description="default: the one LIVE names")
 
 

@@ -34,7 +34,7 @@ import faiss
 import numpy as np
 import onnxruntime as ort
 from fastapi import Depends, FastAPI
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from infra.artifacts import Artifacts
 from infra.config import ServiceUnavailable, get_settings
@@ -57,6 +57,8 @@ BREAKER_FAILURES, BREAKER_COOLDOWN_S = 3, 5.0
 
 
 class RecommendRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"user_id": 42, "k": 10}]})
+
     user_id: int = Field(..., ge=0, le=MAX_ID, description="viewer id")
     k: int = Field(20, ge=1, le=500, description="how many videos to return")
     exclude_seen: bool = Field(True, description="drop videos in the user's recent history")
