@@ -98,6 +98,24 @@ class StepConfig:
 
 
 @dataclass
+class ServeFlags:
+    """`--host` and `--port` of a system's `serve` step: its ServeConfig lists this class first among its bases."""
+
+    host: str = flag(
+        "127.0.0.1",
+        "address to listen on (0.0.0.0: every interface; requests must then name a host in MLSD_ALLOWED_HOSTS)",
+    )
+    port: int = flag(8000, "port to listen on")
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.port <= 65_535:
+            raise ConfigError(f"--port must be between 1 and 65535, got {self.port}")
+        parent = getattr(super(), "__post_init__", None)  # the system's own checks (DataFlags' --data)
+        if parent is not None:
+            parent()
+
+
+@dataclass
 class DataFlags(StepConfig):
     """`--data <kind>:<file>`: a public dataset instead of the simulator, read into an artifact folder of its own.
 

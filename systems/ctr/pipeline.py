@@ -121,7 +121,7 @@ def evaluate(cfg: EvalConfig, art: Artifacts) -> None:
 # ------------------------------------------------------------------------------------------------ tools
 def serve(cfg: ServeConfig, art: Artifacts) -> None:
     """Serve POST /predict with uvicorn on the model behind --alias."""
-    run_server(build_app(CtrSettings(alias=cfg.alias), art), "127.0.0.1", cfg.port)
+    run_server(build_app(CtrSettings(alias=cfg.alias), art), cfg.host, cfg.port)
 
 
 def experiment(cfg: ExperimentConfig, art: Artifacts) -> None:

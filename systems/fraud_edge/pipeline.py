@@ -156,8 +156,8 @@ def eval_step(cfg: EvalConfig, art: Artifacts) -> None:
 
 
 def serve(cfg: ServeConfig, art: Artifacts) -> None:
-    """POST /score and POST /bundle/reload on 127.0.0.1 (the server `make bench` starts is the same app)."""
-    run_server(build_app(art, cfg.store), "127.0.0.1", cfg.port)
+    """POST /score and POST /bundle/reload on --host:--port (the server `make bench` starts is the same app)."""
+    run_server(build_app(art, cfg.store), cfg.host, cfg.port)
 
 
 def score(cfg: ScoreConfig, art: Artifacts) -> int:

@@ -229,8 +229,8 @@ def ask(cfg: AskConfig, art: Artifacts) -> None:
 
 
 def serve(cfg: ServeConfig, art: Artifacts) -> None:
-    """Serve /ask, /search and the page on 127.0.0.1 (MLSD_RAG_* settings choose the generators)."""
-    run_server(build_app(RagPipeline.load(art) if cfg.data else None), "127.0.0.1", cfg.port)
+    """Serve /ask, /search and the page (at /) on --host:--port (MLSD_RAG_* settings choose the generators)."""
+    run_server(build_app(RagPipeline.load(art) if cfg.data else None), cfg.host, cfg.port)
 
 
 def bench(cfg: BenchConfig, art: Artifacts) -> int:

@@ -269,8 +269,8 @@ def capacity(cfg: CapacityConfig, art: Artifacts) -> None:
 
 
 def serve(cfg: ServeConfig, art: Artifacts) -> None:
-    """/recommend on 127.0.0.1:--port, on this scale's model, index and features."""
-    run_server(build_app(cfg.variant()), "127.0.0.1", cfg.port)
+    """/recommend on --host:--port, on this scale's model, index and features."""
+    run_server(build_app(cfg.variant()), cfg.host, cfg.port)
 
 
 def bench(cfg: BenchConfig, art: Artifacts) -> int:

@@ -165,3 +165,18 @@ def test_every_usage_line_names_the_mlsd_command(argv: list[str], usage: str, ca
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith(usage) and "(default: )" not in out
+
+
+@pytest.mark.parametrize("system", ["ctr", "fraud", "rag", "recsys"])
+def test_every_serve_step_takes_host_and_port(system: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from infra.steps import config_from_args, step_parser
+
+    spec = discover_systems()[system]
+    step = next(s for s in importlib.import_module(f"{spec.package}.pipeline").STEPS if s.name == "serve")
+    parser = step_parser(system, step)
+    cfg = config_from_args(step.config, parser.parse_args(["--host", "0.0.0.0", "--port", "8123"]))
+    assert (cfg.host, cfg.port) == ("0.0.0.0", 8123)
+    assert (config_from_args(step.config, parser.parse_args([])).host) == "127.0.0.1"
+    with pytest.raises(SystemExit) as exc:
+        main([system, "serve", "--port", "0"])
+    assert exc.value.code == 2 and "--port must be between 1 and 65535" in capsys.readouterr().err
