@@ -28,18 +28,18 @@ DATEFMT = "%H:%M:%S"
 OWN_HANDLERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "mlflow", "alembic", "feast")
 # Loggers whose INFO lines show at INFO; any other library's below WARNING show only at DEBUG.
 INFO_SHOWN = ("mlsd", "uvicorn")
-# (logger, start of the message) logged at WARNING or INFO and shown only at DEBUG: each says nothing a user
-# of mlsd can act on.
+# (logger, text in the message) logged at WARNING or INFO and shown only at DEBUG: each says nothing a user of
+# mlsd can act on.
 NOISE = (
     # onnxruntime.quantization, once per quantize call: the MLP has no shapes left to infer.
     ("root", "Please consider to run pre-processing before quantization"),
     ("root", "Please consider pre-processing before quantization"),
-)
-# (message regex, why): Python warnings not shown at all.
-IGNORED_WARNINGS = (
     # MLflow's SQLAlchemy store uses a loader strategy SQLAlchemy 2.1 deprecates: MLflow's to change, not ours.
-    (r"The ``noload`` loader strategy is deprecated", "mlflow.store"),
+    # Ignored below; but importing Feast turns every DeprecationWarning back on ("once"), so also demoted here.
+    ("py.warnings", "The ``noload`` loader strategy is deprecated"),
 )
+# (message regex, module regex): Python warnings not shown at all (while no library re-enables them).
+IGNORED_WARNINGS = ((r"The ``noload`` loader strategy is deprecated", "mlflow.store"),)
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -54,8 +54,7 @@ class DemoteNoise(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         library_info = record.levelno < logging.WARNING and record.name.split(".")[0] not in INFO_SHOWN
         if record.levelno > logging.DEBUG and (
-            library_info
-            or any(record.name == name and str(record.msg).startswith(start) for name, start in NOISE)
+            library_info or any(record.name == name and text in record.getMessage() for name, text in NOISE)
         ):
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         return record.levelno >= self.level

@@ -92,6 +92,10 @@ def test_log_level_governs_the_libraries_too(tmp_path: Path) -> None:
         logging.getLogger("mlsd.x").info("mlsd info")
         logging.getLogger("some.library").warning("library warning")
         logging.warning("Please consider to run pre-processing before quantization. Refer to example")
+        import warnings
+        warnings.simplefilter("once", DeprecationWarning)  # what importing Feast does
+        warnings.warn_explicit("The ``noload`` loader strategy is deprecated", DeprecationWarning,
+                               "sqlalchemy_store.py", 327, module="mlflow.store.tracking.sqlalchemy_store")
     """)
     out = subprocess.run(
         [sys.executable, "-c", code],
@@ -113,6 +117,7 @@ def test_log_level_governs_the_libraries_too(tmp_path: Path) -> None:
         check=True,
     ).stderr
     assert "DEBUG root: Please consider" in debug  # demoted, not lost
+    assert "DEBUG py.warnings: sqlalchemy_store.py:327: DeprecationWarning: The ``noload``" in debug
     assert "INFO uvicorn.error: uvicorn info" in debug
 
 
