@@ -95,15 +95,15 @@ def configure_logging() -> None:
         for h in [h for h in root.handlers if type(h) is logging.StreamHandler]:
             root.removeHandler(h)
         root.addHandler(_handler(formatter, level))
-    for h in root.handlers:
-        for f in h.filters:
-            if isinstance(f, DemoteNoise):
-                f.level = level
     mlsd = logging.getLogger("mlsd")  # its own handler, not propagating: tests attach caplog's to it
     mlsd.setLevel(level)
     if not _ours(mlsd):
         mlsd.addHandler(_handler(formatter, level))
         mlsd.propagate = False
+    for h in [*root.handlers, *mlsd.handlers]:  # a second call with another MLSD_LOG_LEVEL moves them too
+        for f in h.filters:
+            if isinstance(f, DemoteNoise):
+                f.level = level
     access = logging.getLogger("mlsd.access")
     if not access.handlers:
         handler = logging.StreamHandler(sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import socket
@@ -161,3 +162,17 @@ def test_a_training_step_logs_one_format_without_the_known_noise(tmp_path: Path)
     logged = [line for line in err.splitlines() if LOG_LINE.match(line)]
     assert logged, err
     assert len([line for line in logged if "runs on CPUExecutionProvider" in line]) == 1, err
+
+
+def test_a_second_call_with_another_level_moves_every_handler(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLSD_LOG_LEVEL", "DEBUG")
+    get_settings.cache_clear()
+    configure_logging()
+    handlers = [*logging.getLogger().handlers, *logging.getLogger("mlsd").handlers]
+    record = logging.LogRecord("mlsd.x", logging.DEBUG, __file__, 1, "shown at DEBUG", None, None)
+    ours = [h for h in handlers if getattr(h, "_mlsd", False)]
+    assert len(ours) == 2 and all(h.filter(record) for h in ours)
+    monkeypatch.setenv("MLSD_LOG_LEVEL", "INFO")
+    get_settings.cache_clear()
+    configure_logging()
+    assert not any(h.filter(record) for h in ours)
