@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from infra.config import REPO_ROOT
+from infra.steps import config_from_args, step_parser
 from mlsd.cli import discover_systems, main, settings_classes, settings_rows
 
 
@@ -169,8 +170,6 @@ def test_every_usage_line_names_the_mlsd_command(argv: list[str], usage: str, ca
 
 @pytest.mark.parametrize("system", ["ctr", "fraud", "rag", "recsys"])
 def test_every_serve_step_takes_host_and_port(system: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from infra.steps import config_from_args, step_parser
-
     spec = discover_systems()[system]
     step = next(s for s in importlib.import_module(f"{spec.package}.pipeline").STEPS if s.name == "serve")
     parser = step_parser(system, step)
