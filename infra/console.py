@@ -1,15 +1,25 @@
-"""What a finished command prints: one console, and the two table shapes every step uses."""
+"""What a command prints: one console, the two table shapes every step uses, and one kind of progress.
+
+Progress (`progress`, `progress_bar`) is a rich bar on stderr when stderr is a terminal; piped to a file or
+another program, it is one log line when the stage starts and one when it ends, not a bar redrawn with \\r.
+"""
 
 from __future__ import annotations
 
+import logging
 import sys
-from collections.abc import Mapping, Sequence
-from typing import Any
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+T = TypeVar("T")
 console = Console(width=None if sys.stdout.isatty() else 120)
+log = logging.getLogger("mlsd.progress")
 
 
 # Figures named by a unit read at a coarser resolution than a metric's 4 decimals: `seconds 17.3`, `% 77.0`.
@@ -54,3 +64,42 @@ def markdown_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[A
         "| " + " | ".join(_cell(v, col) for v, col in zip(row, columns, strict=False)) + " |" for row in rows
     ]
     return "\n".join(lines) + "\n"
+
+
+class _Bar:
+    """What `progress_bar` yields: `update(n)` after n more items are done."""
+
+    def __init__(self, advance: Any) -> None:
+        self._advance = advance
+
+    def update(self, n: int = 1) -> None:
+        self._advance(n)
+
+
+@contextmanager
+def progress_bar(total: int | None, desc: str, disable: bool = False) -> Iterator[_Bar]:
+    """A stage of `total` items: a transient bar on a terminal, a start and an end log line when piped."""
+    if disable:
+        yield _Bar(lambda n: None)
+        return
+    err = Console(stderr=True)
+    if err.is_terminal:
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=err, transient=True) as bar:
+            task = bar.add_task(desc, total=total)
+            yield _Bar(lambda n: bar.advance(task, n))
+        return
+    done, t0 = [0], time.perf_counter()
+    log.info("%s: %s", desc, f"{total:,} to do" if total is not None else "started")
+    yield _Bar(lambda n: done.__setitem__(0, done[0] + n))
+    log.info("%s: %s done in %.1f s", desc, f"{done[0]:,}", time.perf_counter() - t0)
+
+
+def progress(items: Iterable[T], desc: str, total: int | None = None, disable: bool = False) -> Iterator[T]:
+    """`items`, with progress_bar's bar (or its two log lines) over them."""
+    if total is None and hasattr(items, "__len__"):
+        total = len(items)  # type: ignore[arg-type]
+    with progress_bar(total, desc, disable) as bar:
+        for item in items:
+            yield item
+            bar.update(1)

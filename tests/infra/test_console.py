@@ -1,6 +1,10 @@
 """Tables print figures at the resolution they are read at."""
 
-from infra.console import _cell, markdown_table
+import re
+
+from infra.console import _cell, markdown_table, progress
+from infra.logs import configure_logging
+from infra.serving.testing import logged
 
 
 def test_seconds_and_percentages_print_one_decimal_and_metrics_four() -> None:
@@ -15,3 +19,12 @@ def test_seconds_and_percentages_print_one_decimal_and_metrics_four() -> None:
 def test_markdown_rows_round_by_their_column() -> None:
     table = markdown_table("t", ("model", "AUC", "seconds"), [["lr", 0.712345, 12.3456]])
     assert "| lr | 0.7123 | 12.3 |" in table
+
+
+def test_progress_piped_is_a_start_and_an_end_line_not_a_bar(capsys) -> None:  # noqa: ANN001
+    configure_logging()  # as `mlsd` does at start: mlsd.* at INFO
+    with logged("mlsd.progress") as records:
+        assert list(progress(range(3), "embed")) == [0, 1, 2]
+    assert [r.getMessage() for r in records][0] == "embed: 3 to do"
+    assert re.fullmatch(r"embed: 3 done in \d+\.\d s", records[1].getMessage())
+    assert "\r" not in capsys.readouterr().err
