@@ -47,7 +47,7 @@ class ConfigError(ValueError):
 
 
 def did_you_mean(word: str, choices: Sequence[str]) -> str:
-    """ "; did you mean 'epochs'?" for the closest of `choices` to a mistyped `word`, or "" when none is close."""
+    """The hint after a mistyped `word`: `; did you mean 'epochs'?` naming the closest of `choices`, or ''."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""
 

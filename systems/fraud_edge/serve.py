@@ -62,7 +62,7 @@ class ScoreRequest(BaseModel):
                     "lat": 48.86,
                     "lon": 2.35,
                 }
-            ]  # fmt: skip
+            ]
         },
     )
 
@@ -179,9 +179,9 @@ def shared_velocity_store(kind: StoreKind, fraud: FraudSettings) -> tuple[Veloci
             fraud.namespace,
             cluster=cluster,
             retain_s=retain_s(fraud),
-            timeout_s=fraud.redis_deadline_ms
-            / 1000,  # the socket frees the thread as soon as the request has
-        )  # given up on it
+            # the socket frees the thread as soon as the request has given up on it
+            timeout_s=fraud.redis_deadline_ms / 1000,
+        )
     except StoreUnavailable as exc:
         why = (f"{redact(str(exc))}; meanwhile the velocity state is this process's own (not shared, not "
                "journaled): restart the server once the store answers")  # fmt: skip
