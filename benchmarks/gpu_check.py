@@ -136,7 +136,7 @@ def run_cuda_tests() -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "gpu" / "report.json")
     p.add_argument("--vectors", type=int, default=1_000_000)
     p.add_argument("--queries", type=int, default=4096)

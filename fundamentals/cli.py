@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from infra.steps import did_you_mean
+
 # kebab-case topic -> (module under fundamentals/, the question it answers)
 TOPICS: dict[str, tuple[str, str]] = {
     "softmax": (
@@ -50,7 +52,8 @@ def main(argv: list[str]) -> int:
         return 0
     topic, rest = argv[0], argv[1:]
     if topic not in TOPICS:
-        sys.stderr.write(f"mlsd fundamentals: unknown topic '{topic}'; topics: {', '.join(TOPICS)}\n")
+        hint = did_you_mean(topic, list(TOPICS))
+        sys.stderr.write(f"mlsd fundamentals: unknown topic '{topic}'{hint}; topics: {', '.join(TOPICS)}\n")
         return 2
     module = importlib.import_module(f"fundamentals.{TOPICS[topic][0]}")
     return int(module.demo(rest) or 0)

@@ -45,6 +45,8 @@ class ServiceUnavailable(RuntimeError):
 # Feast phones home unless told not to; set before any feast import.
 os.environ.setdefault("FEAST_USAGE", "False")
 os.environ.setdefault("FEAST_TELEMETRY", "False")
+# MLflow would install its own log handler and format at import; infra.logs gives it the project's one.
+os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
 
 
 class Settings(BaseSettings):
@@ -63,7 +65,7 @@ class Settings(BaseSettings):
     )
     redis_cluster_url: str = Field(
         "redis://127.0.0.1:7000",
-        description="Redis Cluster seed node(s), comma-separated (`python -m infra.redis_cluster start` runs one)",
+        description="Redis Cluster seed node(s), comma-separated (`mlsd redis-cluster start` runs one)",
     )
     redis_timeout_s: float = Field(
         0.25, gt=0, description="connect and socket timeout (s) of Feast's Redis and Redis Cluster clients"
@@ -87,7 +89,8 @@ class Settings(BaseSettings):
     seed: int = Field(0, description="seed for every generator and model")
     scale: Scale = Field("small", description="data scale for steps (bench picks its own default)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        "INFO", description="level of mlsd.* logs"
+        "INFO",
+        description="level of every log line (mlsd's and the libraries'; DEBUG shows their routine lines too)",
     )
     admin_token: SecretStr | None = Field(
         None,

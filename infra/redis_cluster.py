@@ -1,8 +1,8 @@
 """A local Redis Cluster for the online store: start it, check it, stop it.
 
-python -m infra.redis_cluster start [--port-base 7000] [--masters 3] [--no-aof]
-python -m infra.redis_cluster status [--port-base 7000] [--masters 3]
-python -m infra.redis_cluster stop [--port-base 7000] [--masters 3] [--remove-data]
+mlsd redis-cluster start [--port-base 7000] [--masters 3] [--no-aof]     (or python -m infra.redis_cluster ...)
+mlsd redis-cluster status [--port-base 7000] [--masters 3]
+mlsd redis-cluster stop [--port-base 7000] [--masters 3] [--remove-data]
 
 Three masters, no replicas, on 127.0.0.1: the smallest real cluster (`redis-cli --cluster create` refuses
 fewer than three masters). Each key lives on the one master that owns its hash slot (CRC16(key) mod 16384), so
@@ -15,7 +15,6 @@ a node killed and restarted comes back with what it had acknowledged (the fault 
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
 import shutil
@@ -33,6 +32,7 @@ import redis
 
 from infra.config import ServiceUnavailable, get_settings
 from infra.console import print_rows
+from infra.steps import OneLineParser
 
 HASH_SLOTS = 16384
 DEFAULT_PORT_BASE = 7000
@@ -325,10 +325,9 @@ def print_status(current: ClusterStatus) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m infra.redis_cluster start|stop|status`; exit 0 when the command did what it says."""
-    parser = argparse.ArgumentParser(
-        prog="python -m infra.redis_cluster", description=__doc__.splitlines()[0]
-    )
+    """`mlsd redis-cluster start|stop|status`; exit 0 when the command did what it says."""
+    # `python -m infra.redis_cluster` runs the same; the usage line names the command users type
+    parser = OneLineParser(prog="mlsd redis-cluster", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["start", "stop", "status"])
     parser.add_argument("--port-base", type=int, default=DEFAULT_PORT_BASE, help="first node's port")
     parser.add_argument("--masters", type=int, default=DEFAULT_MASTERS, help="number of masters (>= 3)")

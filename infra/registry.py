@@ -8,7 +8,6 @@ helpers serve every system.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,8 +19,6 @@ from infra.config import get_settings
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
-logging.getLogger("alembic").setLevel(logging.WARNING)
-logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 

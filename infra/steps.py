@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import hashlib
+import logging
 import sys
 import types
 import typing
@@ -44,10 +46,27 @@ class ConfigError(ValueError):
     """A flag value that parses but makes no sense (raise it in a config's __post_init__). Exit code 2."""
 
 
+def did_you_mean(word: str, choices: Sequence[str]) -> str:
+    """The hint after a mistyped `word`: `; did you mean 'epochs'?` naming the closest of `choices`, or ''."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports a bad argument as one line and exits 2 (no usage dump)."""
+    """argparse that reports a bad argument as one line and exits 2 (no usage dump), suggests the flag meant, and
+    takes flags only as written: `--epoch 3` is an error, not `--epochs 3` (allow_abbrev=False)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> typing.NoReturn:  # type: ignore[override]
+        if message.startswith("unrecognized arguments: "):
+            flags = [a.split("=", 1)[0] for a in message.removeprefix("unrecognized arguments: ").split()]
+            unknown = next((a for a in flags if a.startswith("--")), None)
+            if unknown is not None:
+                known = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+                message += did_you_mean(unknown, known)
         sys.stderr.write(f"{self.prog}: {message} (see `{self.prog} --help`)\n")
         raise SystemExit(2)
 
@@ -76,6 +95,24 @@ class StepConfig:
     def variant(self) -> str:
         """The artifact folder's name under the system's (a config reading a real dataset names its own)."""
         return self.scale
+
+
+@dataclass
+class ServeFlags:
+    """`--host` and `--port` of a system's `serve` step: its ServeConfig lists this class first among its bases."""
+
+    host: str = flag(
+        "127.0.0.1",
+        "address to listen on (0.0.0.0: every interface; requests must then name a host in MLSD_ALLOWED_HOSTS)",
+    )
+    port: int = flag(8000, "port to listen on")
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.port <= 65_535:
+            raise ConfigError(f"--port must be between 1 and 65535, got {self.port}")
+        parent = getattr(super(), "__post_init__", None)  # the system's own checks (DataFlags' --data)
+        if parent is not None:
+            parent()
 
 
 @dataclass
@@ -147,7 +184,7 @@ def add_config_flags(parser: argparse.ArgumentParser, config: type) -> None:
         helptext = f.metadata.get("help", "")
         if (
             f.default is not dataclasses.MISSING
-            and f.default not in (None, False, ())
+            and f.default not in (None, False, (), "")
             and "default" not in helptext
         ):
             helptext += f" (default: {f.default})"
@@ -246,7 +283,8 @@ def run_cli(
         return 0
     head, rest = argv[0], list(argv[1:])
     if head not in names:
-        sys.stderr.write(f"mlsd {system}: unknown step '{head}'; steps: {', '.join(names)}\n")
+        hint = did_you_mean(head, names) or f"; steps: {', '.join(names)}"
+        sys.stderr.write(f"mlsd {system}: unknown step '{head}'{hint} (see `mlsd {system} --help`)\n")
         return 2
     step = Step("all", lambda c, a: None, all_config, help="every build step in order") if head == "all" else next(s for s in steps if s.name == head)  # fmt: skip
     parser = step_parser(system, step)
@@ -257,8 +295,8 @@ def run_cli(
         parser.error(str(exc))
     art = Artifacts(system, config.variant())
 
-    def log(msg: str) -> None:
-        console.print(f"[dim]mlsd {system}:[/] {msg}")
+    def log(msg: str) -> None:  # in the one log format (infra.logs), like every other line a step logs
+        logging.getLogger(f"mlsd.{system}").info(msg)
 
     try:
         if head == "all":

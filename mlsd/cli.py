@@ -1,18 +1,8 @@
-"""`mlsd` — the command line for every system, and the one module that knows them all (the composition root).
+"""`mlsd`: the command line for every system (see USAGE); the one module that imports every system."""
 
-mlsd list                            systems, their questions and steps
-mlsd settings                        every MLSD_* variable, its default and meaning
-mlsd redis-cluster start|stop|status a local Redis Cluster for MLSD_ONLINE_STORE=redis_cluster (--help)
-mlsd <system> <step> [flags]         run one step (and whatever it needs that is missing); --help per step
-mlsd <system> all [--scale small]    every build step in order (data ... eval)
-mlsd bench <system>                  same as `mlsd <system> bench`; `mlsd bench floor` tests the harness alone
-mlsd fundamentals <topic>            the coding-round answers
-mlsd questions [--search WORD]       every interview question answered here: the section and the command
-mlsd exercise list|start|check       practise a coding-round task from a stub, checked with hints
-
-Layers: infra/ is the bottom (imports nothing above it); systems/ and fundamentals/ import infra; this module
-imports them all. System packages are imported lazily: `mlsd list` reads only their __init__.py.
-"""
+# For maintainers: this is the composition root. Layers: infra/ is the bottom (imports nothing above it);
+# systems/ and fundamentals/ import infra; this module imports them all. System packages are imported lazily:
+# `mlsd list` reads only their __init__.py.
 
 from __future__ import annotations
 
@@ -31,10 +21,36 @@ from infra.config import REPO_ROOT, TEST_ENV, Settings, check_environment, env_f
 from infra.console import print_rows
 from infra.logs import configure_logging
 from infra.redis_cluster import main as redis_cluster_main
-from infra.steps import StepConfig, run_cli
+from infra.steps import StepConfig, did_you_mean, run_cli
 from infra.system import SystemSpec
 from mlsd.exercises.cli import main as exercise_main
 from mlsd.questions import main as questions_main
+
+USAGE = """\
+mlsd — runnable answers to ML system-design interview questions
+
+usage: mlsd <command> [flags]
+
+  mlsd list                             the systems, the question each answers, their steps
+  mlsd <system> <step> [flags]          run one step, and first whatever it needs that is missing
+  mlsd <system> <step> --help           that step's flags
+  mlsd <system> all [--scale small]     every build step in order (data ... eval)
+  mlsd <system> serve [--host --port]   the system's HTTP server (docs at http://127.0.0.1:8000/docs)
+  mlsd bench <system>                   load-test a system (same as `mlsd <system> bench`); `mlsd bench floor`
+                                        tests the harness alone
+  mlsd fundamentals <topic>             the coding-round answers (`mlsd fundamentals` lists the topics)
+  mlsd questions [--search WORD]        every interview question answered here: the section and the command
+  mlsd exercise list|start|check        practise a coding-round task from a stub, checked with hints
+  mlsd settings                         every MLSD_* environment variable, its default and meaning
+  mlsd redis-cluster start|stop|status  a local Redis Cluster for MLSD_ONLINE_STORE=redis_cluster
+
+Start with `mlsd list`, then e.g. `mlsd fraud all --scale small` and `mlsd fraud serve`."""
+
+# What `mlsd list`'s status column means (SystemSpec.status).
+STATUS_MEANING = {
+    "working": "every step runs end to end, tested; the README's numbers come from its commands",
+    "in progress": "some steps are still missing or untested",
+}
 
 
 class CliError(Exception):
@@ -65,9 +81,13 @@ def settings_classes(found: dict[str, SystemSpec]) -> list[type]:
 
 def print_list(found: dict[str, SystemSpec]) -> None:
     rows = [(s.name, s.question, ", ".join(s.steps), s.status) for s in found.values()]
-    rows.append(("floor", "the bench harness on an empty route (self-test)", "bench", "ready"))
+    rows.append(("floor", "the bench harness on an empty route (self-test)", "bench", "working"))
     rows.append(("fundamentals", "coding-round answers", "mlsd fundamentals --help", ""))
     print_rows("mlsd systems", ("system", "question", "steps", "status"), rows)
+    print("system: the name `mlsd <system> <step>` takes; steps: `mlsd <system> <step>` runs one (and what it "
+          "needs first), in pipeline order; `all` runs the build steps")  # fmt: skip
+    for status in sorted({r[3] for r in rows if r[3]}):
+        print(f"status {status}: {STATUS_MEANING.get(status, '')}")
 
 
 def settings_rows(classes: list[type]) -> list[tuple[str, str, str]]:
@@ -120,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(argv: list[str], found: dict[str, SystemSpec]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print(__doc__.strip())
+        print(USAGE)
         return 0
     names = ", ".join([*found, "floor"])
     head, rest = argv[0], argv[1:]
@@ -145,10 +165,24 @@ def _dispatch(argv: list[str], found: dict[str, SystemSpec]) -> int:
         if target == "floor":
             return floor_main(rest)
         if target not in found:
-            raise CliError(f"unknown system '{target}'; systems: {names}")
+            raise CliError(
+                f"unknown system '{target}'{did_you_mean(target, [*found, 'floor'])}; systems: {names}"
+            )
         return run_system_step(found[target], ["bench", *rest])
     if head not in found:
-        raise CliError(f"unknown system '{head}'; systems: {names} (see `mlsd list`)")
+        commands = [
+            *found,
+            "list",
+            "settings",
+            "fundamentals",
+            "questions",
+            "exercise",
+            "bench",
+            "redis-cluster",
+            "help",
+        ]
+        hint = did_you_mean(head, commands)
+        raise CliError(f"unknown system '{head}'{hint}; systems: {names} (see `mlsd list`, `mlsd --help`)")
     if not rest:
         raise CliError(f"usage: mlsd {head} <step>; steps: {', '.join(found[head].steps)}")
     return run_system_step(found[head], rest)

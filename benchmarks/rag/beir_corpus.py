@@ -58,7 +58,7 @@ def write_corpus(folder: Path, docs: int, seed: int = 0) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=5000, help="documents in the corpus (default: 5000)")
     parser.add_argument("--out", type=Path, required=True, help="the BEIR folder to write")
     parser.add_argument("--seed", type=int, default=0)

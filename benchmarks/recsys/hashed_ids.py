@@ -26,7 +26,7 @@ OUT = Path(__file__).resolve().parents[1] / "results" / "recsys" / "hashed_ids" 
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
+    p = argparse.ArgumentParser(allow_abbrev=False)
     p.add_argument("--scale", default="small")
     p.add_argument("--buckets", type=int, nargs="+", default=[32768, 1024, 64, 2])
     p.add_argument("--eval-users", type=int, default=1000)

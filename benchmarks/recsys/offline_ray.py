@@ -68,7 +68,7 @@ def compare_joins(local: pd.DataFrame, ray_joined: pd.DataFrame, entity_df: pd.D
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
+    p = argparse.ArgumentParser(allow_abbrev=False)
     p.add_argument("--scale", default="medium")
     p.add_argument("--cpus", type=int, nargs="+", default=[1, 2])
     p.add_argument(

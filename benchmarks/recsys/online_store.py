@@ -87,7 +87,7 @@ def measure(store: str, url: str, src: Path, work: Path, scale: str, sample: int
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
+    p = argparse.ArgumentParser(allow_abbrev=False)
     p.add_argument("--scale", default="medium")
     p.add_argument("--sample", type=int, default=1000, help="keys MEMORY USAGE is averaged over")
     p.add_argument("--out", type=Path, default=OUT)

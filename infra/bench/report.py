@@ -148,6 +148,10 @@ def render_markdown(report: BenchReport, extra_md: str = "") -> str:
             "",
             f"## Spread across {report.runs_counted} runs on `{report.route}` (client: locust; server: /stats)",
             "",
+            "Locust rounds response times (to whole ms under 100 ms, to 10 ms under 1 s), so the client columns"
+            " have that resolution; the server's own /stats percentiles are timed in the app to the microsecond"
+            " and shown to 0.01 ms.",
+            "",
             *_table(
                 ("figure", "min", "median", "max"),
                 [
@@ -231,30 +235,53 @@ def knee_markdown(knee: dict[str, Any], pct: str) -> list[str]:
     return lines
 
 
-def plot_runs(
+# locust's percentiles over time are over a rolling 10 s window: the first 10 s of a run show the window filling
+# (a 0 -> full-rate "ramp" in req/s that is not traffic), so the time series start after it.
+LOCUST_WINDOW_S = 10.0
+
+
+def steady_points(
+    points: list[dict[str, float]], window_s: float = LOCUST_WINDOW_S
+) -> list[dict[str, float]]:
+    """The history rows of a run once locust's window is full: `window_s` after its first row, answered ones."""
+    answered = [p for p in points if p["p99"] > 0]  # rows written before the first answer
+    if not answered:
+        return []
+    t0 = answered[0]["t"]
+    return [p for p in answered if p["t"] - t0 >= window_s]
+
+
+def _legend_outside(ax: Any) -> None:
+    """The legend to the right of the plot, clear of the data."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+
+
+def runs_figure(
     runs: list[tuple[str, dict[str, list[dict[str, float]]]]],
     floor: dict[str, list[dict[str, float]]] | None,
     route: str,
-    out: Path,
     title: str,
-) -> None:
-    """p50/p99 and req/s over time, one colour per counted run; the floor phase's p99 in grey."""
+) -> Any:
+    """p50/p99 (linear ms) and req/s over time, one colour per counted run, locust's warm-up window left out;
+    the floor phase's p99 in grey."""
     import matplotlib  # here, not at the top: matplotlib's import is slow and only the report needs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # after matplotlib.use (a headless backend)
 
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    # runs shorter than the window (the harness's self-tests) are drawn whole rather than not at all
+    window = LOCUST_WINDOW_S if any(steady_points(series.get(route, [])) for _, series in runs) else 0.0
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(11, 6), sharex=True)
     for i, (label, series) in enumerate(runs):
-        pts = [p for p in series.get(route, []) if p["p99"] > 0]  # rows written before the first answer
+        pts = steady_points(series.get(route, []), window)
         if not pts:
             continue
         t, color = [p["t"] for p in pts], f"C{i}"
         ax1.plot(t, [p["p50"] for p in pts], color=color, label=f"{label} p50")
         ax1.plot(t, [p["p99"] for p in pts], color=color, linestyle="--", label=f"{label} p99")
         ax2.plot(t, [p["rps"] for p in pts], color=color, label=label)
-    if floor and floor.get("floor"):
-        pts = floor["floor"]
+    if floor and (pts := steady_points(floor.get("floor", []), window)):
         ax1.plot(
             [p["t"] for p in pts],
             [p["p99"] for p in pts],
@@ -262,22 +289,39 @@ def plot_runs(
             linestyle=":",
             label="floor phase p99",
         )
-    ax1.set_ylabel(f"{route} latency, ms (locust, 10 s window)")
-    if any(y > 0 for line in ax1.get_lines() for y in line.get_ydata()):  # runs too short draw nothing
-        ax1.set_yscale("log")
-        ax1.legend(fontsize=7, ncol=2)
+    ax1.set_ylabel(f"{route} latency, ms\n(locust, 10 s window)")
+    ax1.set_ylim(bottom=0)
+    _legend_outside(ax1)
     ax1.set_title(title)
     ax2.set_ylabel("requests/s")
-    ax2.set_xlabel("seconds into the run")
-    if ax2.get_legend_handles_labels()[0]:
-        ax2.legend(fontsize=7)
+    ax2.set_ylim(bottom=0)
+    ax2.set_xlabel(
+        f"seconds into the run (the first {window:g} s, locust's window filling, left out)"
+        if window
+        else f"seconds into the run (runs shorter than locust's {LOCUST_WINDOW_S:g} s window: drawn whole)"
+    )
+    _legend_outside(ax2)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    return fig
+
+
+def plot_runs(
+    runs: list[tuple[str, dict[str, list[dict[str, float]]]]],
+    floor: dict[str, list[dict[str, float]]] | None,
+    route: str,
+    out: Path,
+    title: str,
+) -> None:
+    """latency.png of a bench: runs_figure, saved."""
+    import matplotlib.pyplot as plt  # runs_figure has chosen the headless backend
+
+    fig = runs_figure(runs, floor, route, title)
+    fig.savefig(out, dpi=110, bbox_inches="tight")  # the legends beside the plots included
     plt.close(fig)
 
 
-def plot_knee(knee: dict[str, Any], slo_ms: float, pct: str, out: Path, title: str) -> None:
-    """Latency percentiles and achieved rate against the asked rate, with the SLO line: the knee."""
+def knee_figure(knee: dict[str, Any], slo_ms: float, pct: str, title: str) -> Any:
+    """Latency percentiles (linear ms) and achieved rate against the asked rate, with the SLO line: the knee."""
     import matplotlib  # here, not at the top: matplotlib's import is slow and only the report needs it
 
     matplotlib.use("Agg")
@@ -285,7 +329,7 @@ def plot_knee(knee: dict[str, Any], slo_ms: float, pct: str, out: Path, title: s
 
     steps = knee["steps"]
     asked = [s["rate_asked"] for s in steps]
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(11, 6), sharex=True)
     for key in ("p50_ms", "p95_ms", "p99_ms"):
         ax1.plot(asked, [s[key] for s in steps], marker="o", label=f"client {key.removesuffix('_ms')}")
     ax1.plot(asked, [s["server_p99_ms"] for s in steps], marker=".", linestyle=":", label="server p99")
@@ -293,17 +337,25 @@ def plot_knee(knee: dict[str, Any], slo_ms: float, pct: str, out: Path, title: s
     if knee["held_rate"] is not None:
         for ax in (ax1, ax2):
             ax.axvline(knee["held_rate"], color="green", linewidth=1, linestyle="--")
-    ax1.set_yscale("log")
+    ax1.set_ylim(bottom=0)
     ax1.set_ylabel("latency, ms")
-    ax1.legend(fontsize=7)
+    _legend_outside(ax1)
     ax1.set_title(title)
     ax2.plot(asked, asked, color="grey", linestyle=":", label="asked")
     ax2.plot(asked, [s["rps"] for s in steps], marker="o", label="achieved")
     ax2.set_xlabel("asked requests/s")
     ax2.set_ylabel("requests/s")
-    ax2.legend(fontsize=7)
+    _legend_outside(ax2)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    return fig
+
+
+def plot_knee(knee: dict[str, Any], slo_ms: float, pct: str, out: Path, title: str) -> None:
+    """latency.png of a `--ramp` bench: knee_figure, saved."""
+    import matplotlib.pyplot as plt  # knee_figure has chosen the headless backend
+
+    fig = knee_figure(knee, slo_ms, pct, title)
+    fig.savefig(out, dpi=110, bbox_inches="tight")  # the legends beside the plots included
     plt.close(fig)
 
 

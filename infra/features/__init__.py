@@ -5,6 +5,7 @@ from infra.features.online_memory import bytes_per_key
 from infra.features.store import (
     FeatureRepo,
     OnlineStoreUnavailable,
+    check_online_store,
     feature_store_config,
     redis_cluster_connection_string,
     redis_connection_string,
@@ -14,6 +15,7 @@ __all__ = [
     "FeatureRepo",
     "OnlineStoreUnavailable",
     "bytes_per_key",
+    "check_online_store",
     "feature_store_config",
     "redis_cluster_connection_string",
     "redis_connection_string",

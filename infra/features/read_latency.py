@@ -7,7 +7,7 @@ Each store gets `--users` users with two features (an int and a float, like a us
 materialized through FeatureRepo, then `--reads` online reads of `--batch` random users each (after 50 warm-up
 reads); the table gives p50 and p99 in ms, and for Redis the bytes per user (MEMORY USAGE over 1,000 keys).
 Redis at REDIS_URL and the cluster at MLSD_REDIS_CLUSTER_URL must be running
-(`python -m infra.redis_cluster start`); the keys written are deleted at the end.
+(`mlsd redis-cluster start`); the keys written are deleted at the end.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def measure(store: str, users: int, reads: int, batch: int, seed: int) -> list[o
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m infra.features.read_latency", description=__doc__.splitlines()[0]
+        allow_abbrev=False, prog="python -m infra.features.read_latency", description=__doc__.splitlines()[0]
     )
     parser.add_argument(
         "--stores", default="sqlite,redis,redis_cluster", help="comma-separated online stores"

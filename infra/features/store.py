@@ -9,11 +9,14 @@ rows, ms = repo.online(service, entity_rows)     # serving read, with its own la
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 import re
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,22 @@ from redis.retry import Retry  # noqa: E402
 
 from infra.config import ServiceUnavailable, get_settings  # noqa: E402
 from infra.features.online_memory import bytes_per_key  # noqa: E402
+from infra.logs import strip_ansi  # noqa: E402
+
+log = logging.getLogger("mlsd.features")
+
+
+@contextlib.contextmanager
+def feast_prints_logged() -> Iterator[None]:
+    """Feast prints its materialization progress to stdout in colour; here it becomes log lines without it."""
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            yield
+    finally:
+        for line in strip_ansi(out.getvalue()).splitlines():
+            if line.strip():
+                log.info("feast: %s", line.strip())
 
 
 class OnlineStoreUnavailable(ServiceUnavailable):
@@ -162,11 +181,46 @@ def _unavailable(store: str, url: str | None, exc: Exception) -> OnlineStoreUnav
     if store == "redis_cluster":
         return OnlineStoreUnavailable(
             f"Redis Cluster at {redacted(url or '')} did not answer ({what}); start a local one with "
-            "`python -m infra.redis_cluster start` or set MLSD_ONLINE_STORE=sqlite"
+            "`mlsd redis-cluster start` or set MLSD_ONLINE_STORE=sqlite"
         )
     return OnlineStoreUnavailable(
         f"the SQLite online store failed ({exc}); re-run the system's `features` step"
     )
+
+
+def online_store_client(store: str, url: str, timeout_s: float) -> redis.Redis | redis.RedisCluster:
+    """A client to an online store's Redis (or Redis Cluster), with the deadline Feast's client has."""
+    timeouts = {"socket_connect_timeout": timeout_s, "socket_timeout": timeout_s}
+    if store == "redis":
+        return redis.Redis.from_url(url, retry=None, **timeouts)
+    if store == "redis_cluster":
+        seeds = cluster_seeds(url)
+        return redis.RedisCluster(
+            startup_nodes=[
+                redis.cluster.ClusterNode(s.hostname or "127.0.0.1", s.port or 6379) for s in seeds
+            ],
+            password=seeds[0].password,
+            ssl=seeds[0].scheme == "rediss",
+            retry=Retry(NoBackoff(), retries=0),
+            **timeouts,
+        )
+    raise ValueError(f"the {store} online store has no Redis client")
+
+
+def check_online_store(store: str | None = None, url: str | None = None) -> None:
+    """OnlineStoreUnavailable, within the timeout and naming what to run, when the online store (default:
+    MLSD_ONLINE_STORE at its URL setting) does not answer; a server's preflight and a step's before writing."""
+    settings = get_settings()
+    store = store or settings.online_store
+    if store == "sqlite":
+        return
+    url = url or (settings.redis_cluster_url if store == "redis_cluster" else settings.redis_url)
+    try:
+        client = online_store_client(store, url, settings.redis_timeout_s)  # a cluster client reads the slot
+        client.ping()  # map when it is made: that can fail already
+        client.close()
+    except (redis.exceptions.RedisError, *STORE_DOWN_ERRORS) as exc:
+        raise _unavailable(store, url, exc) from exc
 
 
 class FeatureRepo:
@@ -209,21 +263,7 @@ class FeatureRepo:
 
     def redis_client(self) -> redis.Redis | redis.RedisCluster:
         """A client to the online store's Redis (or Redis Cluster), with the same deadline Feast's has."""
-        timeouts = {"socket_connect_timeout": self.timeout_s, "socket_timeout": self.timeout_s}
-        if self.online_store == "redis":
-            return redis.Redis.from_url(self.redis_url, retry=None, **timeouts)
-        if self.online_store == "redis_cluster":
-            seeds = cluster_seeds(self.redis_url)
-            return redis.RedisCluster(
-                startup_nodes=[
-                    redis.cluster.ClusterNode(s.hostname or "127.0.0.1", s.port or 6379) for s in seeds
-                ],
-                password=seeds[0].password,
-                ssl=seeds[0].scheme == "rediss",
-                retry=Retry(NoBackoff(), retries=0),
-                **timeouts,
-            )
-        raise ValueError(f"the {self.online_store} online store has no Redis client")
+        return online_store_client(self.online_store, self.redis_url, self.timeout_s)
 
     def online_bytes_per_entity(self, sample: int = 1000) -> float:
         """Mean Redis memory (bytes) of one entity key of this project: MEMORY USAGE over a sample."""
@@ -236,14 +276,7 @@ class FeatureRepo:
 
     def check_online_store(self) -> None:
         """Fail within the timeout with a clear message when Redis is down, before Feast starts writing."""
-        if self.online_store == "sqlite":
-            return
-        try:
-            client = self.redis_client()  # a cluster client reads the slot map here: it can fail already
-            client.ping()
-            client.close()
-        except (redis.exceptions.RedisError, *STORE_DOWN_ERRORS) as exc:
-            raise _unavailable(self.online_store, self.redis_url, exc) from exc
+        check_online_store(self.online_store, self.redis_url)
 
     def apply(self, objects: Sequence[Any]) -> None:
         """Register entities, feature views and services (idempotent)."""
@@ -259,7 +292,8 @@ class FeatureRepo:
         """Load feature values with event time in [start, end] from the offline files into the online store."""
         self.check_online_store()
         try:
-            self.store.materialize(start_date=start, end_date=end, feature_views=views)
+            with feast_prints_logged():
+                self.store.materialize(start_date=start, end_date=end, feature_views=views)
         except Exception as exc:
             if _is_connection_error(exc):
                 raise _unavailable(self.online_store, self.redis_url, exc) from exc

@@ -7,6 +7,7 @@ from infra.serving.app import (
     error_body,
     require_admin,
     require_ready,
+    run_server,
 )
 from infra.serving.timing import current_timings, stage
 
@@ -17,6 +18,7 @@ __all__ = [
     "error_body",
     "require_admin",
     "require_ready",
+    "run_server",
     "stage",
     "current_timings",
 ]

@@ -1,9 +1,11 @@
 """The FastAPI app factory every system serves from.
 
-Gives each app: /healthz, /readyz (503 until `load` has finished; once ready, the state of each dependency's
-circuit breaker), /metrics (Prometheus text), /stats (recent per-stage percentiles, JSON), /floor (an empty route:
-the latency floor for benchmarks), a Server-Timing header with per-stage milliseconds, one JSON access-log line per
-request, and one error shape for every failure: {"error": kind, "message": one line, "fields": [...]}.
+Gives each app: /healthz, /readyz (503 until `load` has finished, with the reason when it failed; once ready, the
+state of each dependency's circuit breaker, and `degraded`: why, when the resources carry a `degraded` reason),
+/metrics (Prometheus text), /stats (recent per-stage percentiles, JSON), /floor (an empty route: the latency floor
+for benchmarks), a Server-Timing header with per-stage milliseconds, one JSON access-log line per request, and one
+error shape for every failure: {"error": kind, "message": one line, "fields": [...]}. A load that fails logs one
+line (its traceback at DEBUG).
 
 What a hostile or careless client gets, before any route runs (RequestGuard):
   a Host this server does not answer to   400 bad_host (DNS rebinding: a web page's script aimed at 127.0.0.1;
@@ -27,6 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 
+import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -35,9 +38,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from infra.config import get_settings
+from infra.config import ServiceUnavailable, get_settings
 from infra.logs import configure_logging
 from infra.redact import redact, redact_logger
+from infra.serving.docs import add_offline_docs, package_version
 from infra.serving.timing import RequestTimings, StageStats, _current
 
 if TYPE_CHECKING:  # for annotations only: infra.resilience imports infra.serving.timing, so not at run time
@@ -358,8 +362,11 @@ def create_app(
             resources.ready = True
             log.info("%s ready in %.1f s", name, time.perf_counter() - t0)
         except Exception as exc:  # shown on /readyz, never as a crash loop
-            resources.error = redact(f"{type(exc).__name__}: {exc}")
-            log.error("%s failed to load: %s\n%s", name, resources.error, traceback.format_exc())
+            # a service that is down says what to run in its message; anything else is named by its type
+            what = str(exc) if isinstance(exc, ServiceUnavailable) else f"{type(exc).__name__}: {exc}"
+            resources.error = redact(what)
+            log.error("%s failed to load: %s", name, resources.error)  # one line; the traceback at DEBUG
+            log.debug("%s: where loading failed\n%s", name, traceback.format_exc())
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):  # noqa: ANN202
@@ -378,7 +385,11 @@ def create_app(
         if callable(closer):
             closer()
 
-    app = FastAPI(title=title or name, lifespan=lifespan)
+    # the API's version is the package's; /docs and /redoc serve vendored assets (infra.serving.docs), not a CDN's
+    app = FastAPI(
+        title=title or name, version=package_version(), lifespan=lifespan, docs_url=None, redoc_url=None
+    )
+    add_offline_docs(app)
     app.state.resources = resources
     app.state.telemetry = AppTelemetry(name, access_log_enabled)
     app.state.admin_token = admin_token.get_secret_value() if admin_token is not None else None
@@ -419,7 +430,9 @@ def create_app(
     async def readyz() -> JSONResponse:
         if resources.ready:
             deps = {b.name: b.snapshot() for b in app.state.breakers}
-            return JSONResponse({"status": "ready", "dependencies": deps})
+            degraded = getattr(resources.resources, "degraded", None)  # a resources object may say why it is
+            body = {"status": "ready", "dependencies": deps}
+            return JSONResponse(body | ({"degraded": redact(degraded)} if degraded else {}))
         body = error_body("not_ready", redact(resources.error or "loading models and indexes"))
         return JSONResponse(status_code=503, content=body)
 
@@ -447,3 +460,9 @@ def create_app(
 def require_ready(request: Request) -> Any:
     """FastAPI dependency: the app's resources, or 503 while it is still loading."""
     return request.app.state.resources.get()
+
+
+def run_server(app: FastAPI, host: str, port: int) -> None:
+    """Serve `app` with uvicorn in the project's log format: uvicorn's own log setup and access log are off
+    (the app's JSON line is the access log; infra.logs)."""
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)

@@ -8,6 +8,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 log = logging.getLogger("mlsd.onnx")
+_providers_logged: set[tuple[str, ...]] = set()  # each provider list is logged at INFO once per process
 
 
 def available_providers(prefer_gpu: bool = True) -> list[str]:
@@ -22,8 +23,12 @@ def make_session(
     threads: int = 1,
     prefer_gpu: bool = True,
     optimization: ort.GraphOptimizationLevel = ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    name: str | None = None,
 ) -> ort.InferenceSession:
-    """An InferenceSession tuned for serving: one intra-op thread by default (latency, not throughput)."""
+    """An InferenceSession tuned for serving: one intra-op thread by default (latency, not throughput).
+
+    The execution providers it runs on are logged at INFO the first time they are seen, at DEBUG after (a
+    training step opens a session per variant); `name` names a model given as bytes in that line."""
     if isinstance(model, str | Path) and not Path(model).exists():
         raise FileNotFoundError(f"ONNX model {model} not found; run the system's `train` step first")
     opts = ort.SessionOptions()
@@ -34,6 +39,9 @@ def make_session(
     opts.log_severity_level = 3
     source = model if isinstance(model, bytes) else str(model)
     session = ort.InferenceSession(source, sess_options=opts, providers=available_providers(prefer_gpu))
-    name = "<bytes>" if isinstance(model, bytes) else Path(model).name
-    log.info("ONNX Runtime %s: %s runs on %s", ort.__version__, name, ", ".join(session.get_providers()))
+    shown = name or ("an in-memory model" if isinstance(model, bytes) else Path(model).name)
+    providers = tuple(session.get_providers())
+    level = logging.DEBUG if providers in _providers_logged else logging.INFO
+    _providers_logged.add(providers)
+    log.log(level, "ONNX Runtime %s: %s runs on %s", ort.__version__, shown, ", ".join(providers))
     return session

@@ -1,8 +1,11 @@
-"""Test helper: wait for an app under TestClient to finish loading."""
+"""Test helpers: wait for an app under TestClient to finish loading; collect what a logger logs."""
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -14,3 +17,18 @@ def wait_ready(client: Any, timeout_s: float = 60.0) -> None:
         if message != "loading models and indexes" or time.monotonic() > deadline:
             raise AssertionError(f"app not ready: {message}")
         time.sleep(0.05)
+
+
+@contextmanager
+def logged(name: str) -> Iterator[list[logging.LogRecord]]:
+    """The records logger `name` (and its children) handles inside the block. `mlsd` loggers do not propagate to
+    the root (infra.logs), so pytest's caplog misses them when they were made after the test began."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger(name)
+    logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)

@@ -10,5 +10,5 @@ SYSTEM = SystemSpec(
         "(and why high offline AUC can give flat online lift)"
     ),
     steps=("data", "train", "eval", "serve", "experiment", "monitor", "skew", "bench", "all"),
-    status="ready",
+    status="working",
 )

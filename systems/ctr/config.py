@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from infra.bench.flags import BenchFlags
 from infra.config import REPO_ROOT
-from infra.steps import ConfigError, DataFlags, StepConfig, flag
+from infra.steps import ConfigError, DataFlags, ServeFlags, StepConfig, flag
 from infra.system import BenchSpec
 
 SCALES = {"small": 40_000, "medium": 150_000, "large": 600_000}  # impressions per simulated day
@@ -135,15 +135,11 @@ class EvalConfig(RealDataFlags):
 
 
 @dataclass
-class ServeConfig(StepConfig):
+class ServeConfig(ServeFlags, StepConfig):
     """POST /predict with uvicorn, on the model behind a registry alias."""
 
-    port: int = flag(8000, "port on 127.0.0.1")
     alias: Alias = flag(help="registry alias of the model to serve (default: MLSD_CTR_ALIAS)",
                         factory=lambda: CtrSettings().alias)  # fmt: skip
-
-    def __post_init__(self) -> None:
-        _between("port", self.port, 1, 65_535)
 
 
 @dataclass

@@ -16,13 +16,14 @@ import shutil
 from dataclasses import replace
 
 import pandas as pd
-import uvicorn
 
 from infra.artifacts import Artifacts
 from infra.bench.flags import bench_kwargs
 from infra.bench.harness import run_bench
 from infra.console import console, markdown_table, print_rows, print_values
+from infra.features import check_online_store
 from infra.registry import Registry
+from infra.serving import run_server
 from infra.steps import Step
 from systems.ctr import realdata
 from systems.ctr.config import (
@@ -120,7 +121,7 @@ def evaluate(cfg: EvalConfig, art: Artifacts) -> None:
 # ------------------------------------------------------------------------------------------------ tools
 def serve(cfg: ServeConfig, art: Artifacts) -> None:
     """Serve POST /predict with uvicorn on the model behind --alias."""
-    uvicorn.run(build_app(CtrSettings(alias=cfg.alias), art), host="127.0.0.1", port=cfg.port)
+    run_server(build_app(CtrSettings(alias=cfg.alias), art), cfg.host, cfg.port)
 
 
 def experiment(cfg: ExperimentConfig, art: Artifacts) -> None:
@@ -243,7 +244,9 @@ STEPS = [
          makes=("train_metrics.json", "models/lr/model.onnx", "models/deepfm/model.onnx"), help=train.__doc__ or ""),
     Step("eval", evaluate, EvalConfig, needs=("rows.parquet", "log.parquet"), makes=("eval/eval.json",),
          help=evaluate.__doc__ or ""),
-    Step("serve", serve, ServeConfig, needs=MODELS, in_all=False, help=serve.__doc__ or ""),
+    # the ad catalogue is read from the online store at start: a store that is down is one line and exit 1
+    Step("serve", serve, ServeConfig, needs=MODELS, in_all=False, help=serve.__doc__ or "",
+         check=lambda cfg: check_online_store()),
     Step("experiment", experiment, ExperimentConfig, needs=MODELS, makes=("experiments.json",), in_all=False,
          help=experiment.__doc__ or ""),
     Step("monitor", monitor, MonitorConfig, needs=MODELS, in_all=False, help=monitor.__doc__ or ""),

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 from fastapi import FastAPI
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from infra.artifacts import Artifacts
 from infra.console import console, print_rows, print_values
@@ -200,6 +200,10 @@ NUM_LIMIT = 1e9  # log-transformed counts are small; a value past this is not a 
 
 class RowsRequest(BaseModel):
     """Candidate rows as the model sees them: 26 hashed categorical ids and 13 transformed counts each."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"request_id": "r-1", "cat": [[0] * 26], "num": [[0.0] * 13]}]}
+    )
 
     request_id: str = Field(min_length=1, max_length=64)
     cat: list[list[int]] = Field(min_length=1, max_length=MAX_ROWS)

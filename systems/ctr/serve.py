@@ -27,7 +27,7 @@ import onnxruntime as ort
 import pandas as pd
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from infra.artifacts import Artifacts
 from infra.config import get_settings
@@ -57,6 +57,14 @@ POPULATION_DEFAULT_USER: dict[str, Any] = {}
 
 
 class PredictRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"request_id": "r-1", "user_id": 42, "site_id": 3, "device": 2, "candidates": [1, 2, 3]}
+            ]
+        }
+    )
+
     request_id: str = Field(
         min_length=1, max_length=128, description="joins the serving log to training rows"
     )

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from rich.progress import Progress
 from torch import nn
 
+from infra.console import progress_bar
 from infra.registry import CHALLENGER, CHAMPION, ModelRef, Registry
 from infra.serving.onnx import make_session
 from systems.ctr.data import EPOCH
@@ -87,35 +87,25 @@ def fit(config: FitConfig, cat: np.ndarray, num: np.ndarray, y: np.ndarray, prog
     loss_fn = nn.BCEWithLogitsLoss()
     fitted = Fitted(model, config)
     t0 = time.perf_counter()
-    bar = _progress(steps, f"train {config.kind}") if progress else None
-    for _epoch in range(config.epochs):
-        perm = torch.from_numpy(rng.permutation(len(idx)))
-        total, batches = 0.0, 0
-        model.train()
-        for i in range(0, len(idx), config.batch_size):
-            b = perm[i : i + config.batch_size]
-            loss = loss_fn(model(cat_t[b], num_t[b]), y_t[b])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            schedule.step()
-            total += loss.item()
-            batches += 1
-            if bar is not None:
-                bar[0].advance(bar[1])
-        fitted.losses.append(total / batches)
-    if bar is not None:
-        bar[0].stop()
+    with progress_bar(steps, f"train {config.kind} (batches)", disable=not progress) as bar:
+        for _epoch in range(config.epochs):
+            perm = torch.from_numpy(rng.permutation(len(idx)))
+            total, batches = 0.0, 0
+            model.train()
+            for i in range(0, len(idx), config.batch_size):
+                b = perm[i : i + config.batch_size]
+                loss = loss_fn(model(cat_t[b], num_t[b]), y_t[b])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                schedule.step()
+                total += loss.item()
+                batches += 1
+                bar.update(1)
+            fitted.losses.append(total / batches)
     model.eval()
     fitted.seconds = time.perf_counter() - t0
     return fitted
-
-
-def _progress(total: int, label: str) -> tuple[Progress, int]:
-    bar = Progress(transient=True)
-    task = bar.add_task(label, total=total)
-    bar.start()
-    return bar, task
 
 
 def export_onnx(fitted: Fitted, path: Path) -> Path:

@@ -7,5 +7,5 @@ SYSTEM = SystemSpec(
     package="systems.fraud_edge",
     question="Design fraud detection at the edge (a card terminal must decide in milliseconds, sometimes offline)",
     steps=("data", "train", "eval", "serve", "score", "bench", "all"),
-    status="ready",
+    status="working",
 )

@@ -15,7 +15,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from infra.bench.flags import BenchFlags
-from infra.steps import ConfigError, DataFlags, StepConfig, flag
+from infra.steps import ConfigError, DataFlags, ServeFlags, StepConfig, flag
 
 DEV_BUNDLE_KEY = "mlsd-dev-bundle-key"  # demo only: a device gets its key at provisioning, never from git
 
@@ -148,10 +148,9 @@ class EvalConfig(RealDataFlags):
 
 
 @dataclass
-class ServeConfig(StepConfig):
-    """POST /score and POST /bundle/reload on 127.0.0.1."""
+class ServeConfig(ServeFlags, StepConfig):
+    """POST /score and POST /bundle/reload."""
 
-    port: int = flag(8000, "port to listen on")
     store: Literal["redis", "redis_cluster", "memory"] | None = flag(
         None, "velocity state (default: MLSD_FRAUD_STORE)"
     )

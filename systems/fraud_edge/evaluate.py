@@ -43,7 +43,7 @@ def evaluate(art: Artifacts) -> dict[str, Any]:
     split = temporal_split(df)
     art.require("bundles/LIVE", "train")
     bundle = verify_bundle(live_path(art.root / "bundles"), feature_spec()["spec_hash"])
-    sess = make_session(bundle.model_onnx, threads=1, prefer_gpu=False)
+    sess = make_session(bundle.model_onnx, threads=1, prefer_gpu=False, name=f"bundle {bundle.version}")
     y = df["is_fraud"].to_numpy().astype(np.int8)
     amount = df["amount_cents"].to_numpy() / 100.0
     xte, yte, ate = x[split.test], y[split.test], amount[split.test]

@@ -18,7 +18,6 @@ import sys
 import time
 
 import pandas as pd
-import uvicorn
 from pydantic import ValidationError
 
 from infra.artifacts import Artifacts
@@ -26,6 +25,7 @@ from infra.bench.flags import bench_kwargs
 from infra.bench.harness import RESULTS_DIR, run_bench
 from infra.config import get_settings
 from infra.console import console, print_rows, print_values
+from infra.serving import run_server
 from infra.steps import Step
 from infra.system import BenchSpec
 from systems.fraud_edge import realdata
@@ -156,8 +156,8 @@ def eval_step(cfg: EvalConfig, art: Artifacts) -> None:
 
 
 def serve(cfg: ServeConfig, art: Artifacts) -> None:
-    """POST /score and POST /bundle/reload on 127.0.0.1 (the server `make bench` starts is the same app)."""
-    uvicorn.run(build_app(art, cfg.store), host="127.0.0.1", port=cfg.port)
+    """POST /score and POST /bundle/reload on --host:--port (the server `make bench` starts is the same app)."""
+    run_server(build_app(art, cfg.store), cfg.host, cfg.port)
 
 
 def score(cfg: ScoreConfig, art: Artifacts) -> int:

@@ -33,7 +33,7 @@ import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from infra.artifacts import Artifacts
 from infra.console import console, print_rows, print_values
@@ -204,7 +204,7 @@ def evaluate(cfg: EvalConfig, art: Artifacts) -> dict:
     _, va, te = time_split(df)
     art.require("bundles/LIVE", "train --data creditcard:<path>")
     bundle = verify_bundle(live_path(art.root / "bundles"), feature_spec()["spec_hash"])
-    sess = make_session(bundle.model_onnx, threads=1, prefer_gpu=False)
+    sess = make_session(bundle.model_onnx, threads=1, prefer_gpu=False, name=f"bundle {bundle.version}")
     y, amount = df["Class"].to_numpy().astype(np.int8), df["Amount"].to_numpy()
     scores = sess.run(None, {"features": x[te]})[0][:, 0]
     valid_scores = sess.run(None, {"features": x[va]})[0][:, 0]
@@ -252,6 +252,10 @@ def evaluate(cfg: EvalConfig, art: Artifacts) -> dict:
 # ------------------------------------------------------------------------------------------------ serving
 class RowRequest(BaseModel):
     """One credit-card row as the model sees it: V1..V28 and log1p(Amount)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"tx_id": "cc-1", "features": [0.0] * 28 + [3.0]}]}
+    )
 
     tx_id: str = Field(min_length=1, max_length=64)
     features: list[float] = Field(min_length=len(FEATURE_NAMES), max_length=len(FEATURE_NAMES))

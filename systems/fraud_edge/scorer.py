@@ -49,7 +49,9 @@ class _LiveModel:
 
     def __init__(self, bundle: VerifiedBundle) -> None:
         self.bundle = bundle
-        self.session = make_session(bundle.model_onnx, threads=1, prefer_gpu=False)
+        self.session = make_session(
+            bundle.model_onnx, threads=1, prefer_gpu=False, name=f"bundle {bundle.version}"
+        )
         self.input_name = self.session.get_inputs()[0].name
         t = bundle.thresholds
         self.thresholds = Thresholds(float(t["review"]), float(t["decline"]))

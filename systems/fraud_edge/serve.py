@@ -20,10 +20,11 @@ import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from infra.artifacts import Artifacts
 from infra.config import get_settings
+from infra.redact import redact
 from infra.resilience import CircuitBreaker
 from infra.serving import ApiError, create_app, current_timings, require_admin, require_ready
 from systems.fraud_edge.bundle import BundleRejected, live_path
@@ -33,6 +34,7 @@ from systems.fraud_edge.features.store import (
     IdempotencyConflict,
     MemoryVelocityStore,
     RedisVelocityStore,
+    StoreUnavailable,
     VelocityStore,
 )
 from systems.fraud_edge.features.velocity import HORIZON_S, Transaction
@@ -47,7 +49,22 @@ ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 
 
 class ScoreRequest(BaseModel):
-    model_config = {"allow_inf_nan": False}
+    model_config = ConfigDict(
+        allow_inf_nan=False,
+        json_schema_extra={  # no `ts`: the server's clock, so the example is never too late
+            "examples": [
+                {
+                    "tx_id": "tx-1",
+                    "card_id": "c000001",
+                    "terminal_id": "t00001",
+                    "amount": 25.0,
+                    "currency": "EUR",
+                    "lat": 48.86,
+                    "lon": 2.35,
+                }
+            ]
+        },
+    )
 
     tx_id: str = Field(..., pattern=ID_PATTERN, description="unique per transaction; a retry reuses it")
     card_id: str = Field(..., pattern=ID_PATTERN)
@@ -108,6 +125,8 @@ def check_event_time(ts: int, now: int, fraud: FraudSettings) -> None:
 
 
 class ReloadRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{}, {"version": "v0001"}]})
+
     version: str | None = Field(None, pattern=r"^v\d{4}$", description="default: the one LIVE names")
 
 
@@ -135,6 +154,7 @@ class FraudResources:
 
     scorer: EdgeScorer
     bundles: Path
+    degraded: str | None = None  # why the server scores from its own state only (/readyz shows it)
 
     def close(self) -> None:
         close = getattr(self.scorer.store, "close", None)  # the Redis store holds a connection pool
@@ -147,35 +167,47 @@ def retain_s(fraud: FraudSettings) -> int:
     return HORIZON_S + fraud.max_lateness_s + fraud.max_future_s
 
 
-def make_scorer(
-    bundles: Path, store: StoreKind | None = None, breaker: CircuitBreaker | None = None
-) -> EdgeScorer:
-    """The scorer with the velocity store asked for (default: MLSD_FRAUD_STORE), serving the LIVE bundle (rules
-    alone, flagged, when the LIVE bundle is missing or rejected)."""
-    settings, fraud = get_settings(), FraudSettings()
-    default = settings.online_store if settings.online_store in ("redis", "redis_cluster") else "memory"
-    kind = store or fraud.store or default
-    deadline_s = fraud.redis_deadline_ms / 1000
-    velocity: VelocityStore | None = None
-    if kind in ("redis", "redis_cluster"):
-        cluster = kind == "redis_cluster"
-        velocity = RedisVelocityStore(
+def shared_velocity_store(kind: StoreKind, fraud: FraudSettings) -> tuple[VelocityStore | None, str | None]:
+    """The Redis (Cluster) velocity state, or (None, why) when it does not answer at start: the edge design's
+    degraded mode, scoring from this process's own state, with one warning line (the reason is on /readyz)."""
+    if kind == "memory":
+        return None, None
+    settings, cluster = get_settings(), kind == "redis_cluster"
+    try:
+        store = RedisVelocityStore(
             settings.redis_cluster_url if cluster else settings.redis_url,
             fraud.namespace,
             cluster=cluster,
             retain_s=retain_s(fraud),
-            timeout_s=deadline_s,  # the socket frees the thread as soon as the request has given up on it
+            # the socket frees the thread as soon as the request has given up on it
+            timeout_s=fraud.redis_deadline_ms / 1000,
         )
+    except StoreUnavailable as exc:
+        why = (f"{redact(str(exc))}; meanwhile the velocity state is this process's own (not shared, not "
+               "journaled): restart the server once the store answers")  # fmt: skip
+        log.warning("serving degraded: %s", why)
+        return None, why
+    return store, None
+
+
+def make_scorer(
+    bundles: Path, store: StoreKind | None = None, breaker: CircuitBreaker | None = None
+) -> tuple[EdgeScorer, str | None]:
+    """The scorer with the velocity store asked for (default: MLSD_FRAUD_STORE), serving the LIVE bundle (rules
+    alone, flagged, when the LIVE bundle is missing or rejected); and why it is degraded (None: it is not)."""
+    settings, fraud = get_settings(), FraudSettings()
+    default = settings.online_store if settings.online_store in ("redis", "redis_cluster") else "memory"
+    velocity, degraded = shared_velocity_store(store or fraud.store or default, fraud)
     journal = OutageJournal(fraud.journal or bundles.parent / "journal" / f"{fraud.namespace}.jsonl")
     scorer = EdgeScorer(
         velocity,
         MemoryVelocityStore(retain_s=retain_s(fraud)),
         breaker=breaker,
-        deadline_s=deadline_s,
+        deadline_s=fraud.redis_deadline_ms / 1000,
         journal=journal if velocity is not None else None,
     )
     scorer.load_live(bundles)
-    return scorer
+    return scorer, degraded
 
 
 def build_app(art: Artifacts | None = None, store: StoreKind | None = None) -> FastAPI:
@@ -185,7 +217,8 @@ def build_app(art: Artifacts | None = None, store: StoreKind | None = None) -> F
     breaker = CircuitBreaker("velocity_store", failure_threshold=3, cooldown_s=2.0, max_workers=4)
 
     def load() -> FraudResources:
-        resources = FraudResources(make_scorer(bundles, store, breaker), bundles)
+        scorer, degraded = make_scorer(bundles, store, breaker)
+        resources = FraudResources(scorer, bundles, degraded)
         gc.collect()
         gc.freeze()  # loaded objects leave the GC's generations: fewer, shorter collection pauses in the tail
         return resources

@@ -23,9 +23,9 @@ from onnxruntime.quantization import (
     quantize_dynamic,
     quantize_static,
 )
-from tqdm import tqdm
 
 from infra.artifacts import Artifacts
+from infra.console import progress as progress_of
 from infra.metrics import pr_auc, recall_at_fpr
 from infra.serving.onnx import make_session
 from systems.fraud_edge.bundle import write_bundle
@@ -77,7 +77,7 @@ def train_mlp(
     xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.float32))[:, None]
     gen = torch.Generator().manual_seed(cfg.seed)
     losses = []
-    for _ in tqdm(range(cfg.epochs), desc="mlp epochs", disable=not progress, leave=False):
+    for _ in progress_of(range(cfg.epochs), "mlp epochs", disable=not progress):
         perm = torch.randperm(len(xt), generator=gen)
         total = 0.0
         for i in range(0, len(xt), cfg.batch_size):

@@ -15,8 +15,8 @@ one index `mlsd rag index --data` built:
 from __future__ import annotations
 
 import numpy as np
-from tqdm import tqdm
 
+from infra.console import progress, progress_bar
 from infra.metrics import ndcg_at_k, recall_at_k
 from systems.rag_search.documents import Article, BeirDataset, Section
 from systems.rag_search.index import SearchIndex
@@ -36,7 +36,7 @@ def index_beir(ds: BeirDataset, encoder: MiniLM) -> SearchIndex:
     """The corpus embedded in batches (a progress bar in documents), one MiniLM pass per window; BM25 once."""
     index = SearchIndex(encoder.dim)
     articles = beir_articles(ds)
-    with tqdm(total=len(articles), desc="embedding BEIR documents", unit="doc") as bar:
+    with progress_bar(len(articles), "embedding BEIR documents") as bar:
         for start in range(0, len(articles), BATCH_DOCS):
             batch = articles[start : start + BATCH_DOCS]
             index.add_articles(batch, encoder, sentences_in_context=True, bm25=False)
@@ -59,7 +59,7 @@ def beir_eval(searcher: Searcher, ds: BeirDataset, modes: tuple[str, ...] = BEIR
             continue
         rows = [
             (ndcg_at_k(ranked, set(ds.qrels[qid]), 10), recall_at_k(ranked, set(ds.qrels[qid]), 100))
-            for qid, text in tqdm(ds.queries.items(), desc=f"eval {mode}", unit="query", leave=False)
+            for qid, text in progress(ds.queries.items(), f"eval {mode} (queries)")
             for ranked in [_ranked_docs(searcher, text, mode)]
         ]
         arr = np.array(rows)

@@ -14,7 +14,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from infra.bench.flags import BenchFlags
-from infra.steps import ConfigError, StepConfig, flag
+from infra.steps import ConfigError, ServeFlags, StepConfig, flag
 
 
 class RagSettings(BaseSettings):
@@ -176,8 +176,8 @@ class AskConfig(RealDataFlags):
 
 
 @dataclass
-class ServeConfig(RealDataFlags):
-    port: int = flag(8000, "port on 127.0.0.1")
+class ServeConfig(ServeFlags, RealDataFlags):
+    """/ask, /search and the page at /."""
 
 
 @dataclass

@@ -8,8 +8,8 @@ import time
 from collections import Counter
 
 import numpy as np
-from tqdm import tqdm
 
+from infra.console import progress
 from infra.metrics import ndcg_at_k, recall_at_k, reciprocal_rank_at_k
 from systems.rag_search.answer import RagPipeline
 from systems.rag_search.data import Question
@@ -40,7 +40,7 @@ def retrieval_table(
     qs = [q for q in questions if q.answerable]
     for mode in modes:
         rows = []
-        for q in tqdm(qs, desc=f"retrieve ({mode})", leave=False):
+        for q in progress(qs, f"retrieve ({mode})"):
             ranked = ranked_keys(searcher, q.text, mode, 20)
             gold = set(q.gold)
             rows.append(
@@ -103,7 +103,7 @@ def generation_table(
     out = {}
     for name in generators:
         prec, rec, f1, sim, refused_ok, false_refusal, lat, dropped = [], [], [], [], [], [], [], 0
-        for q in tqdm(questions, desc=f"generate ({name})", leave=False):
+        for q in progress(questions, f"generate ({name})"):
             t0 = time.perf_counter()
             res = pipeline.ask(q.text, generator=name)
             lat.append((time.perf_counter() - t0) * 1000)

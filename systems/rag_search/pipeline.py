@@ -16,13 +16,13 @@ import json
 import shutil
 from pathlib import Path
 
-import uvicorn
 from rich.markup import escape
 
 from infra.artifacts import Artifacts
 from infra.bench.flags import bench_kwargs
 from infra.bench.harness import RESULTS_DIR, run_bench
 from infra.console import console, markdown_table, print_rows, print_values
+from infra.serving import run_server
 from infra.steps import Step, StepError, run_step
 from infra.system import BenchSpec
 from systems.rag_search.answer import AnswerConfig, RagPipeline
@@ -229,8 +229,8 @@ def ask(cfg: AskConfig, art: Artifacts) -> None:
 
 
 def serve(cfg: ServeConfig, art: Artifacts) -> None:
-    """Serve /ask, /search and the page on 127.0.0.1 (MLSD_RAG_* settings choose the generators)."""
-    uvicorn.run(build_app(RagPipeline.load(art) if cfg.data else None), host="127.0.0.1", port=cfg.port)
+    """Serve /ask, /search and the page (at /) on --host:--port (MLSD_RAG_* settings choose the generators)."""
+    run_server(build_app(RagPipeline.load(art) if cfg.data else None), cfg.host, cfg.port)
 
 
 def bench(cfg: BenchConfig, art: Artifacts) -> int:

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from infra.artifacts import Artifacts
 from infra.config import get_settings
@@ -31,6 +31,12 @@ PAGE = Path(__file__).with_name("page.html")
 
 
 class AskRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"question": "How do I reset my password?", "k": 5, "generator": "extractive"}]
+        }
+    )
+
     question: str = Field(
         ..., min_length=1, max_length=MAX_QUESTION_CHARS, description="the customer's question"
     )
@@ -46,6 +52,12 @@ class AskRequest(BaseModel):
 
 
 class SearchRequest(AskRequest):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"question": "How do I reset my password?", "k": 10, "mode": "rerank"}]
+        }
+    )
+
     k: int = Field(10, ge=1, le=50, description="passages to return")
     mode: Literal["bm25", "dense", "hybrid", "maxsim", "rerank"] = "rerank"  # retrieve.MODES
 

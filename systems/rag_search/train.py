@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from tqdm import tqdm
 
 from infra.config import get_settings
+from infra.console import progress as progress_of
 from systems.rag_search.data import Question
 from systems.rag_search.model import Reranker
 from systems.rag_search.retrieve import Searcher
@@ -20,7 +20,7 @@ def candidate_table(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Features (N, F), labels (N,), question index (N,) over every question's fused candidates."""
     X, y, g = [], [], []
-    for qi, q in enumerate(tqdm(questions, desc="candidates", disable=not progress)):
+    for qi, q in enumerate(progress_of(questions, "candidates", disable=not progress)):
         gold = set(q.gold)
         for c in searcher.candidates(searcher.embed(q.text)):
             chunk = searcher.index.chunks[c.idx]

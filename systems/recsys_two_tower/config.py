@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from infra.bench.flags import BenchFlags
 from infra.config import Scale
-from infra.steps import ConfigError, StepConfig, StepError, flag
+from infra.steps import ConfigError, ServeFlags, StepConfig, StepError, flag
 
 
 class RecsysSettings(BaseSettings):
@@ -356,8 +356,8 @@ class BuildConfig(TrainConfig, IndexConfig, RankConfig, CrossConfig):
 
 
 @dataclass
-class ServeConfig(BuildConfig):
-    port: int = flag(8000, "port on 127.0.0.1")
+class ServeConfig(ServeFlags, BuildConfig):
+    """/recommend on this scale's model, index and features."""
 
 
 @dataclass

@@ -26,8 +26,8 @@ import faiss
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
+from infra.console import progress
 from systems.recsys_two_tower.config import INDEX_FAMILIES
 from systems.recsys_two_tower.data import Feed
 from systems.recsys_two_tower.features.definitions import USER_COLS
@@ -65,11 +65,11 @@ def embed_catalog(
     seen: np.ndarray,
     as_of_ts: int,
     batch: int = 65_536,
-    progress: bool = True,
+    quiet: bool = False,
 ) -> np.ndarray:
     """(n_videos, D) float32 unit vectors, row i = video i."""
     out = np.empty((len(frame), model.cfg.out_dim), dtype=np.float32)
-    for start in tqdm(range(0, len(frame), batch), desc="embed catalog", leave=False, disable=not progress):
+    for start in progress(range(0, len(frame), batch), "embed catalog (batches)", disable=quiet):
         part = frame.iloc[start : start + batch]
         tensors = [torch.from_numpy(a) for a in video_inputs(part, model.cfg, seen, as_of_ts)]
         out[start : start + len(part)] = model.video(*tensors).numpy()
@@ -162,7 +162,7 @@ def hnsw_index(emb: np.ndarray, m: int, ef_construction: int = 40) -> faiss.Inde
     """HNSW (M links per node, inner product) over every vector; the build is the graph, there is no training."""
     index = faiss.IndexHNSWFlat(emb.shape[1], m, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = ef_construction
-    for start in tqdm(range(0, len(emb), 100_000), desc=f"HNSW{m} build", leave=False):
+    for start in progress(range(0, len(emb), 100_000), f"HNSW{m} build (100k vectors)"):
         index.add(emb[start : start + 100_000])
     return index
 

@@ -15,13 +15,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import uvicorn
 
 from infra.artifacts import Artifacts
 from infra.bench.flags import bench_kwargs
 from infra.bench.harness import RESULTS_DIR, run_bench
 from infra.config import get_settings
 from infra.console import console, markdown_table, print_rows, print_values
+from infra.serving import run_server
 from infra.steps import Step, StepError
 from infra.system import BenchSpec
 from systems.recsys_two_tower.capacity import capacity_rows, measured_inputs
@@ -309,8 +309,8 @@ def capacity(cfg: CapacityConfig, art: Artifacts) -> None:
 
 
 def serve(cfg: ServeConfig, art: Artifacts) -> None:
-    """/recommend on 127.0.0.1:--port, on this scale's model, index and features."""
-    uvicorn.run(build_app(cfg.variant()), host="127.0.0.1", port=cfg.port)
+    """/recommend on --host:--port, on this scale's model, index and features."""
+    run_server(build_app(cfg.variant()), cfg.host, cfg.port)
 
 
 def bench(cfg: BenchConfig, art: Artifacts) -> int:

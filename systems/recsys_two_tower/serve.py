@@ -26,6 +26,7 @@ bench --scale` sets for the server it starts), else MLSD_SCALE.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -33,10 +34,10 @@ import faiss
 import numpy as np
 import onnxruntime as ort
 from fastapi import Depends, FastAPI
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from infra.artifacts import Artifacts
-from infra.config import get_settings
+from infra.config import ServiceUnavailable, get_settings
 from infra.registry import CHAMPION, Registry
 from infra.resilience import CircuitBreaker, guarded_call_async
 from infra.serving import create_app, current_timings, require_ready, stage
@@ -49,12 +50,15 @@ from systems.recsys_two_tower.index import maybe_gpu
 from systems.recsys_two_tower.provenance import check_same_run, read_run_id
 from systems.recsys_two_tower.rank import CANDIDATES, RankCatalog, policy, rank_features, user_profile
 
+log = logging.getLogger("mlsd.recsys")
 MARGIN = 50  # extra candidates fetched so that filtering seen videos still leaves k
 MAX_ID = 2**53 - 1  # ids a JSON number, an int64 store key and a float64 all hold exactly
 BREAKER_FAILURES, BREAKER_COOLDOWN_S = 3, 5.0
 
 
 class RecommendRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"user_id": 42, "k": 10}]})
+
     user_id: int = Field(..., ge=0, le=MAX_ID, description="viewer id")
     k: int = Field(20, ge=1, le=500, description="how many videos to return")
     exclude_seen: bool = Field(True, description="drop videos in the user's recent history")
@@ -102,6 +106,15 @@ class RecsysResources:
     deadline_s: float
     model_version: str
     run_id: str  # the training run every artifact was built from
+    store_down_at_start: str | None = None  # why the online store failed its first read, if it did
+
+    @property
+    def degraded(self) -> str | None:
+        """Why /recommend answers on default features, for /readyz: the store was down at start and no read
+        has succeeded since (per request, the breaker and the deadline decide)."""
+        if self.store_down_at_start is None or self.breaker.snapshot()["counts"].get("ok", 0) > 0:
+            return None
+        return self.store_down_at_start
 
 
 def serving_scale() -> str:
@@ -137,7 +150,14 @@ def load_resources(scale: str, breaker: CircuitBreaker) -> RecsysResources:
         run_id=ref.run_id,
     )
     # warm the paths once so the first request does not pay for lazy initialisation
-    cols = res.features.read(0)
+    try:
+        cols = res.features.read(0)
+    except ServiceUnavailable as exc:  # the design's degraded mode from the first request: one warning line
+        res.store_down_at_start = (
+            f"{exc}; until it answers, /recommend uses default features (degraded: true)"
+        )
+        log.warning("serving degraded: %s", res.store_down_at_start)
+        cols = None
     recommend_for(res, RecommendRequest(user_id=0, k=10), cols)
     return res
 

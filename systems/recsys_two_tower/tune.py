@@ -95,7 +95,7 @@ class Judge:
             queries = model.user(
                 *[torch.from_numpy(a) for a in user_inputs(cols, model.cfg, seen_videos)]
             ).numpy()
-        emb = embed_catalog(model, self.catalog, seen_videos, self.feed.split_ts, progress=False)
+        emb = embed_catalog(model, self.catalog, seen_videos, self.feed.split_ts, quiet=True)
         return search_excluding(exact_index(emb), queries, self.seens, K)
 
     def score(self, recs: np.ndarray) -> dict[str, float]:

@@ -5,6 +5,7 @@ import typing
 
 import pytest
 
+from infra.config import get_settings
 from infra.steps import StepConfig, derive
 from systems.ctr import SYSTEM, pipeline
 from systems.ctr.config import RESULTS, AllConfig, CtrSettings, EvalConfig, ExperimentConfig, ServeConfig
@@ -39,6 +40,23 @@ def test_a_missing_input_artifact_is_one_line_and_exit_1(mlsd_ctr, monkeypatch, 
     assert mlsd_ctr(["eval"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "rows.parquet is missing; run `mlsd ctr data --scale small`" in err
+
+
+@pytest.mark.parametrize(
+    "store, start", [("redis", "redis-server"), ("redis_cluster", "mlsd redis-cluster start")]
+)
+def test_serve_with_its_online_store_down_is_one_line_and_exit_1(
+    mlsd_ctr, monkeypatch, capsys, store, start
+) -> None:
+    """The ad catalogue is read from the online store at start, so ctr cannot degrade: nothing listens on 6390,
+    and `mlsd ctr serve` says so before building or serving anything."""
+    monkeypatch.setenv("MLSD_ONLINE_STORE", store)
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6390/0")
+    monkeypatch.setenv("MLSD_REDIS_CLUSTER_URL", "redis://127.0.0.1:6390")
+    get_settings.cache_clear()
+    assert mlsd_ctr(["serve"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "127.0.0.1:6390" in err and f"`{start}" in err, err
 
 
 def test_a_scale_ctr_does_not_have_is_one_line_and_exit_1(mlsd_ctr, capsys: pytest.CaptureFixture) -> None:

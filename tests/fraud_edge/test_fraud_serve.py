@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 import pytest
 from fastapi.testclient import TestClient
 
 from infra.config import get_settings
-from infra.serving.testing import wait_ready
+from infra.serving.testing import logged, wait_ready
 from systems.fraud_edge.bundle import set_live, write_bundle
 from systems.fraud_edge.features.velocity import Transaction
 from systems.fraud_edge.scorer import EdgeScorer
@@ -150,3 +151,26 @@ def test_bench_with_redis_down_says_what_to_run(served_dir, monkeypatch, capsys,
     assert fraud_cli("bench", "--duration", "1") == 1
     out = capsys.readouterr().err
     assert "redis-server" in out and "--store memory" in out
+
+
+@pytest.mark.parametrize(
+    "store, start", [("redis", "redis-server"), ("redis_cluster", "mlsd redis-cluster start")]
+)
+def test_a_velocity_store_down_at_start_serves_degraded_saying_why(
+    served_dir, monkeypatch, store, start
+) -> None:
+    """Redis not answering at start (nothing listens on 6390): one warning line naming the command, /readyz ready
+    with the reason, and /score answering from the process's own state."""
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6390/0")
+    monkeypatch.setenv("MLSD_REDIS_CLUSTER_URL", "redis://127.0.0.1:6390")
+    monkeypatch.setenv("MLSD_FRAUD_STORE", store)
+    get_settings.cache_clear()
+    with logged("mlsd") as records, TestClient(build_app()) as c:
+        wait_ready(c)
+        ready = c.get("/readyz").json()
+        scored = c.post("/score", json=TX)
+    assert start in ready["degraded"] and "127.0.0.1:6390" in ready["degraded"]
+    assert scored.status_code == 200, scored.text
+    warnings = [r.getMessage() for r in records if r.name == "mlsd.fraud" and r.levelname == "WARNING"]
+    assert len([w for w in warnings if "serving degraded" in w]) == 1, warnings
+    assert not [r for r in records if r.levelno >= logging.ERROR or r.exc_info]

@@ -174,9 +174,7 @@ def test_feast_builds_its_clients_with_the_timeouts(tmp_path: Path, monkeypatch:
 def test_unreachable_redis_cluster_says_what_to_run(tmp_path: Path, unique_name: str) -> None:
     port = redis_cluster.free_port_base()
     t0 = time.perf_counter()
-    with pytest.raises(
-        OnlineStoreUnavailable, match=r"python -m infra\.redis_cluster start.*MLSD_ONLINE_STORE=sqlite"
-    ):
+    with pytest.raises(OnlineStoreUnavailable, match=r"mlsd redis-cluster start.*MLSD_ONLINE_STORE=sqlite"):
         _repo(tmp_path, unique_name, "redis_cluster", f"redis://127.0.0.1:{port}")
     assert time.perf_counter() - t0 < 5
 
@@ -226,7 +224,7 @@ def test_cluster_that_stops_answering_fails_within_the_timeout(
 
     # stopped: refused at once, and the message says what to run
     redis_cluster.stop(own_cluster)
-    elapsed = _failing_read_seconds(repo, r"python -m infra\.redis_cluster start")
+    elapsed = _failing_read_seconds(repo, r"mlsd redis-cluster start")
     assert elapsed < 2 * timeout_s, elapsed  # refused at once: no wait on any timeout
 
 

@@ -8,8 +8,9 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, Field
 
-from infra.config import get_settings
+from infra.config import ServiceUnavailable, get_settings
 from infra.serving import create_app, require_ready, stage
+from infra.serving.testing import logged
 
 
 @dataclass
@@ -75,6 +76,40 @@ def test_failed_load_is_reported_on_readyz() -> None:
     with TestClient(make_app(bad, load_in_background=False)) as client:
         r = client.get("/readyz")
         assert r.status_code == 503 and "index.faiss missing" in r.json()["message"]
+
+
+def test_a_store_down_at_start_is_one_line_and_its_reason_on_readyz() -> None:
+    """The message says what to run; the traceback is only for MLSD_LOG_LEVEL=DEBUG."""
+
+    def down() -> ToyResources:
+        raise ServiceUnavailable(
+            "Redis at redis://127.0.0.1:6390/0 did not answer; start it with `redis-server`"
+        )
+
+    with logged("mlsd.serving") as records, TestClient(make_app(down, load_in_background=False)) as client:
+        r = client.get("/readyz")
+    assert r.status_code == 503
+    assert (
+        r.json()["message"]
+        == "Redis at redis://127.0.0.1:6390/0 did not answer; start it with `redis-server`"
+    )
+    errors = [rec for rec in records if rec.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "start it with `redis-server`" in errors[0].getMessage()
+    assert not [
+        rec
+        for rec in records
+        if rec.levelno >= logging.INFO and (rec.exc_info or "Traceback" in rec.getMessage())
+    ]
+
+
+def test_degraded_resources_say_why_on_readyz() -> None:
+    @dataclass
+    class Degraded(ToyResources):
+        degraded: str | None = "the store was down at start"
+
+    with TestClient(make_app(lambda: Degraded(multiplier=1), load_in_background=False)) as client:
+        r = client.get("/readyz")
+    assert r.status_code == 200 and r.json()["degraded"] == "the store was down at start"
 
 
 def test_validation_error_names_the_field() -> None:

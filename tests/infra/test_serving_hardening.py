@@ -326,7 +326,12 @@ def test_the_token_is_in_the_openapi_document_as_a_bearer_scheme() -> None:
 # No credential leaves the server --------------------------------------------------------------------------------
 
 
-def test_readyz_and_503_bodies_carry_no_password(serving_log: Records) -> None:
+def test_readyz_and_503_bodies_carry_no_password(
+    serving_log: Records, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLSD_LOG_LEVEL", "DEBUG")  # the load failure's traceback is logged at DEBUG
+    get_settings.cache_clear()
+
     def load() -> dict:
         raise ConnectionError(f"Error connecting to redis://:{PASSWORD}@cache:6379/0")
 

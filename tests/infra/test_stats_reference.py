@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
+from sklearn.metrics import roc_auc_score
 
 from infra.experiments import benjamini_hochberg, srm_check, two_proportion_ztest, welch_ttest
 from infra.monitoring import categorical_psi, jensen_shannon, ks_statistic, psi, quantile_bins
-from infra.monitoring.performance import expected_log_loss
+from infra.monitoring.performance import expected_auc, expected_log_loss
 
 
 # ---------------------------------------------------------------------------------------------- experiments
@@ -124,3 +125,30 @@ def test_ks_statistic_matches_scipy() -> None:
 def test_expected_log_loss_is_the_mean_bernoulli_entropy() -> None:
     p = np.random.default_rng(5).uniform(0.001, 0.999, 1000)
     assert expected_log_loss(p) == pytest.approx(stats.entropy(np.stack([p, 1 - p])).mean(), rel=1e-12)
+
+
+def test_psi_by_the_written_out_formula_with_an_empty_bin() -> None:
+    """PSI = sum over bins (a - e) ln(a / e), a and e the live and reference shares floored at 1e-4: here four
+    reference-quartile bins, the live sample empty in the first (the floor is what keeps ln finite)."""
+    reference = np.arange(1.0, 9.0)  # quartile edges 2.75, 4.5, 6.25: two values a bin
+    live = np.array([3.0, 5.0, 5.5, 7.0, 7.5, 8.0])  # bins: 0, 1, 2, 3 values -> shares 0, 1/6, 2/6, 3/6
+    e = [0.25, 0.25, 0.25, 0.25]
+    a = [1e-4, 1 / 6, 2 / 6, 3 / 6]
+    by_hand = sum((ai - ei) * np.log(ai / ei) for ai, ei in zip(a, e, strict=True))
+    assert psi(reference, live, n_bins=4) == pytest.approx(by_hand, rel=1e-12)
+    assert categorical_psi(np.array([2, 2, 2, 2]), np.array([0, 1, 2, 3])) == pytest.approx(
+        by_hand, rel=1e-12
+    )
+
+
+def test_expected_auc_is_its_formula_by_brute_force_and_the_mean_auc_of_drawn_labels() -> None:
+    """CBPE's expected AUC: sum over pairs i != j of p_i (1 - p_j) [p_i > p_j], over E[#pos x #neg]; the O(n^2)
+    double loop below is that sentence. With labels drawn from the model's own p, the realised AUCs average
+    to it (a ratio of expectations, so within sampling error)."""
+    rng = np.random.default_rng(6)
+    p = rng.beta(2, 5, 300)
+    num = sum(p[i] * (1 - p[j]) for i in range(p.size) for j in range(p.size) if i != j and p[i] > p[j])
+    den = sum(p[i] * (1 - p[j]) for i in range(p.size) for j in range(p.size) if i != j)
+    assert expected_auc(p) == pytest.approx(num / den, rel=1e-12)
+    drawn = [roc_auc_score(rng.random(p.size) < p, p) for _ in range(400)]
+    assert expected_auc(p) == pytest.approx(np.mean(drawn), abs=0.01)

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from infra.config import REPO_ROOT
+from infra.steps import config_from_args, step_parser
 from mlsd.cli import discover_systems, main, settings_classes, settings_rows
 
 
@@ -116,3 +117,65 @@ def test_readme_lists_every_setting() -> None:
     assert not missing, (
         f"README.md lacks {missing}; paste `mlsd settings --markdown` into its Configuration section"
     )
+
+
+# A strict command line: abbreviations refused, the name meant suggested, usage lines naming `mlsd` ------------
+
+
+def test_an_abbreviated_flag_is_refused_with_the_flag_meant(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["fraud", "train", "--epoch", "3"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert (
+        err.count("\n") == 1
+        and "unrecognized arguments: --epoch 3" in err
+        and "did you mean '--epochs'" in err
+    )
+
+
+def test_a_mistyped_system_step_and_topic_get_a_suggestion(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fruad", "train"]) == 2
+    assert "did you mean 'fraud'" in capsys.readouterr().err
+    assert main(["bench", "recsis"]) == 2
+    assert "did you mean 'recsys'" in capsys.readouterr().err
+    assert main(["fraud", "trian"]) == 2
+    assert "did you mean 'train'" in capsys.readouterr().err
+    assert main(["fundamentals", "softmx"]) == 2
+    assert "did you mean 'softmax'" in capsys.readouterr().err
+
+
+def test_help_is_written_for_users_and_list_explains_its_columns(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "usage: mlsd" in out and "mlsd list" in out and "serve [--host --port]" in out
+    assert "composition root" not in out and "Layers" not in out
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "status working:" in out and "steps:" in out
+
+
+@pytest.mark.parametrize(
+    "argv, usage",
+    [(["redis-cluster", "--help"], "usage: mlsd redis-cluster"), (["bench", "floor", "--help"], "usage: mlsd bench floor"),
+     (["rag", "ask", "--help"], "usage: mlsd rag ask"), (["fundamentals", "softmax", "--help"], "usage: mlsd fundamentals softmax")],
+)  # fmt: skip
+def test_every_usage_line_names_the_mlsd_command(argv: list[str], usage: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(usage) and "(default: )" not in out
+
+
+@pytest.mark.parametrize("system", ["ctr", "fraud", "rag", "recsys"])
+def test_every_serve_step_takes_host_and_port(system: str, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = discover_systems()[system]
+    step = next(s for s in importlib.import_module(f"{spec.package}.pipeline").STEPS if s.name == "serve")
+    parser = step_parser(system, step)
+    cfg = config_from_args(step.config, parser.parse_args(["--host", "0.0.0.0", "--port", "8123"]))
+    assert (cfg.host, cfg.port) == ("0.0.0.0", 8123)
+    assert (config_from_args(step.config, parser.parse_args([])).host) == "127.0.0.1"
+    with pytest.raises(SystemExit) as exc:
+        main([system, "serve", "--port", "0"])
+    assert exc.value.code == 2 and "--port must be between 1 and 65535" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 bad input (422, never a 500 or a breaker trip), artifacts from different training runs (503 at /readyz)."""
 
 import json
+import logging
 import shutil
 import threading
 import time
@@ -13,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from infra.artifacts import Artifacts
 from infra.config import get_settings
-from infra.serving.testing import wait_ready
+from infra.serving.testing import logged, wait_ready
 from systems.recsys_two_tower import data, pipeline
 from systems.recsys_two_tower.config import BenchConfig, TrainConfig
 from systems.recsys_two_tower.features.definitions import HISTORY_COLS, USER_COLS
@@ -118,6 +119,26 @@ def test_store_down_gives_degraded_answer_not_500(client, recsys_env, monkeypatc
     assert res.breaker.state == "open"
     assert client.post("/recommend", json={"user_id": 1, "k": 3}).json()["degraded"]
     assert client.get("/readyz").json()["dependencies"]["online_store"]["state"] == "open"
+
+
+def test_a_store_down_at_start_serves_degraded_saying_why(recsys_env, monkeypatch, tmp_path) -> None:
+    """MLSD_ONLINE_STORE=redis with nothing listening (6390): the design's degraded answer from the first request,
+    one warning line naming the command, and /readyz ready with the reason."""
+    art = _copy_of_the_artifacts(recsys_env, monkeypatch, tmp_path)
+    (art.root / MATERIALIZED).write_text(json.dumps({"online_store": "redis"}))  # as if filled into Redis
+    monkeypatch.setenv("MLSD_ONLINE_STORE", "redis")
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6390/0")
+    get_settings.cache_clear()
+    with logged("mlsd") as records, TestClient(build_app()) as c:
+        wait_ready(c)
+        ready = c.get("/readyz").json()
+        body = c.post("/recommend", json={"user_id": 1, "k": 5}).json()
+    assert "redis-server" in ready["degraded"] and "127.0.0.1:6390" in ready["degraded"]
+    assert body["degraded"] and len(body["items"]) == 5
+    warned = [
+        r.getMessage() for r in records if r.levelname == "WARNING" and "serving degraded" in r.getMessage()
+    ]
+    assert len(warned) == 1 and not [r for r in records if r.levelno >= logging.ERROR or r.exc_info]
 
 
 def test_hung_store_answers_degraded_within_the_deadline_and_blocks_nobody(recsys_env, monkeypatch) -> None:

@@ -262,11 +262,14 @@ class RedisVelocityStore:
             else:
                 self.client = redis.Redis.from_url(url, **kwargs)
             self.client.ping()
-        except redis.exceptions.RedisError as exc:
+        except (
+            redis.exceptions.RedisError,
+            redis.exceptions.RedisClusterException,
+        ) as exc:  # not a RedisError
+            start = "mlsd redis-cluster start" if cluster else "redis-server --daemonize yes"
             raise StoreUnavailable(
                 f"Redis{' Cluster' if cluster else ''} at {url} is not answering ({type(exc).__name__}); start "
-                "it (`redis-server`, or `python -m infra.redis_cluster start`) or use the in-process edge store "
-                "(--store memory)"
+                f"it with `{start}` or use the in-process edge store (--store memory)"
             ) from exc
         self._terminal = self.client.register_script(_TERMINAL_LUA)
         self._card = self.client.register_script(_CARD_LUA)
