@@ -97,7 +97,9 @@ class TowerConfig:
     logq: float = 1.0  # strength of the logQ correction: 1 = the unbiased full softmax, 0 = none
     uniform_negatives: int = 0  # videos drawn uniformly per batch beside the in-batch ones (mixed negatives)
     init_std: float = 0.0  # std of the embeddings' initial values; 0 = PyTorch's default N(0, 1)
-    user_features: bool = True  # False: the user tower reads its id alone (history and counts gated to 0)
+    features: bool = (
+        True  # False: ids alone (user history and counts, video popularity/completion/age gated to 0)
+    )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -174,9 +176,7 @@ class TrainConfig(RealDataFlags):
     logq: float = flag(TowerConfig.logq, "strength of the logQ correction (1: unbiased, 0: none)")
     uniform_negatives: int = flag(0, "videos drawn uniformly per batch beside the in-batch negatives (0: in-batch only)")  # fmt: skip
     init_std: float = flag(0.0, "std of the embeddings' initial values (0: PyTorch's N(0, 1))")
-    user_features: bool = flag(
-        True, "feed the user tower its history and counts (--no-user-features: the id alone)"
-    )
+    features: bool = flag(True, "feed the towers the Feast features beside the ids: user history and counts, video popularity, completion and age (--no-features: ids, topic and creator alone)")  # fmt: skip
     min_completion: float = flag(
         0.0, "train only on watches completed at least this much (MovieLens: rating / 5)"
     )
@@ -208,7 +208,7 @@ class TrainConfig(RealDataFlags):
             logq=self.logq,
             uniform_negatives=self.uniform_negatives,
             init_std=self.init_std,
-            user_features=self.user_features,
+            features=self.features,
         )
 
 

@@ -46,10 +46,8 @@ def init_embeddings(module: nn.Module, std: float) -> None:
 class UserTower(nn.Module):
     def __init__(self, cfg: TowerConfig) -> None:
         super().__init__()
-        # 1, or 0 for "the id alone": history and counts stay inputs (serving calls one graph) but weigh nothing
-        self.register_buffer(
-            "feature_gate", torch.tensor(1.0 if cfg.user_features else 0.0), persistent=False
-        )
+        # 1, or 0 for "ids alone": history and counts stay inputs (serving calls one graph) but weigh nothing
+        self.register_buffer("feature_gate", torch.tensor(1.0 if cfg.features else 0.0), persistent=False)
         # sparse: a step touches ~B rows of each table, so only those rows get gradients and updates
         self.user_emb = nn.Embedding(cfg.user_buckets, cfg.id_dim, sparse=True)
         self.history_emb = nn.Embedding(cfg.video_buckets, cfg.id_dim, padding_idx=0, sparse=True)
@@ -69,6 +67,7 @@ class UserTower(nn.Module):
 class VideoTower(nn.Module):
     def __init__(self, cfg: TowerConfig) -> None:
         super().__init__()
+        self.register_buffer("feature_gate", torch.tensor(1.0 if cfg.features else 0.0), persistent=False)
         self.video_emb = nn.Embedding(cfg.video_buckets, cfg.id_dim, sparse=True)
         self.topic_emb = nn.Embedding(N_TOPICS, 8)
         self.creator_emb = nn.Embedding(cfg.creator_buckets, 16, sparse=True)
@@ -87,7 +86,12 @@ class VideoTower(nn.Module):
     ) -> torch.Tensor:
         # video_bucket (B,) (0 for videos unseen in training: content features carry them), dense (B, VIDEO_DENSE)
         x = torch.cat(
-            [self.video_emb(video_bucket), self.topic_emb(topic), self.creator_emb(creator_bucket), dense],
+            [
+                self.video_emb(video_bucket),
+                self.topic_emb(topic),
+                self.creator_emb(creator_bucket),
+                dense * self.feature_gate,
+            ],
             dim=-1,
         )
         return F.normalize(self.mlp(x), dim=-1)  # (B, out)

@@ -42,7 +42,7 @@ CHANGES: dict[str, dict] = {
     "temperature 0.2 (was 0.05)": {"temperature": 0.2},
     "logQ correction off (was full)": {"logq": 0.0},
     "mixed negatives: + 1,024 uniform": {"uniform_negatives": 1024},
-    "ids only: no history or counts": {"user_features": False},
+    "ids only: no history, counts, popularity or age": {"features": False},
     "wider: id 256, hidden 512, out 128": {"id_dim": 256, "hidden": 512, "out_dim": 128},
     "embeddings start at N(0, 0.1)": {"init_std": 0.1},
     "positives: ratings >= 4 only": {"min_completion": 0.8},
