@@ -10,6 +10,7 @@ SYSTEM = SystemSpec(
         "data",
         "features",
         "train",
+        "tune",
         "index",
         "sweep",
         "rank",

@@ -168,8 +168,8 @@ def run_tune(
     # the best so far (changes interact: a longer run or a warmer softmax can help only once another is in)
     best, kept, together = ablation[1], [], []
     for alone in sorted(ablation[2:], key=lambda s: -s.mean("ndcg@10")):
-        trial = run(Candidate(" + ".join(["together:", *kept, alone.name]) if kept else f"together: {alone.name}",
-                              {**best.changes, **alone.changes}, max_epochs), [base.seed])  # fmt: skip
+        name = "together: " + " + ".join([*kept, alone.name])
+        trial = run(Candidate(name, {**best.changes, **alone.changes}, max_epochs), [base.seed])
         together.append(trial)
         if trial.mean("ndcg@10") > best.mean("ndcg@10"):
             best, kept = trial, [*kept, alone.name]
