@@ -248,8 +248,10 @@ def run_train(feed: Feed, features: RecsysFeatures, root: Path, tc: TrainConfig)
         raise RuntimeError(f"an ONNX tower differs from PyTorch by {parity:.2e} (> 1e-4)")
     np.save(model_dir / "seen_videos.npy", data.seen_videos)
     save_training_set(data, root / "training_set.npz")  # the cross-model experiment reuses it
+    # a row whose user had no snapshot with watches yet: it trains the tower on an empty history (section 11)
+    empty_history = float((data.user[2] == 0).all(axis=1).mean())
     metrics = {"final_loss": losses[-1], "onnx_max_abs_diff": parity, "join_seconds": join_s,
-               "train_seconds": train_s, "rows": len(data)}  # fmt: skip
+               "train_seconds": train_s, "rows": len(data), "rows_with_empty_history": empty_history}  # fmt: skip
     params = {
         "epochs": tc.epochs,
         "batch_size": tc.batch_size,
