@@ -34,7 +34,7 @@ def beir_articles(ds: BeirDataset) -> list[Article]:
 
 def index_beir(ds: BeirDataset, encoder: MiniLM) -> SearchIndex:
     """The corpus embedded in batches (a progress bar in documents), one MiniLM pass per window; BM25 once."""
-    index = SearchIndex(encoder.dim)
+    index = SearchIndex(encoder.dim, encoder.name)
     articles = beir_articles(ds)
     with tqdm(total=len(articles), desc="embedding BEIR documents", unit="doc") as bar:
         for start in range(0, len(articles), BATCH_DOCS):
