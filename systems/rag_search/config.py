@@ -74,6 +74,8 @@ ENCODER_FILES = {"onnx": ENCODER_FP32, "onnx-int8": ENCODER_INT8}  # MLSD_RAG_EN
 RERANKER = "model/reranker.txt"  # LightGBM text model (train)
 ANSWER_CONFIG = "model/config.json"  # the refusal threshold train chose (answer.AnswerConfig)
 EVAL = "eval.json"  # the numbers `mlsd rag eval` printed (eval)
+IN_DOMAIN_RERANKER = "model/reranker-in-domain.txt"  # LightGBM on the BEIR corpus's own train split (tune)
+TUNE = "tune.json"  # the validation table and the test rows `mlsd rag tune` printed (tune)
 
 
 # ---------------------------------------------------------------------------------------------- step configs
@@ -145,6 +147,22 @@ class UpdateConfig(StepConfig):
 @dataclass
 class TrainConfig(RealDataFlags):
     mlflow: bool = flag(True, "log the reranker run to MLflow")
+
+
+@dataclass
+class TuneConfig(RealDataFlags):
+    train_split: str = flag(
+        "train", "the qrels file the in-domain reranker learns from (qrels/<split>.tsv of --data)"
+    )
+
+    def __post_init__(self) -> None:
+        RealDataFlags.__post_init__(self)
+        if not self.data:
+            raise ConfigError("tune needs --data beir:<folder> (a corpus with its own train judgements)")
+        if self.train_split == self.beir_split:
+            raise ConfigError(
+                f"--train-split and --beir-split are both {self.train_split!r}: tuning on the test split"
+            )
 
 
 GeneratorName = Literal["extractive", "smollm", "openai"]

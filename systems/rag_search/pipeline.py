@@ -27,18 +27,20 @@ from infra.console import console, markdown_table, print_rows, print_values
 from infra.steps import Step, StepError, run_step
 from infra.system import BenchSpec
 from systems.rag_search.answer import AnswerConfig, RagPipeline, load_encoder
-from systems.rag_search.beir import beir_eval, index_beir
+from systems.rag_search.beir import beir_eval, index_beir, tune_reranker
 from systems.rag_search.config import (
     ANSWER_CONFIG,
     ARTICLES,
     ENCODER_FP32,
     ENCODER_INT8,
     EVAL,
+    IN_DOMAIN_RERANKER,
     INDEX_DIR,
     INDEX_FILE,
     KB_DIR,
     QUESTIONS,
     RERANKER,
+    TUNE,
     AskConfig,
     BenchConfig,
     CostConfig,
@@ -48,6 +50,7 @@ from systems.rag_search.config import (
     IndexConfig,
     ServeConfig,
     TrainConfig,
+    TuneConfig,
     UpdateConfig,
 )
 from systems.rag_search.cost import GpuShape, LlmShape, serving_math
@@ -185,6 +188,23 @@ def transfer_reranker(art: Artifacts) -> None:
     )
 
 
+def tune(cfg: TuneConfig, art: Artifacts) -> None:
+    """--data beir:<folder>: a reranker trained on the corpus's own train split, chosen on a validation part of it;
+    prints the validation table, then the test split's rows (read once): zero-shot, transferred, in-domain."""
+    source = json.loads(art.require("source.json", "data").read_text())
+    train_ds = load_beir(Path(source["path"]), cfg.train_split)
+    search_index = _load_index(art)
+    searcher = Searcher(search_index, load_encoder(art, search_index.encoder))
+    transferred = Reranker.load(art.require(RERANKER, "train"))
+    model, validation, final = tune_reranker(searcher, train_ds, _beir(art), transferred, cfg.seed)
+    model.save_model(str(art.path(IN_DOMAIN_RERANKER)))
+    art.path(TUNE).write_text(json.dumps({"validation": validation, "test": final}, indent=2))
+    name = Path(source["path"]).name
+    _report({"validation": f"Validation: {name} {cfg.train_split} split, held-out queries (nDCG@10)",
+             "test": f"Test: {name} {source['split']} split, read once (nDCG@10)"},
+            {"validation": validation, "test": final}, None)  # fmt: skip
+
+
 def evaluate(cfg: EvalConfig, art: Artifacts) -> None:
     """Retrieval per retriever and answers per generator on the held-out questions (or a BEIR folder)."""
     if art.exists("source.json"):  # --data beir:<folder>: every retriever on the index built from it
@@ -305,6 +325,8 @@ STEPS = [
     Step("train", train, TrainConfig, needs=(QUESTIONS, INDEX_FILE), makes=(RERANKER, ANSWER_CONFIG),
          help=train.__doc__ or ""),
     Step("eval", evaluate, EvalConfig, needs=(QUESTIONS, *SERVED), makes=(EVAL,), help=evaluate.__doc__ or ""),
+    Step("tune", tune, TuneConfig, needs=(INDEX_FILE, RERANKER), makes=(IN_DOMAIN_RERANKER,), in_all=False,
+         help=tune.__doc__ or ""),
     Step("update", update, UpdateConfig, needs=(INDEX_FILE,), in_all=False, help=update.__doc__ or ""),
     Step("ask", ask, AskConfig, needs=SERVED, in_all=False, help=ask.__doc__ or ""),
     Step("serve", serve, ServeConfig, needs=SERVED, in_all=False, help=serve.__doc__ or ""),

@@ -23,7 +23,7 @@ def test_system_steps_are_the_pipeline_steps() -> None:
 
 def test_all_runs_the_build_path_in_order() -> None:
     assert [s.name for s in STEPS if s.in_all] == ["data", "encoder", "index", "train", "eval"]
-    assert {s.name for s in STEPS if not s.in_all} == {"update", "ask", "serve", "bench", "cost"}
+    assert {s.name for s in STEPS if not s.in_all} == {"tune", "update", "ask", "serve", "bench", "cost"}
 
 
 def test_every_need_is_made_by_an_earlier_step() -> None:
