@@ -6,6 +6,19 @@ SYSTEM = SystemSpec(
     name="rag",
     package="systems.rag_search",
     question="Design an LLM-powered customer-support search with citations: retrieval, reranking, generation, evaluation.",
-    steps=("data", "encoder", "index", "train", "eval", "tune", "update", "ask", "serve", "bench", "cost", "all"),  # fmt: skip
+    steps=(
+        "data",
+        "encoder",
+        "index",
+        "train",
+        "eval",
+        "tune",
+        "update",
+        "ask",
+        "serve",
+        "bench",
+        "cost",
+        "all",
+    ),
     status="working",
 )
