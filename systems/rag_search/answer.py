@@ -18,7 +18,7 @@ import numpy as np
 from infra.artifacts import Artifacts
 from infra.resilience import guarded_call
 from infra.serving import stage
-from systems.rag_search.config import ANSWER_CONFIG, INDEX_DIR, INDEX_FILE, RERANKER
+from systems.rag_search.config import ANSWER_CONFIG, ENCODER_FILES, INDEX_DIR, INDEX_FILE, RERANKER
 from systems.rag_search.data import REFUSAL
 from systems.rag_search.generate import Answer, ExtractiveGenerator, Generator, Passage, SupportJudge, verify
 from systems.rag_search.index import SearchIndex
@@ -76,6 +76,13 @@ class AnswerConfig:
         path.write_text(json.dumps(asdict(self), indent=2))
 
 
+def load_encoder(art: Artifacts, name: str, threads: int | None = None) -> MiniLM:
+    """MiniLM run as `name` says (model.ENCODERS): PyTorch, or the ONNX file `mlsd rag encoder` exported."""
+    if name == "torch":
+        return MiniLM(threads)
+    return MiniLM(threads, onnx=art.require(ENCODER_FILES[name], "encoder"), name=name)
+
+
 class RagPipeline:
     """The index, the encoder, the reranker and the generators, and `ask`: one question in, a cited answer out."""
 
@@ -93,7 +100,8 @@ class RagPipeline:
         art.require(INDEX_FILE, "index")
         reranker = Reranker.load(art.require(RERANKER, "train"))
         index = SearchIndex.load(art.dir(INDEX_DIR))
-        return cls(index, MiniLM(threads=threads), reranker, AnswerConfig.load(art.path(ANSWER_CONFIG)))
+        encoder = load_encoder(art, index.encoder, threads)
+        return cls(index, encoder, reranker, AnswerConfig.load(art.path(ANSWER_CONFIG)))
 
     def search(self, question: str, k: int = 10, mode: str = "rerank") -> list[dict]:
         with stage("retrieve"):

@@ -22,7 +22,14 @@ class RagSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="MLSD_RAG_", extra="ignore")
 
-    threads: int = Field(1, ge=1, description="torch threads of the server's MiniLM encoder")
+    threads: int = Field(
+        1, ge=1, description="threads of the server's MiniLM encoder (PyTorch or ONNX Runtime)"
+    )
+    encoder: Literal["torch", "onnx", "onnx-int8"] = Field(
+        "onnx",
+        description="how `mlsd rag index` runs MiniLM: torch, onnx (ONNX Runtime fp32) or onnx-int8 (dynamic "
+        "int8); the index records it and queries are embedded by the same one",
+    )
     smollm: bool = Field(
         False, description="the server also loads the SmolLM2-135M generator (/ask generator=smollm)"
     )
@@ -61,9 +68,14 @@ INDEX_DIR = "index"  # FAISS vectors, chunks, token and sentence embeddings; BM2
 INDEX_FILE = (
     "index/manifest.json"  # names the current files (index.SearchIndex.save): the index is there when this is
 )
+ENCODER_FP32 = "encoder/minilm-fp32.onnx"  # MiniLM exported from the package's weights (encoder)
+ENCODER_INT8 = "encoder/minilm-int8.onnx"  # the same, MatMul weights int8 per channel (encoder)
+ENCODER_FILES = {"onnx": ENCODER_FP32, "onnx-int8": ENCODER_INT8}  # MLSD_RAG_ENCODER -> file ("torch": none)
 RERANKER = "model/reranker.txt"  # LightGBM text model (train)
 ANSWER_CONFIG = "model/config.json"  # the refusal threshold train chose (answer.AnswerConfig)
 EVAL = "eval.json"  # the numbers `mlsd rag eval` printed (eval)
+IN_DOMAIN_RERANKER = "model/reranker-in-domain.txt"  # LightGBM on the BEIR corpus's own train split (tune)
+TUNE = "tune.json"  # the validation table and the test rows `mlsd rag tune` printed (tune)
 
 
 # ---------------------------------------------------------------------------------------------- step configs
@@ -96,9 +108,21 @@ class DataConfig(RealDataFlags):
 
 
 @dataclass
+class EncoderConfig(RealDataFlags):
+    """No flags of its own: the export reads the installed package's weights."""
+
+
+EncoderName = Literal["torch", "onnx", "onnx-int8"]
+
+
+@dataclass
 class IndexConfig(RealDataFlags):
     folder: Path | None = flag(
         None, "index this folder of Markdown/HTML articles instead of the generated KB"
+    )
+    encoder: EncoderName = flag(
+        help="how MiniLM runs: torch, onnx (fp32) or onnx-int8 (default: MLSD_RAG_ENCODER)",
+        factory=lambda: SETTINGS().encoder,
     )
 
     def __post_init__(self) -> None:
@@ -123,6 +147,22 @@ class UpdateConfig(StepConfig):
 @dataclass
 class TrainConfig(RealDataFlags):
     mlflow: bool = flag(True, "log the reranker run to MLflow")
+
+
+@dataclass
+class TuneConfig(RealDataFlags):
+    train_split: str = flag(
+        "train", "the qrels file the in-domain reranker learns from (qrels/<split>.tsv of --data)"
+    )
+
+    def __post_init__(self) -> None:
+        RealDataFlags.__post_init__(self)
+        if not self.data:
+            raise ConfigError("tune needs --data beir:<folder> (a corpus with its own train judgements)")
+        if self.train_split == self.beir_split:
+            raise ConfigError(
+                f"--train-split and --beir-split are both {self.train_split!r}: tuning on the test split"
+            )
 
 
 GeneratorName = Literal["extractive", "smollm", "openai"]

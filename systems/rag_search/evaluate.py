@@ -180,7 +180,7 @@ def beir_table(
     ds: BeirDataset, encoder: MiniLM, modes: tuple[str, ...] = ("bm25", "dense", "hybrid")
 ) -> dict[str, dict[str, float]]:
     """nDCG@10, Recall@100, MRR@10 on a BEIR dataset; each document is one chunk (title + text)."""
-    index = SearchIndex(encoder.dim)
+    index = SearchIndex(encoder.dim, encoder.name)
     articles = [
         Article(doc_id, 1, title or doc_id, "beir", [Section("text", text)])
         for doc_id, (title, text) in ds.corpus.items()

@@ -108,8 +108,9 @@ def chunk_article(a: Article, cfg: ChunkingConfig = ChunkingConfig()) -> list[Ch
 class SearchIndex:
     """Chunks plus three views of them: BM25 (bm25s), dense vectors (FAISS IndexIDMap), token embeddings."""
 
-    def __init__(self, dim: int = 384) -> None:
+    def __init__(self, dim: int = 384, encoder: str = "torch") -> None:
         self.dim = dim
+        self.encoder = encoder  # how MiniLM ran for these vectors (model.ENCODERS): queries must use the same
         self.chunks: dict[int, Chunk] = {}  # faiss id -> chunk (live chunks only)
         self.token_emb: dict[int, np.ndarray] = {}  # id -> (L, D) float16, for late interaction
         self.sent_emb: dict[int, np.ndarray] = {}  # id -> (S, D) float32, one row per chunk sentence
@@ -245,7 +246,7 @@ class SearchIndex:
                 else np.zeros((0, self.dim), np.float32),
                 sent_len=np.array([len(s) for s in sent], dtype=np.int64),
             )
-        manifest = {"format": INDEX_FORMAT, "dim": self.dim, "next_id": self.next_id, "files": files,
+        manifest = {"format": INDEX_FORMAT, "dim": self.dim, "encoder": self.encoder, "next_id": self.next_id, "files": files,
                     "chunks": len(self.chunks), "articles": len({c.article_id for c in self.chunks.values()})}  # fmt: skip
         with atomic_write(folder / MANIFEST, "w") as f:
             json.dump(manifest, f)
@@ -264,7 +265,7 @@ class SearchIndex:
             if manifest.get("format") != INDEX_FORMAT:
                 raise ValueError(f"format {manifest.get('format')!r}, expected {INDEX_FORMAT}; rebuild it")
             files = manifest["files"]
-            idx = cls(int(manifest["dim"]))
+            idx = cls(int(manifest["dim"]), manifest.get("encoder", "torch"))  # older indexes: PyTorch
             idx.next_id = int(manifest["next_id"])
             dense = (folder / files["dense"]).read_bytes()
             idx.faiss = faiss.deserialize_index(np.frombuffer(dense, dtype=np.uint8))

@@ -1,6 +1,7 @@
-"""rag, the main path in one sitting: data → index → train → eval, then the tools around them.
+"""rag, the main path in one sitting: data → encoder → index → train → eval, then the tools around them.
 
-    mlsd rag all                   the build path: help center → hybrid index → reranker → held-out evaluation
+    mlsd rag all                   the build path: help center → MiniLM as ONNX → hybrid index → reranker →
+                                   held-out evaluation
     mlsd rag ask "how do I ..."    one answer with citations (the request path itself is answer.py)
     mlsd rag update --add FILE     change the index without re-embedding the rest
     mlsd rag serve | bench         the HTTP service (serve.py) and its load test
@@ -25,25 +26,31 @@ from infra.console import console, markdown_table, print_rows, print_values
 from infra.serving import run_server
 from infra.steps import Step, StepError, run_step
 from infra.system import BenchSpec
-from systems.rag_search.answer import AnswerConfig, RagPipeline
-from systems.rag_search.beir import beir_eval, index_beir
+from systems.rag_search.answer import AnswerConfig, RagPipeline, load_encoder
+from systems.rag_search.beir import beir_eval, index_beir, tune_reranker
 from systems.rag_search.config import (
     ANSWER_CONFIG,
     ARTICLES,
+    ENCODER_FP32,
+    ENCODER_INT8,
     EVAL,
+    IN_DOMAIN_RERANKER,
     INDEX_DIR,
     INDEX_FILE,
     KB_DIR,
     QUESTIONS,
     RERANKER,
+    TUNE,
     AskConfig,
     BenchConfig,
     CostConfig,
     DataConfig,
+    EncoderConfig,
     EvalConfig,
     IndexConfig,
     ServeConfig,
     TrainConfig,
+    TuneConfig,
     UpdateConfig,
 )
 from systems.rag_search.cost import GpuShape, LlmShape, serving_math
@@ -52,7 +59,7 @@ from systems.rag_search.documents import BeirDataset, load_beir, load_folder, re
 from systems.rag_search.evaluate import beir_table, evaluate_kb, table_rows, transpose
 from systems.rag_search.generate import load_generator
 from systems.rag_search.index import SearchIndex
-from systems.rag_search.model import MiniLM, Reranker
+from systems.rag_search.model import MiniLM, Reranker, export_onnx
 from systems.rag_search.retrieve import Searcher
 from systems.rag_search.serve import build_app
 from systems.rag_search.train import log_to_mlflow, train_reranker
@@ -107,6 +114,16 @@ def _beir(art: Artifacts) -> BeirDataset:
     return load_beir(art.path(BEIR_DIR), split)
 
 
+def encoder(cfg: EncoderConfig, art: Artifacts) -> None:
+    """Export MiniLM from the installed package's weights to ONNX, fp32 and int8, and check both against PyTorch."""
+    with console.status("exporting MiniLM to ONNX (fp32), then int8 (dynamic quantisation)"):
+        parity = export_onnx(art.path(ENCODER_FP32), art.path(ENCODER_INT8))
+    sizes = {
+        f"{name} (MB)": round(art.path(name).stat().st_size / 1e6, 1) for name in (ENCODER_FP32, ENCODER_INT8)
+    }
+    print_values("rag encoder", {**parity, **sizes})
+
+
 def _load_index(art: Artifacts) -> SearchIndex:
     art.require(INDEX_FILE, "index")
     return SearchIndex.load(art.dir(INDEX_DIR))
@@ -114,17 +131,20 @@ def _load_index(art: Artifacts) -> SearchIndex:
 
 def index(cfg: IndexConfig, art: Artifacts) -> None:
     """Chunk the articles by section and index them: BM25, FAISS vectors, token and sentence embeddings."""
+    minilm = load_encoder(art, cfg.encoder)
     if art.exists("source.json"):  # --data beir:<folder>: the corpus, in batches with progress
-        search_index = index_beir(_beir(art), MiniLM())
+        search_index = index_beir(_beir(art), minilm)
         search_index.save(art.dir(INDEX_DIR))
-        print_values("rag index (BEIR)", {"documents": len(_beir(art).corpus), "chunks": len(search_index)})
+        print_values("rag index (BEIR)", {"documents": len(_beir(art).corpus), "chunks": len(search_index),
+                                          "encoder": minilm.name})  # fmt: skip
         return
     articles = load_folder(cfg.folder or art.require(ARTICLES, "data"))
-    with console.status(f"embedding {len(articles)} articles with MiniLM"):
-        search_index = SearchIndex()
-        chunks = search_index.add_articles(articles, MiniLM())
+    with console.status(f"embedding {len(articles)} articles with MiniLM ({minilm.name})"):
+        search_index = SearchIndex(minilm.dim, minilm.name)
+        chunks = search_index.add_articles(articles, minilm)
     search_index.save(art.dir(INDEX_DIR))
-    print_values("rag index", {"articles": len(articles), "chunks": chunks, "index": str(art.dir(INDEX_DIR))})
+    print_values("rag index", {"articles": len(articles), "chunks": chunks, "encoder": minilm.name,
+                               "index": str(art.dir(INDEX_DIR))})  # fmt: skip
 
 
 def update(cfg: UpdateConfig, art: Artifacts) -> None:
@@ -132,7 +152,7 @@ def update(cfg: UpdateConfig, art: Artifacts) -> None:
     search_index = _load_index(art)
     articles = [a for p in cfg.add for a in (load_folder(p) if p.is_dir() else [read_article(p)])]
     before = len(search_index)
-    added = search_index.add_articles(articles, MiniLM()) if articles else 0
+    added = search_index.add_articles(articles, load_encoder(art, search_index.encoder)) if articles else 0
     deleted = sum(search_index.delete_article(a) for a in cfg.delete)
     search_index.save(art.dir(INDEX_DIR))
     print_values("rag update", {"chunks before": before, "chunks embedded": added, "chunks deleted": deleted,
@@ -144,7 +164,8 @@ def train(cfg: TrainConfig, art: Artifacts) -> None:
     if art.exists("source.json"):  # BEIR has no training split here: transfer the support KB's reranker
         return transfer_reranker(art)
     tune = [q for q in load_questions(art.require(QUESTIONS, "data")) if q.split == "tune"]
-    searcher = Searcher(_load_index(art), MiniLM())
+    search_index = _load_index(art)
+    searcher = Searcher(search_index, load_encoder(art, search_index.encoder))
     reranker, threshold, stats = train_reranker(searcher, tune, cfg.seed, progress=True)
     reranker.save(art.path(RERANKER))
     AnswerConfig(refuse_below=threshold).save(art.path(ANSWER_CONFIG))
@@ -167,11 +188,30 @@ def transfer_reranker(art: Artifacts) -> None:
     )
 
 
+def tune(cfg: TuneConfig, art: Artifacts) -> None:
+    """--data beir:<folder>: a reranker trained on the corpus's own train split, chosen on a validation part of it;
+    prints the validation table, then the test split's rows (read once): zero-shot, transferred, in-domain."""
+    source = json.loads(art.require("source.json", "data").read_text())
+    train_ds = load_beir(Path(source["path"]), cfg.train_split)
+    search_index = _load_index(art)
+    searcher = Searcher(search_index, load_encoder(art, search_index.encoder))
+    transferred = Reranker.load(art.require(RERANKER, "train"))
+    model, validation, final = tune_reranker(searcher, train_ds, _beir(art), transferred, cfg.seed)
+    model.save_model(str(art.path(IN_DOMAIN_RERANKER)))
+    art.path(TUNE).write_text(json.dumps({"validation": validation, "test": final}, indent=2))
+    name = Path(source["path"]).name
+    _report({"validation": f"Validation: {name} {cfg.train_split} split, held-out queries (nDCG@10)",
+             "test": f"Test: {name} {source['split']} split, read once (nDCG@10)"},
+            {"validation": validation, "test": final}, None)  # fmt: skip
+
+
 def evaluate(cfg: EvalConfig, art: Artifacts) -> None:
     """Retrieval per retriever and answers per generator on the held-out questions (or a BEIR folder)."""
     if art.exists("source.json"):  # --data beir:<folder>: every retriever on the index built from it
         ds = _beir(art)
-        searcher = Searcher(_load_index(art), MiniLM(), Reranker.load(art.require(RERANKER, "train")))
+        search_index = _load_index(art)
+        reranker = Reranker.load(art.require(RERANKER, "train"))
+        searcher = Searcher(search_index, load_encoder(art, search_index.encoder), reranker)
         results = {"beir": beir_eval(searcher, ds)}
         art.path(EVAL).write_text(json.dumps(results, indent=2))
         _report({"beir": f"BEIR {Path(cfg.data[5:]).name} ({cfg.beir_split}), {len(ds.corpus)} documents, {len(ds.queries)} queries"}, results, cfg.out)  # fmt: skip
@@ -279,10 +319,14 @@ SERVED = (INDEX_FILE, RERANKER, ANSWER_CONFIG)  # what answering a question read
 
 STEPS = [
     Step("data", data, DataConfig, makes=(ARTICLES, QUESTIONS), help=data.__doc__ or ""),
-    Step("index", index, IndexConfig, needs=(ARTICLES,), makes=(INDEX_FILE,), help=index.__doc__ or ""),
+    Step("encoder", encoder, EncoderConfig, makes=(ENCODER_FP32, ENCODER_INT8), help=encoder.__doc__ or ""),
+    Step("index", index, IndexConfig, needs=(ARTICLES, ENCODER_FP32, ENCODER_INT8), makes=(INDEX_FILE,),
+         help=index.__doc__ or ""),
     Step("train", train, TrainConfig, needs=(QUESTIONS, INDEX_FILE), makes=(RERANKER, ANSWER_CONFIG),
          help=train.__doc__ or ""),
     Step("eval", evaluate, EvalConfig, needs=(QUESTIONS, *SERVED), makes=(EVAL,), help=evaluate.__doc__ or ""),
+    Step("tune", tune, TuneConfig, needs=(INDEX_FILE, RERANKER), makes=(IN_DOMAIN_RERANKER,), in_all=False,
+         help=tune.__doc__ or ""),
     Step("update", update, UpdateConfig, needs=(INDEX_FILE,), in_all=False, help=update.__doc__ or ""),
     Step("ask", ask, AskConfig, needs=SERVED, in_all=False, help=ask.__doc__ or ""),
     Step("serve", serve, ServeConfig, needs=SERVED, in_all=False, help=serve.__doc__ or ""),

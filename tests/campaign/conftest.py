@@ -54,7 +54,7 @@ def rag_art(tmp_path_factory: pytest.TempPathFactory) -> Artifacts:
         ids = {a.article_id for a in articles}
         questions = [q for q in kb.questions if all(g.split("#")[0] in ids for g in q.gold)]
         write_kb(KnowledgeBase(articles, questions), art.dir(KB_DIR))
-        pipeline.index(IndexConfig(scale="small", seed=0), art)
+        pipeline.index(IndexConfig(scale="small", seed=0, encoder="torch"), art)  # no ONNX export here
         pipeline.train(TrainConfig(scale="small", seed=0, mlflow=False), art)
     return art
 

@@ -69,7 +69,7 @@ def world(encoder: MiniLM, tmp_path_factory: pytest.TempPathFactory) -> World:
     write_kb(
         KnowledgeBase(articles, questions), art.dir(KB_DIR)
     )  # what `mlsd rag data` writes, for the slice
-    pipeline.index(IndexConfig(scale="small", seed=0), art)
+    pipeline.index(IndexConfig(scale="small", seed=0, encoder="torch"), art)  # the fast tests skip the export
     pipeline.train(TrainConfig(scale="small", seed=0, mlflow=False), art)
     pipe = RagPipeline.load(art, threads=1)
     return World(

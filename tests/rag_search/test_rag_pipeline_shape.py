@@ -22,8 +22,8 @@ def test_system_steps_are_the_pipeline_steps() -> None:
 
 
 def test_all_runs_the_build_path_in_order() -> None:
-    assert [s.name for s in STEPS if s.in_all] == ["data", "index", "train", "eval"]
-    assert {s.name for s in STEPS if not s.in_all} == {"update", "ask", "serve", "bench", "cost"}
+    assert [s.name for s in STEPS if s.in_all] == ["data", "encoder", "index", "train", "eval"]
+    assert {s.name for s in STEPS if not s.in_all} == {"tune", "update", "ask", "serve", "bench", "cost"}
 
 
 def test_every_need_is_made_by_an_earlier_step() -> None:
@@ -67,6 +67,7 @@ def test_every_setting_is_documented() -> None:
     names = env_names(SETTINGS)
     assert set(names) == {
         "MLSD_RAG_THREADS",
+        "MLSD_RAG_ENCODER",
         "MLSD_RAG_SMOLLM",
         "MLSD_RAG_OPENAI_URL",
         "MLSD_RAG_OPENAI_MODEL",

@@ -14,10 +14,19 @@ import numpy as np
 import pytest
 
 from infra.artifacts import Artifacts
-from infra.steps import run_cli
+from infra.steps import ConfigError, run_cli
 from systems.rag_search import pipeline
 from systems.rag_search.answer import AnswerConfig
-from systems.rag_search.config import ANSWER_CONFIG, EVAL, RERANKER, DataConfig
+from systems.rag_search.beir import TUNE_FEATURES, CandidateTable, doc_ndcg, rank_fusion
+from systems.rag_search.config import (
+    ANSWER_CONFIG,
+    EVAL,
+    IN_DOMAIN_RERANKER,
+    RERANKER,
+    TUNE,
+    DataConfig,
+    TuneConfig,
+)
 from systems.rag_search.documents import BeirFormatError, load_beir
 from systems.rag_search.model import FEATURES, Reranker
 
@@ -155,3 +164,68 @@ def test_bench_data_beir_load_tests_the_beir_index_with_its_queries(tmp_path: Pa
     assert (extra["data"], extra["documents"], extra["queries"]) == (f"beir:{folder}", 60, 4)
     art = Artifacts("rag", DataConfig(data=f"beir:{folder}").variant())
     assert len(json.loads(art.path("bench_questions.json").read_text())) == 4  # the judged queries
+
+
+def _candidate_table() -> CandidateTable:
+    """Two queries; query 0 has windows of documents a, a, b, c (a relevant), query 1 of d, e (e relevant)."""
+    X = np.zeros((6, len(TUNE_FEATURES)))
+    return CandidateTable(X, np.array([1, 1, 0, 0, 0, 1]), np.array([0, 0, 0, 0, 1, 1]),
+                          np.array(["a", "a", "b", "c", "d", "e"]), ["q0", "q1"], [{"a"}, {"e"}])  # fmt: skip
+
+
+def test_a_document_ranks_at_its_best_window() -> None:
+    table = _candidate_table()
+    # query 0: b 0.9 > a's best window 0.8 > c; query 1: e first
+    scores = np.array([0.1, 0.8, 0.9, 0.05, 0.2, 0.7])
+    by_hand = (1 / np.log2(3)) / 1.0  # a at rank 2 of [b, a, c]
+    assert doc_ndcg(table, scores, np.array([0])) == pytest.approx(by_hand)
+    assert doc_ndcg(table, scores, np.array([1])) == pytest.approx(1.0)
+    assert doc_ndcg(table, scores, np.array([0, 1])) == pytest.approx((by_hand + 1) / 2)
+
+
+def test_rank_fusion_is_rrf_within_each_query() -> None:
+    table = _candidate_table()
+    s1, s2 = np.array([4.0, 3, 2, 1, 2, 1]), np.array([1.0, 2, 3, 4, 1, 2])
+    fused = rank_fusion(table, s1, s2)
+    want = [
+        1 / 61 + 1 / 64,
+        1 / 62 + 1 / 63,
+        1 / 63 + 1 / 62,
+        1 / 64 + 1 / 61,
+        1 / 61 + 1 / 62,
+        1 / 62 + 1 / 61,
+    ]
+    np.testing.assert_allclose(fused, want)
+
+
+def test_tune_refuses_to_learn_from_the_test_split(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="tuning on the test split"):
+        TuneConfig(data=f"beir:{tmp_path}", train_split="test")
+    with pytest.raises(ConfigError, match="needs --data"):
+        TuneConfig()
+
+
+@pytest.mark.slow
+def test_tune_trains_in_domain_on_the_train_split_and_reads_test_once(tmp_path: Path) -> None:
+    """The folder gets a train split (five phrasings a topic, other query ids than test's): `mlsd rag tune`
+    prints a validation table and the test rows, and writes the in-domain model."""
+    folder = write_beir_folder(tmp_path / "beir")
+    phrasings = ("tell me about", "papers on", "evidence for", "studies of", "what is known on")
+    lines, train = ["query-id\tcorpus-id\tscore"], []
+    for t, text in enumerate(TOPICS.values()):
+        for p, lead in enumerate(phrasings):
+            train.append({"_id": f"t{t}-{p}", "text": f"{lead} {' '.join(text.split()[:4])}"})
+            lines += [f"t{t}-{p}\t{t * 15 + j}\t1" for j in range(3, 6)]
+    with (folder / "queries.jsonl").open("a") as f:
+        f.writelines(json.dumps(q) + "\n" for q in train)
+    (folder / "qrels" / "train.tsv").write_text("\n".join(lines) + "\n")
+    _kb_reranker()
+    assert run_cli("rag", pipeline.STEPS, ["tune", "--data", f"beir:{folder}"]) == 0
+    art = Artifacts("rag", DataConfig(data=f"beir:{folder}").variant())
+    tables = json.loads(art.path(TUNE).read_text())
+    assert art.exists(IN_DOMAIN_RERANKER)
+    assert {r["queries"] for r in tables["test"].values()} == {4}
+    assert "maxsim (zero-shot)" in tables["validation"] and any(
+        k.startswith("in-domain") for k in tables["test"]
+    )
+    assert all(0.0 <= r["nDCG@10"] <= 1.0 for t in tables.values() for r in t.values())
