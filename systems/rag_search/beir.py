@@ -108,7 +108,7 @@ def candidate_table(searcher: Searcher, ds: BeirDataset, desc: str) -> Candidate
     searcher.depth = DEPTH
     X, y, query, doc = [], [], [], []
     qids = list(ds.queries)
-    for qi, qid in enumerate(tqdm(qids, desc=desc, unit="query")):
+    for qi, qid in enumerate(progress(qids, f"{desc} (queries)")):
         cands = searcher.candidates(searcher.embed(ds.queries[qid]))
         feats = np.array([c.features() for c in cands], dtype=np.float64)  # (C, len(FEATURES))
         ms, de = feats[:, FEATURES.index("maxsim")], feats[:, FEATURES.index("dense")]
