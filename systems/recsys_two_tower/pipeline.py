@@ -209,7 +209,7 @@ def tune(cfg: TuneConfig, art: Artifacts) -> None:
     rows = [(name, "-", *row.values()) for name, row in result["baselines"].items()]
     rows += [
         (r["name"], " ".join(map(str, r["epochs"])), *(r[m] for m in TUNE_METRICS))
-        for r in result["ablation"]
+        for r in [*result["ablation"], *result["together"]]
     ]
     c = result["chosen"]
     rows.append((f"chosen, {c['seeds']} seeds (mean ± std)", " ".join(map(str, c["epochs"])),
