@@ -419,6 +419,19 @@ def split_test(user: np.ndarray, ts: np.ndarray, protocol: str, seed: int) -> np
     return rank >= n_train[user]
 
 
+def check_items_known(path: Path, rated: np.ndarray, listed: np.ndarray) -> None:
+    """DataFormatError at the first rating of an item the folder's item file does not list: every MovieLens
+    release lists each rated item, so such a row was added to the copy (one public copy of ml-latest-small ends
+    with `999,999999,5.0,...`, well-formed and foreign)."""
+    unknown = ~np.isin(rated, listed)
+    if unknown.any():
+        i = int(np.flatnonzero(unknown)[0])
+        row = i + (2 if path.name.endswith(".csv") else 1)
+        raise DataFormatError(
+            f"{path}: row {row}: expected an item the folder's item file lists, got item {int(rated[i])}"
+        )
+
+
 def movielens_feed(path: Path, protocol: str = "temporal", seed: int = 0) -> Feed:
     """A MovieLens download as a Feed of the generator's schema; the split (`split_test`) sits at Feed.split_ts.
 
@@ -437,6 +450,7 @@ def movielens_feed(path: Path, protocol: str = "temporal", seed: int = 0) -> Fee
     multi_hot = np.zeros((n_v, len(ML_GENRES)), np.float32)
     year = np.full(n_v, np.nan)
     if side is not None:
+        check_items_known(ratings_file(path), ratings["item"].to_numpy(), side["item"].to_numpy())
         row = pd.Series(np.arange(len(side)), index=side["item"].to_numpy()).reindex(item_ids).to_numpy()
         known = ~np.isnan(row)
         multi_hot[known] = side[[f"g_{j}" for j in range(len(ML_GENRES))]].to_numpy()[row[known].astype(int)]

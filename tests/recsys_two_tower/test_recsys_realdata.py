@@ -232,3 +232,13 @@ def test_tune_writes_the_choice_that_train_then_uses(
     assert meta["train"]["epochs"] == tuned["flags"]["epochs"]
     for name, value in tuned["flags"].items():
         assert meta["tower"].get(name, meta["train"].get(name, value)) == value
+
+
+def test_a_rating_of_an_item_the_item_file_does_not_list_is_refused(tmp_path: Path) -> None:
+    """An altered copy's extra row is well-formed but foreign: its item is in no MovieLens item file."""
+    folder = write_ml100k(tmp_path / "ml", 10, 30)
+    with (folder / "u.data").open("a") as f:
+        f.write("999\t999999\t5\t874700000\n")
+    rows = len((folder / "u.data").read_text().splitlines())
+    with pytest.raises(DataFormatError, match=rf"u.data: row {rows}: expected an item .* got item 999999"):
+        movielens_feed(folder, "random")
