@@ -76,17 +76,26 @@ def embed_catalog(
     return out
 
 
+def user_frame(features: RecsysFeatures, users: np.ndarray, as_of_ts: int) -> pd.DataFrame:
+    """The users' user_stats rows as of as_of_ts (point-in-time: nothing later)."""
+    entity_df = pd.DataFrame(
+        {"user_id": users, "event_timestamp": pd.Timestamp(as_of_ts, unit="s", tz="UTC")}
+    )
+    return features.repo.historical(entity_df, features.user_serving)
+
+
+def embed_users(model: TwoTower, frame: pd.DataFrame, seen_videos: np.ndarray) -> np.ndarray:
+    """(len(frame), D) user-tower vectors from user_stats rows."""
+    inputs = user_inputs({c: frame[c] for c in ["user_id", *USER_COLS]}, model.cfg, seen_videos)
+    with torch.no_grad():
+        return model.user(*[torch.from_numpy(a) for a in inputs]).numpy()
+
+
 def user_vectors(
     model: TwoTower, features: RecsysFeatures, users: np.ndarray, as_of_ts: int, seen_videos: np.ndarray
 ) -> np.ndarray:
     """(len(users), D) user-tower vectors from features as of as_of_ts (point-in-time: nothing later)."""
-    entity_df = pd.DataFrame(
-        {"user_id": users, "event_timestamp": pd.Timestamp(as_of_ts, unit="s", tz="UTC")}
-    )
-    frame = features.repo.historical(entity_df, features.user_serving)
-    inputs = user_inputs({c: frame[c] for c in ["user_id", *USER_COLS]}, model.cfg, seen_videos)
-    with torch.no_grad():
-        return model.user(*[torch.from_numpy(a) for a in inputs]).numpy()
+    return embed_users(model, user_frame(features, users, as_of_ts), seen_videos)
 
 
 def maybe_gpu(index: faiss.Index) -> faiss.Index:

@@ -23,16 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from infra.console import console
 from systems.recsys_two_tower.config import TrainConfig
 from systems.recsys_two_tower.data import Feed, holdout_users, save, validation_feed
 from systems.recsys_two_tower.evaluate import search_excluding
-from systems.recsys_two_tower.features.definitions import USER_COLS
 from systems.recsys_two_tower.features.repo import RecsysFeatures, build_features, open_features
-from systems.recsys_two_tower.features.transform import user_inputs
-from systems.recsys_two_tower.index import catalog_frame, embed_catalog, exact_index
+from systems.recsys_two_tower.index import catalog_frame, embed_catalog, embed_users, exact_index, user_frame
 from systems.recsys_two_tower.model import TwoTower
 from systems.recsys_two_tower.public_protocol import K, baseline_recs, ranking_table
 from systems.recsys_two_tower.train import build_training_set, train_towers, training_frame
@@ -79,22 +76,11 @@ class Judge:
     def __init__(self, feed: Feed, features: RecsysFeatures, max_users: int, seed: int) -> None:
         self.feed = feed
         self.users, self.targets, self.seens = holdout_users(feed, max_users, seed)
-        as_of = feed.split_ts - 1
-        entity_df = pd.DataFrame(
-            {"user_id": self.users, "event_timestamp": pd.Timestamp(as_of, unit="s", tz="UTC")}
-        )
-        self.user_frame = features.repo.historical(
-            entity_df, features.user_serving
-        )  # model-independent: once
+        self.user_frame = user_frame(features, self.users, feed.split_ts - 1)  # model-independent: once
         self.catalog = catalog_frame(feed, features, feed.split_ts)
-        self.as_of = as_of
 
     def recs(self, model: TwoTower, seen_videos: np.ndarray) -> np.ndarray:
-        cols = {c: self.user_frame[c] for c in ["user_id", *USER_COLS]}
-        with torch.no_grad():
-            queries = model.user(
-                *[torch.from_numpy(a) for a in user_inputs(cols, model.cfg, seen_videos)]
-            ).numpy()
+        queries = embed_users(model, self.user_frame, seen_videos)
         emb = embed_catalog(model, self.catalog, seen_videos, self.feed.split_ts, quiet=True)
         return search_excluding(exact_index(emb), queries, self.seens, K)
 
