@@ -5,7 +5,9 @@ not rated in training against the user's test items — precision@10 (hits / 10)
 nDCG@10 (binary gains) and MAP@10 (the mean over hits of precision at the hit's rank, over |test|). The
 baselines are computed in the same run, on the same users and the same split: most-popular (training counts)
 and item-item kNN (cosine between items' training raters; a user's score for an item is the sum of its
-similarities to the items the user rated). No oracle: real data has no generating model.
+similarities to the items the user rated; ties, and a user with no training ratings, fall back to popularity, the
+usual fallback, which matters on the temporal split where most test users arrive after the split). No oracle:
+real data has no generating model.
 """
 
 from __future__ import annotations
@@ -47,7 +49,10 @@ def item_knn_recs(
     train_users: np.ndarray, train_items: np.ndarray, n_users: int, n_items: int, users: np.ndarray,
     seens: list[np.ndarray], k: int, neighbours: int = KNN_NEIGHBOURS,
 ) -> np.ndarray:  # fmt: skip
-    """Item-item kNN: cosine over binary rater vectors, each item keeps its `neighbours` most similar."""
+    """Item-item kNN: cosine over binary rater vectors, each item keeps its `neighbours` most similar.
+
+    Ties break by training popularity, so a user with no training ratings (a cold start: every score 0) gets
+    most-popular rather than an arbitrary list; the tie-break (< 1e-6) is below any real score difference."""
     x = sp.csr_matrix((np.ones(len(train_users), np.float32), (train_users, train_items)), (n_users, n_items))
     x.data[:] = 1.0  # a re-rating counts once
     norms = np.sqrt(np.asarray(x.multiply(x).sum(0))).ravel().clip(1e-9)
@@ -59,9 +64,11 @@ def item_knn_recs(
     if neighbours < n_items:
         cut = np.partition(sim, -neighbours, axis=1)[:, -neighbours][:, None]
         sim[sim < cut] = 0.0
-    scores = x[users] @ sim  # (U, I)
+    counts = np.asarray(x.sum(0)).ravel()  # (I,) training raters per item
+    tie_break = 1e-6 * counts / max(counts.max(), 1.0)
+    scores = np.asarray(x[users] @ sim) + tie_break[None, :]  # (U, I)
     out = []
-    for row, s in zip(np.asarray(scores), seens, strict=True):
+    for row, s in zip(scores, seens, strict=True):
         row[s] = -np.inf
         top = np.argpartition(-row, k)[:k]
         out.append(top[np.argsort(-row[top])])

@@ -90,6 +90,12 @@ class Judge:
     def baselines(self) -> dict[str, dict[str, float]]:
         return {name: self.score(r) for name, r in baseline_recs(self.feed, self.users, self.seens).items()}
 
+    def cold_warm(self, recs: np.ndarray) -> dict[str, float]:
+        """nDCG@K over the users with no training ratings (cold: the temporal split's late arrivals) and the rest."""
+        cold = np.array([len(s) == 0 for s in self.seens])
+        return {part: ranking_table(recs[mask], [t for t, m in zip(self.targets, mask, strict=True) if m])["ndcg@10"]
+                if mask.any() else float("nan") for part, mask in (("cold", cold), ("warm", ~cold))}  # fmt: skip
+
 
 def train_and_score(
     feed: Feed, frame: pd.DataFrame, judge: Judge, tc: TrainConfig, max_epochs: int
@@ -184,15 +190,19 @@ def run_final(
     """The tuned settings trained on the whole training split, `seeds` seeds, scored on the test split: read once."""
     tuned = json.loads((root / "tuned.json").read_text())
     judge = Judge(feed, features, eval_users, base.seed)
-    runs = []
+    runs, parts = [], []
     tc = replace(base, **tuned["flags"])
     frame = training_frame(feed, features, tc.max_rows, "local", tc.min_completion)
     for i in range(seeds):
         tc = replace(tc, seed=base.seed + i)
         data = build_training_set(frame, feed, tc.tower())
         model, _ = train_towers(data, tc.tower(), tc, progress=False)
-        runs.append(judge.score(judge.recs(model.eval(), data.seen_videos)))
+        recs = judge.recs(model.eval(), data.seen_videos)
+        runs.append(judge.score(recs))
+        parts.append(judge.cold_warm(recs))
     metrics = list(runs[0])
+    cold_warm = {name: judge.cold_warm(r) for name, r in baseline_recs(feed, judge.users, judge.seens).items()}
+    cold_warm["two-tower, tuned"] = {part: float(np.mean([p[part] for p in parts])) for part in ("cold", "warm")}
     result = {
         "users": len(judge.users),
         "seeds": seeds,
@@ -201,6 +211,8 @@ def run_final(
         "two_tower": {m: {"mean": float(np.mean([r[m] for r in runs])), "std": float(np.std([r[m] for r in runs]))}
                       for m in metrics},
         "runs": runs,
+        "cold_users": int(sum(len(s) == 0 for s in judge.seens)),
+        "ndcg_cold_warm": cold_warm,
     }  # fmt: skip
     (root / "final.json").write_text(json.dumps(result, indent=2))
     return result

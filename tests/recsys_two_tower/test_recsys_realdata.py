@@ -24,7 +24,7 @@ from systems.recsys_two_tower.data import (
     read_movielens_ratings,
     validation_feed,
 )
-from systems.recsys_two_tower.public_protocol import mean_average_precision_at_k, mean_precision_at_k
+from systems.recsys_two_tower.public_protocol import item_knn_recs, mean_average_precision_at_k, mean_precision_at_k
 from systems.recsys_two_tower.tune import CHANGES
 
 
@@ -133,6 +133,17 @@ def test_precision_and_map_by_hand() -> None:
     assert mean_average_precision_at_k(recs, targets, 10) == pytest.approx((1 / 1 + 2 / 3) / 3)
 
 
+def test_item_knn_gives_a_cold_user_most_popular_and_breaks_ties_by_popularity() -> None:
+    # items 0..4; item 3 has three raters, item 1 two, the others one; user 4 has no training ratings
+    users = np.array([0, 1, 2, 0, 1, 2, 3])
+    items = np.array([3, 3, 3, 1, 1, 0, 2])
+    recs = item_knn_recs(users, items, n_users=5, n_items=5, users=np.array([4, 3]),
+                         seens=[np.empty(0, np.int64), np.array([2])], k=2)  # fmt: skip
+    assert recs[0].tolist() == [3, 1]  # the cold user: by training raters, not an arbitrary order
+    # user 3 rated only item 2, whose sole rater shares no item with anyone: every score ties at 0
+    assert recs[1].tolist() == [3, 1]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("protocol", ["temporal", "random"])
 def test_all_data_movielens_runs_the_whole_pipeline(tmp_path: Path, protocol: str) -> None:
@@ -225,6 +236,7 @@ def test_tune_writes_the_choice_that_train_then_uses(
     assert 1 <= tuned["flags"]["epochs"] <= 2 and tuned["chosen"]["seeds"] == 2
     final = json.loads(art.path("final.json").read_text())
     assert final["seeds"] == 2 and 0 <= final["two_tower"]["ndcg@10"]["mean"] <= 1
+    assert set(final["ndcg_cold_warm"]) >= {"most-popular", "two-tower, tuned"}
     out = capsys.readouterr().out
     assert "the test split is not read" in out and "read once" in out
     assert run_cli("recsys", pipeline.STEPS, ["train", *data, "--batch-size", "64"]) == 0
