@@ -226,7 +226,9 @@ def tune(cfg: TuneConfig, art: Artifacts) -> None:
                  *(f"{v['mean']:.4f} ± {v['std']:.4f}" for v in final["two_tower"].values())))  # fmt: skip
     print_rows(f"test ({cfg.protocol} split, read once; {final['users']} users) -> {art.root / 'final.json'}",
                ("model", *TUNE_METRICS), rows)  # fmt: skip
-    parts = "; ".join(f"{name} {v['cold']:.3f} / {v['warm']:.3f}" for name, v in final["ndcg_cold_warm"].items())
+    parts = "; ".join(
+        f"{name} {v['cold']:.3f} / {v['warm']:.3f}" for name, v in final["ndcg_cold_warm"].items()
+    )
     console.print(f"{final['cold_users']} of {final['users']} test users have no training ratings; "
                   f"nDCG@10 cold / warm: {parts}")  # fmt: skip
 

@@ -201,8 +201,12 @@ def run_final(
         runs.append(judge.score(recs))
         parts.append(judge.cold_warm(recs))
     metrics = list(runs[0])
-    cold_warm = {name: judge.cold_warm(r) for name, r in baseline_recs(feed, judge.users, judge.seens).items()}
-    cold_warm["two-tower, tuned"] = {part: float(np.mean([p[part] for p in parts])) for part in ("cold", "warm")}
+    cold_warm = {
+        name: judge.cold_warm(r) for name, r in baseline_recs(feed, judge.users, judge.seens).items()
+    }
+    cold_warm["two-tower, tuned"] = {
+        part: float(np.mean([p[part] for p in parts])) for part in ("cold", "warm")
+    }
     result = {
         "users": len(judge.users),
         "seeds": seeds,

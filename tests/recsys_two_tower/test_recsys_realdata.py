@@ -24,7 +24,11 @@ from systems.recsys_two_tower.data import (
     read_movielens_ratings,
     validation_feed,
 )
-from systems.recsys_two_tower.public_protocol import item_knn_recs, mean_average_precision_at_k, mean_precision_at_k
+from systems.recsys_two_tower.public_protocol import (
+    item_knn_recs,
+    mean_average_precision_at_k,
+    mean_precision_at_k,
+)
 from systems.recsys_two_tower.tune import CHANGES
 
 
