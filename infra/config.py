@@ -195,7 +195,7 @@ def check_environment(settings_classes: list[type[BaseSettings]]) -> None:
 
 def settings_error(exc: Exception, prefix: str = "MLSD_") -> str:
     """One line naming the env var that is wrong, for CLI output."""
-    errors = getattr(exc, "errors", lambda: [])()
+    errors: list[dict] = getattr(exc, "errors", lambda: [])()
     if not errors:
         return str(exc)
     parts = []

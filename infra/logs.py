@@ -92,8 +92,8 @@ def configure_logging() -> None:
     root.setLevel(level)
     if not _ours(root):
         # basicConfig's handler (onnxruntime calls it at import), not pytest's (a subclass): one format only
-        for h in [h for h in root.handlers if type(h) is logging.StreamHandler]:
-            root.removeHandler(h)
+        for stream in [h for h in root.handlers if type(h) is logging.StreamHandler]:
+            root.removeHandler(stream)
         root.addHandler(_handler(formatter, level))
     mlsd = logging.getLogger("mlsd")  # its own handler, not propagating: tests attach caplog's to it
     mlsd.setLevel(level)

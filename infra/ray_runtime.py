@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import ray
 import ray.data
@@ -68,7 +69,7 @@ def init_ray(
     if ray.is_initialized():
         return _runtime(local=not address)
     # Quiet: warnings only, and workers' stdout stays in Ray's log files instead of interleaving with ours.
-    quiet = {"logging_level": logging.WARNING, "log_to_driver": False}
+    quiet: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
     if address:
         ray.init(address=address, **quiet)
         return _runtime(local=False)

@@ -29,6 +29,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from infra.config import ServiceUnavailable, get_settings
 from infra.console import print_rows
@@ -106,7 +108,11 @@ class ClusterStatus:
 def _client(host: str, port: int, timeout_s: float = 0.5) -> redis.Redis:
     """A plain client to one node (not a cluster client: status must work on a cluster that is not ok)."""
     return redis.Redis(
-        host=host, port=port, socket_connect_timeout=timeout_s, socket_timeout=timeout_s, retry=None
+        host=host,
+        port=port,
+        socket_connect_timeout=timeout_s,
+        socket_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 0),
     )
 
 
@@ -143,7 +149,7 @@ def seed_is_healthy(url: str) -> bool:
     parsed = urlparse(seed if "://" in seed else f"redis://{seed}")
     info = _cluster_info(parsed.hostname or "127.0.0.1", parsed.port or 6379)
     return (
-        bool(info)
+        info is not None
         and info.get("cluster_state") == "ok"
         and int(info.get("cluster_slots_ok", 0)) == HASH_SLOTS
     )

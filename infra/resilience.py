@@ -36,7 +36,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, cast
 
 from infra.redact import redact
 from infra.serving.timing import current_timings
@@ -277,10 +277,11 @@ async def guarded_call_async(
     if not breaker.allow():
         return _fallback(breaker, fallback, "circuit open")
     call: Future[T] | asyncio.Future[T]
+    waiter: asyncio.Future[T]
     if inspect.iscoroutinefunction(fn):
         call = waiter = asyncio.ensure_future(fn(*args))
     else:
-        call = breaker.pool.submit(fn, *args)
+        call = breaker.pool.submit(cast(Callable[..., T], fn), *args)
         waiter = asyncio.wrap_future(call)
     # An abandoned call that fails later must not log "Future exception was never retrieved".
     waiter.add_done_callback(_consume)

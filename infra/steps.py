@@ -60,7 +60,7 @@ class OneLineParser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
-    def error(self, message: str) -> typing.NoReturn:  # type: ignore[override]
+    def error(self, message: str) -> typing.NoReturn:
         if message.startswith("unrecognized arguments: "):
             flags = [a.split("=", 1)[0] for a in message.removeprefix("unrecognized arguments: ").split()]
             unknown = next((a for a in flags if a.startswith("--")), None)
@@ -168,8 +168,8 @@ def _flag_type(tp: Any) -> tuple[Any, tuple[Any, ...] | None, bool]:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         return _flag_type(args[0])
     if origin is Literal:
-        choices = typing.get_args(tp)
-        return type(choices[0]), choices, False
+        literals = typing.get_args(tp)
+        return type(literals[0]), literals, False
     if origin in (list, tuple):
         inner, choices, _ = _flag_type(typing.get_args(tp)[0])
         return inner, choices, True
@@ -245,12 +245,12 @@ def run_step(
     by_name = {s.name: s for s in steps}
     target = by_name[name]
     if target.check is not None:  # fail in a second, not after minutes of building what it needs
-        target.check(config)  # type: ignore[arg-type]
+        target.check(config)
     for s in producers(steps, target, art, config.force):
         missing = [m for m in s.makes if not art.exists(m)]
         log(f"running `{s.name}` first" + (f" ({missing[0]} is missing)" if missing else " (--force)"))
         s.run(derive(s.config, config), art)
-    return target.run(config, art)  # type: ignore[arg-type]
+    return target.run(config, art)
 
 
 def run_all(steps: Sequence[Step], config: StepConfig, art: Artifacts, log: Callable[[str], None]) -> None:

@@ -27,5 +27,5 @@ def bytes_per_key(
     keys = list(islice(client.scan_iter(match=pattern, count=max(sample, 100)), sample))
     if not keys:
         raise ValueError(f"no key matches {pattern!r}: materialize the feature views first")
-    sizes = [client.memory_usage(key, samples=0) for key in keys]
+    sizes: list[int | None] = [client.memory_usage(key, samples=0) for key in keys]  # type: ignore[misc]
     return sum(s for s in sizes if s is not None) / len(keys)

@@ -331,10 +331,10 @@ def load_criteo_tsv(path: Path, nrows: int | None = None) -> pd.DataFrame:
     _first_bad(path, ~np.isin(label, ["0", "1"]), lambda i: f"label must be 0 or 1, got {label[i]!r}")
     for col in CRITEO_INT:
         bad = ~raw[col].str.fullmatch(r"-?\d*").to_numpy(dtype=bool)
-        _first_bad(path, bad, lambda i, c=col: f"{c} must be an integer or empty, got {raw[c].iloc[i]!r}")
+        _first_bad(path, bad, _bad_value(col, raw[col], "an integer or empty"))
     for col in CRITEO_CAT:
         bad = ~raw[col].str.fullmatch(f"(?:{_HEX})?").to_numpy(dtype=bool)
-        _first_bad(path, bad, lambda i, c=col: f"{c} must be a hex hash or empty, got {raw[c].iloc[i]!r}")
+        _first_bad(path, bad, _bad_value(col, raw[col], "a hex hash or empty"))
     frame = raw[CRITEO_CAT].copy()
     frame.insert(0, "label", raw["label"].astype(np.int64))
     for j, col in enumerate(CRITEO_INT):
@@ -355,6 +355,11 @@ def _check_field_counts(path: Path, nrows: int | None) -> None:
             if fields != CRITEO_FIELDS:
                 raise DataFormatError(f"{path}: line {i + 1} has {fields} fields; expected {CRITEO_FIELDS} "
                                       "tab-separated fields (label, I1..I13, C1..C26)")  # fmt: skip
+
+
+def _bad_value(col: str, values: pd.Series, expected: str) -> Callable[[int], str]:
+    """The message for row i of a column whose value is not `expected`."""
+    return lambda i: f"{col} must be {expected}, got {values.iloc[i]!r}"
 
 
 def _first_bad(path: Path, bad: np.ndarray, what: Callable[[int], str]) -> None:

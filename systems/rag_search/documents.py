@@ -75,7 +75,9 @@ def parse_markdown(text: str, fallback_id: str) -> Article:
                 k, v = line.split(":", 1)
                 meta[k.strip()] = v.strip()
         text = text[m.end() :]
-    title, sections, cur_title, cur_lines = fallback_id, [], None, []
+    sections: list[Section] = []
+    cur_lines: list[str] = []
+    title, cur_title = fallback_id, None
     for line in text.splitlines():
         if line.startswith("# "):
             title = line[2:].strip()
@@ -118,7 +120,9 @@ def is_hidden(tag: str, attrs: list[tuple[str, str | None]]) -> bool:
 class _HtmlArticle(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
-        self.title, self.sections, self.tag, self.buf = "", [], "", []
+        self.sections: list[Section] = []
+        self.buf: list[str] = []
+        self.title, self.tag = "", ""
         self.cur: str | None = None
         self.hidden: list[str] = []  # open elements inside (and including) the outermost hidden one
 
