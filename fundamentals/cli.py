@@ -26,6 +26,10 @@ TOPICS: dict[str, tuple[str, str]] = {
         "quantization",
         "What does int8 quantization buy in size, latency and accuracy, and when is it slower?",
     ),
+    "batching": (
+        "batching",
+        "Dynamic batching in front of a model: when does it raise throughput, and when does it only add latency?",
+    ),
     "distributed": (
         "distributed",
         "Does DDP give the same weights as one process? What does all-reduce cost?",
