@@ -30,6 +30,10 @@ TOPICS: dict[str, tuple[str, str]] = {
         "batching",
         "Dynamic batching in front of a model: when does it raise throughput, and when does it only add latency?",
     ),
+    "llm-serving": (
+        "llm_serving",
+        "Static vs continuous batching for an LLM, how many sequences the KV cache holds, tokens/s by batch?",
+    ),
     "distributed": (
         "distributed",
         "Does DDP give the same weights as one process? What does all-reduce cost?",
