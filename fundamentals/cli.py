@@ -34,6 +34,10 @@ TOPICS: dict[str, tuple[str, str]] = {
         "llm_serving",
         "Static vs continuous batching for an LLM, how many sequences the KV cache holds, tokens/s by batch?",
     ),
+    "int4": (
+        "int4",
+        "Group-wise int4 (round-to-nearest) of a real model's weights: size, error, quality, beside int8?",
+    ),
     "distributed": (
         "distributed",
         "Does DDP give the same weights as one process? What does all-reduce cost?",
