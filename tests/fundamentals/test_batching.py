@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from fundamentals.batching import DynamicBatcher, make_mlp, open_loop, poisson_arrivals
+from fundamentals.batching import DynamicBatcher, demo, make_mlp, open_loop, poisson_arrivals
 
 
 def double(x: np.ndarray) -> np.ndarray:
@@ -115,3 +115,10 @@ def test_open_loop_answers_every_request_and_the_batched_mlp_equals_row_by_row()
     batcher.close()
     assert result.mean_batch >= 1 and result.p99_ms >= result.p50_ms > 0
     np.testing.assert_allclose(got, run(rows), atol=1e-6)
+
+
+def test_the_demo_prints_batch_1_and_batched_rows(capsys):
+    argv = ["--width", "32", "--depth", "1", "--d-in", "16", "--loads", "0.05", "--duration", "0.2"]
+    assert demo(argv) == 0
+    out = capsys.readouterr().out
+    assert "batch 1" in out and "batched ≤32, 2 ms" in out

@@ -78,3 +78,9 @@ def test_batched_greedy_decoding_equals_one_prompt_at_a_time(smollm):
     for row, prompt in zip(batched, prompts, strict=True):
         alone, _ = ls.generate_batch(model, tokenizer, [prompt], 8)
         assert row.tolist() == alone[0].tolist(), prompt
+
+
+def test_the_demo_prints_the_kv_and_schedule_tables_without_the_model(capsys):
+    assert ls.demo(["--no-measure", "--requests", "64", "--batches", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "sequences that fit" in out and "continuous" in out and "static" in out
