@@ -289,8 +289,8 @@ QUESTIONS: tuple[Question, ...] = (
         "infra",
         "What does int4 weight quantization cost compared with int8?",
         "Group-wise round-to-nearest int4 of MiniLM's Linear weights: 7.8x smaller at group 128, but embedding "
-        "cosine to fp32 falls to 0.928 where int8 per channel keeps 0.9995; smaller groups buy back error for "
-        "more scale bytes, and GPTQ / AWQ round better than RTN.",
+        "cosine to fp32 falls to 0.928 (int8 per channel: 0.9995) and the help center's dense nDCG@10 0.684 -> "
+        "0.653 (int8: 0.681); GPTQ / AWQ round better than RTN.",
         SERVING,
         "Weight quantization: int4 next to int8",
         "mlsd fundamentals int4",
