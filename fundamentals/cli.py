@@ -26,6 +26,18 @@ TOPICS: dict[str, tuple[str, str]] = {
         "quantization",
         "What does int8 quantization buy in size, latency and accuracy, and when is it slower?",
     ),
+    "batching": (
+        "batching",
+        "Dynamic batching in front of a model: when does it raise throughput, and when does it only add latency?",
+    ),
+    "llm-serving": (
+        "llm_serving",
+        "Static vs continuous batching for an LLM, how many sequences the KV cache holds, tokens/s by batch?",
+    ),
+    "int4": (
+        "int4",
+        "Group-wise int4 (round-to-nearest) of a real model's weights: size, error, quality, beside int8?",
+    ),
     "distributed": (
         "distributed",
         "Does DDP give the same weights as one process? What does all-reduce cost?",

@@ -105,6 +105,33 @@ def training_memory(
     }
 
 
+# ZeRO (Rajbhandari et al. 2020, "ZeRO: Memory Optimizations Toward Training Trillion Parameter Models", sec. 5):
+# stage 1 shards the optimizer states (and fp32 master weights) over the N data-parallel ranks, stage 2 the
+# gradients too, stage 3 the 16-bit weights too. PyTorch FSDP's sharding strategies are the same cut:
+# NO_SHARD = DDP (stage 0), SHARD_GRAD_OP = stage 2, FULL_SHARD = stage 3 (HYBRID_SHARD: stage 3 within a node).
+ZERO_STAGES = {0: "DDP (nothing sharded)", 1: "ZeRO-1: optimizer states", 2: "ZeRO-2: + gradients",
+               3: "ZeRO-3 / FSDP FULL_SHARD: + weights"}  # fmt: skip
+
+
+def zero_memory_per_gpu(
+    params: float, gpus: int, stage: int, optimizer: str = "adamw", precision: str = "bf16-mixed"
+) -> dict[str, float]:
+    """Bytes per GPU of weights, gradients and optimizer states (master weights counted with the optimizer, the
+    paper's K) under ZeRO `stage` on `gpus` data-parallel ranks. Activations are not sharded by ZeRO: add them
+    per GPU for its own micro-batch."""
+    if stage not in ZERO_STAGES:
+        raise ValueError(f"unknown ZeRO stage {stage}; choose one of 0, 1, 2, 3")
+    if gpus < 1:
+        raise ValueError(f"--gpus must be at least 1, got {gpus}")
+    w, g, master = PRECISION[precision]
+    k = master + optimizer_bytes_per_param(optimizer, precision)  # the paper's K: 12 for mixed-precision Adam
+    return {
+        "weights": params * w / (gpus if stage >= 3 else 1),
+        "gradients": params * g / (gpus if stage >= 2 else 1),
+        "optimizer states + master": params * k / (gpus if stage >= 1 else 1),
+    }
+
+
 def kv_cache_bytes(shape: ModelShape, seq: int, batch: int, dtype: str = "bf16") -> float:
     """K and V for every layer, kv head, position and sequence."""
     return 2 * shape.layers * shape.kv_heads * shape.head_dim * seq * batch * BYTES[dtype]
@@ -211,6 +238,7 @@ def demo(argv: list[str]) -> int:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--optimizer", choices=list(OPTIMIZER_STATES), default="adamw")
     parser.add_argument("--precision", choices=list(PRECISION), default="bf16-mixed")
+    parser.add_argument("--gpus", type=int, default=8, help="data-parallel GPUs for the ZeRO / FSDP table")
     parser.add_argument("--no-check", action="store_true", help="skip the check against real CPU tensors")
     args = parser.parse_args(argv)
 
@@ -238,6 +266,20 @@ def demo(argv: list[str]) -> int:
         "total", gib(sum(plain.values())), gib(sum(ckpt.values())), gib(sum(naive.values())), style="bold"
     )
     console.print(table)
+
+    zero = Table(
+        title=f"ZeRO / FSDP: weights + grads + optimizer per GPU, {args.optimizer}, {args.precision} (GiB)"
+    )
+    zero.add_column("stage")
+    counts = sorted({1, 8, 64, args.gpus})
+    for n in counts:
+        zero.add_column(f"{n} GPU" + ("s" if n > 1 else ""), justify="right")
+    for stage, name in ZERO_STAGES.items():
+        cells = [gib(sum(zero_memory_per_gpu(args.params, n, stage, args.optimizer, args.precision).values()))
+                 for n in counts]  # fmt: skip
+        zero.add_row(f"{stage} {name}", *cells)
+    console.print(zero)
+    console.print("activations are not sharded: add each GPU's own (the table above), or checkpoint them")
 
     inf = Table(title=f"inference, s={args.seq} b={args.batch} (GiB)")
     inf.add_column("setup")

@@ -87,3 +87,32 @@ def test_demo_prints_tables(capsys):
     assert gm.demo(["--params", "1e9", "--layers", "16", "--seq", "1024", "--batch", "1", "--no-check"]) == 0
     out = capsys.readouterr().out
     assert "optimizer (adamw)" in out and "KV cache" in out and "checkpointing" in out
+
+
+# ZeRO paper (Rajbhandari et al. 2020), Figure 1: 7.5B parameters, mixed-precision Adam (K = 12), N_d = 64:
+# baseline 120 GB, P_os 31.4 GB, P_os+g 16.6 GB, P_os+g+p 1.9 GB per device; Table 1: a 1T model on 1,024 GPUs
+# with all three sharded needs 15.6 GB.
+@pytest.mark.parametrize("stage, published_gb", [(0, 120), (1, 31.4), (2, 16.6), (3, 1.9)])
+def test_zero_stages_match_the_published_figure(stage, published_gb):
+    per_gpu = sum(gm.zero_memory_per_gpu(7.5e9, 64, stage, "adam", "bf16-mixed").values())
+    assert round(per_gpu / 1e9, 1) == published_gb
+
+
+def test_zero_3_for_a_trillion_parameters_on_1024_gpus():
+    assert round(sum(gm.zero_memory_per_gpu(1e12, 1024, 3, "adam").values()) / 1e9, 1) == 15.6
+
+
+def test_zero_formulas_by_stage():
+    psi, n, k = 1e9, 8, 12
+    per = {s: gm.zero_memory_per_gpu(psi, n, s) for s in range(4)}
+    assert sum(per[0].values()) == (2 + 2 + k) * psi  # DDP: every rank holds everything
+    assert sum(per[1].values()) == 2 * psi + 2 * psi + k * psi / n
+    assert sum(per[2].values()) == 2 * psi + (2 + k) * psi / n
+    assert sum(per[3].values()) == (2 + 2 + k) * psi / n
+    one_gpu = {s: sum(gm.zero_memory_per_gpu(psi, 1, s).values()) for s in range(4)}
+    assert set(one_gpu.values()) == {(2 + 2 + k) * psi}, "on one GPU there is nothing to shard"
+
+
+def test_zero_unknown_stage_names_the_choices():
+    with pytest.raises(ValueError, match="choose one of 0, 1, 2, 3"):
+        gm.zero_memory_per_gpu(1e9, 8, 4)

@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
-import re
-import shlex
-
 import pytest
 
-from fundamentals.cli import TOPICS as FUNDAMENTALS
 from infra.config import REPO_ROOT
-from infra.steps import step_parser
-from mlsd.cli import discover_systems, main
+from mlsd.cli import main
 from mlsd.exercises import TOPICS as EXERCISES
 from mlsd.questions import QUESTIONS, ROUNDS, Question, github_anchor, markdown
-
-HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$")
-
-
-def headings(path: str) -> set[str]:
-    """Every Markdown heading of a file, outside fenced code blocks."""
-    found, fenced = set(), False
-    for line in (REPO_ROOT / path).read_text().splitlines():
-        if line.lstrip().startswith("```"):
-            fenced = not fenced
-        elif not fenced and (m := HEADING.match(line)):
-            found.add(m.group(1))
-    return found
+from tests.doc_checks import check_command, headings
 
 
 def test_questions_md_is_the_rendering_of_the_module() -> None:
@@ -58,31 +40,6 @@ def test_github_anchor_drops_punctuation_and_keeps_hyphens() -> None:
     assert (
         github_anchor("3a. The online store as a Redis Cluster") == "3a-the-online-store-as-a-redis-cluster"
     )
-
-
-def check_command(command: str) -> None:
-    """Raise AssertionError unless `command` is a step (with flags it accepts), a fundamentals topic or an exercise,
-    as the CLI itself discovers them."""
-    words = shlex.split(command)
-    assert words[0] == "mlsd" and len(words) >= 3, f"'{command}' is not `mlsd <what> <which>`"
-    head, target, flags = words[1], words[2], words[3:]
-    if head == "fundamentals":
-        assert target in FUNDAMENTALS, f"no fundamentals topic '{target}'"
-        return
-    if head == "exercise":
-        assert target in ("start", "check") and flags and flags[0] in EXERCISES, command
-        return
-    systems = discover_systems()
-    assert head in systems, f"'{head}' is neither a system ({', '.join(systems)}) nor fundamentals"
-    assert target in systems[head].steps, f"'{target}' is not a step of {head}: {systems[head].steps}"
-    if target == "all":
-        return
-    steps = importlib.import_module(f"{systems[head].package}.pipeline").STEPS
-    step = next(s for s in steps if s.name == target)
-    try:
-        step_parser(head, step).parse_args(flags)
-    except SystemExit as exc:
-        raise AssertionError(f"`{command}`: flags the step does not take") from exc
 
 
 @pytest.mark.parametrize("q", QUESTIONS, ids=lambda q: q.question[:50])
