@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
+from infra.console import progress as progress_of
 from infra.registry import CHAMPION, Registry
 from infra.serving.onnx import make_session
 from systems.recsys_two_tower.config import TowerConfig, TrainConfig
@@ -140,9 +140,10 @@ def train_towers(
     for epoch in range(tc.epochs):
         order = rng.permutation(len(data))  # same permutation in every process (same seed)
         total = 0.0
-        bar = tqdm(range(n_batches), desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not progress or rank != 0,
-                   leave=False, mininterval=1.0)  # fmt: skip
-        for b in bar:
+        batches = progress_of(
+            range(n_batches), f"epoch {epoch + 1}/{tc.epochs}", disable=not progress or rank != 0
+        )
+        for b in batches:
             idx = order[b * tc.batch_size : (b + 1) * tc.batch_size][rank * shard : (rank + 1) * shard]
             negatives = data.uniform_negatives(rng, cfg.uniform_negatives) if cfg.uniform_negatives else ()
             loss = wrapped(*data.batch(idx), global_batch=tc.batch_size, negatives=negatives)
@@ -152,8 +153,6 @@ def train_towers(
             for opt in optimizers:
                 opt.step()
             total += float(loss.detach()) / world
-            if b % 20 == 0:
-                bar.set_postfix(loss=f"{float(loss.detach()) / world:.3f}")
         if dist:
             t = torch.tensor([total])
             torch.distributed.all_reduce(t)
