@@ -31,7 +31,7 @@ from infra.config import get_settings
 from infra.console import print_rows
 from systems.recsys_two_tower.data import load
 from systems.recsys_two_tower.features.repo import build_features, open_features
-from systems.recsys_two_tower.pipeline import FEED
+from systems.recsys_two_tower.layout import FEED
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "recsys" / "feature_read" / "report.json"
 WARMUP = 50

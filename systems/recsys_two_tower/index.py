@@ -34,7 +34,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from infra.console import progress
+from infra.console import console, print_rows, progress
+from systems.recsys_two_tower import layout
 from systems.recsys_two_tower.config import INDEX_FAMILIES
 from systems.recsys_two_tower.data import Feed
 from systems.recsys_two_tower.features.definitions import USER_COLS
@@ -452,7 +453,7 @@ def run_index(
     """Embed (in this process with torch, or engine "ray": Ray Data actors running the ONNX video tower that
     `train` exported), sweep, save the chosen serving index and the exact one's embeddings."""
     faiss.omp_set_num_threads(max(1, faiss.omp_get_max_threads()))
-    seen = np.load(root / "model" / "seen_videos.npy")
+    seen = np.load(root / layout.SEEN_VIDEOS)
     t0 = time.perf_counter()
     frame = catalog_frame(feed, features, feed.split_ts)
     if engine == "ray":
@@ -461,7 +462,7 @@ def run_index(
 
         with offline_ray.ray_engine() as runtime:
             emb = offline_ray.embed_catalog(
-                root / "model" / "video_tower.onnx", frame, model.cfg, seen, feed.split_ts, runtime
+                root / layout.VIDEO_TOWER_ONNX, frame, model.cfg, seen, feed.split_ts, runtime
             )
     elif engine == "local":
         emb = embed_catalog(model, frame, seen, feed.split_ts)
@@ -470,12 +471,11 @@ def run_index(
     embed_s = time.perf_counter() - t0
     rows, info = sweep(emb, queries, nlists, families=families)
     best = info["best"]
-    index_dir = root / "index"
-    index_dir.mkdir(parents=True, exist_ok=True)
-    np.save(index_dir / "catalog_emb.npy", emb)
+    (root / layout.INDEX_DIR).mkdir(parents=True, exist_ok=True)
+    np.save(root / layout.CATALOG_EMB, emb)
     serving = info["indexes"].get(best["index"], info["exact"])
     apply_setting(serving, best)  # saved with the index: the server searches with it
-    faiss.write_index(serving, str(index_dir / "serving.faiss"))
+    faiss.write_index(serving, str(root / layout.SERVING_INDEX))
     summary = {
         "embed_seconds": embed_s,
         "embed_engine": engine,
@@ -485,7 +485,7 @@ def run_index(
         **query_gap(emb, queries, info["exact"]),
         "sweep": [asdict(r) for r in rows],
     }
-    (index_dir / "sweep.json").write_text(json.dumps(summary, indent=2))
+    (root / layout.SWEEP).write_text(json.dumps(summary, indent=2))
     return summary
 
 
@@ -501,3 +501,12 @@ def sweep_rows(summary: dict) -> list[tuple]:
          "← chosen" if r["chosen"] else "")
         for r in summary["sweep"]
     ]  # fmt: skip
+
+
+def print_sweep(summary: dict) -> None:
+    """The index step's table, and how far the queries sit from the catalog."""
+    print_rows(f"ANN sweep over {summary['n_videos']:,} videos (recall@100 vs exact; ms per query)",
+               SWEEP_COLUMNS, sweep_rows(summary))  # fmt: skip
+    if "query_best_score_median" in summary:
+        console.print(f"queries vs catalog: a user's best video scores {summary['query_best_score_median']:.3f} "
+                      f"(median), a video's 100th-nearest video {summary['video_100th_neighbour_score_median']:.3f}")  # fmt: skip

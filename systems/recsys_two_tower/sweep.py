@@ -38,6 +38,8 @@ import numpy as np
 
 from infra.artifacts import atomic_write
 from infra.config import get_settings
+from infra.console import print_rows
+from systems.recsys_two_tower import layout
 from systems.recsys_two_tower.config import SCALES
 from systems.recsys_two_tower.index import (
     EXACT,
@@ -110,7 +112,7 @@ def synthetic_mixture(dim: int = 64, clusters: int = 64, seed: int = 0) -> Mixtu
 
 def trained_catalog(data_root: Path, scale: str) -> np.ndarray | None:
     """This scale's trained catalog embeddings when its index step ran (mmap: not copied)."""
-    path = data_root / scale / "index" / "catalog_emb.npy"
+    path = data_root / scale / layout.CATALOG_EMB
     return np.load(path, mmap_mode="r") if path.exists() else None
 
 
@@ -498,6 +500,13 @@ def run_sweep(
                   "load_average": res.load_average, "threads": res.threads}  # fmt: skip
         write_report(report, out)
     return report
+
+
+def print_catalog_curve(report: dict, out: Path) -> None:
+    """The choice per scale, where the whole report went."""
+    print_rows(f"catalog curve -> {out}/report.md", ("scale", "videos", "chosen", "why"),
+               [(s["scale"], s["n"], s["chosen"]["index"] + " " + s["chosen"]["param"] if s["chosen"] else "-",
+                 s["why"]) for s in report["scales"]])  # fmt: skip
 
 
 def write_report(report: dict, out: Path) -> None:
