@@ -1,6 +1,7 @@
 """The server's prepared feature read (FeatureRepo.online_reader) returns what Feast's get_online_features returns,
 value for value, on the same keys: every user of the small pipeline and ids no one has, on SQLite and on Redis.
-The Redis case runs benchmarks/recsys/feature_read.py's own measurement (fails instead of skipping in CI)."""
+The Redis case runs benchmarks/recsys/feature_read.py's own measurement (fails instead of skipping in CI); the
+served path's CPU bench (benchmarks/recsys/served_cpu.py) runs once on the same pipeline."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.recsys import served_cpu
 from benchmarks.recsys.feature_read import measure
 from infra.config import get_settings
 from systems.recsys_two_tower import data
@@ -39,3 +41,11 @@ def test_prepared_read_equals_feast_read_on_redis(
         get_settings.cache_clear()
     assert [r["read"] for r in rows] == ["get_online_features", "prepared read"]
     assert all(r["same_columns"] and 0 < r["p50_ms"] <= r["p99_ms"] for r in rows)
+
+
+@pytest.mark.slow
+def test_served_cpu_bench_measures_both_routes_of_one_server(recsys_env) -> None:
+    """benchmarks/recsys/served_cpu.py on the small pipeline: a server of this tree, both routes counted."""
+    (row,) = served_cpu.measure("small", requests=30, rounds=1)
+    assert row["recommend_cpu_ms"] > 0 and row["floor_cpu_ms"] > 0 and row["ratio"] > 1
+    assert set(row["stages_p50_ms"]) >= {"features", "ann", "ranker", "total"}
