@@ -30,7 +30,7 @@ from infra.bench.report import write_json
 from infra.config import get_settings
 from systems.recsys_two_tower.data import load
 from systems.recsys_two_tower.features.repo import build_features, open_features
-from systems.recsys_two_tower.pipeline import FEED
+from systems.recsys_two_tower.layout import FEED
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "recsys" / "online_store" / "report.json"
 READS = 500

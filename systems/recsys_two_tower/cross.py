@@ -18,7 +18,9 @@ import pandas as pd
 import torch
 from torch import nn
 
+from infra.console import print_rows
 from infra.metrics import mean_ndcg_at_k, mean_recall_at_k
+from systems.recsys_two_tower import layout
 from systems.recsys_two_tower.data import Feed, holdout_users
 from systems.recsys_two_tower.evaluate import drop_seen
 from systems.recsys_two_tower.features.definitions import USER_COLS
@@ -95,8 +97,8 @@ def run_cross_experiment(
     users_full: int = 5, users_rerank: int = 300, steps: int = 400, seed: int = 0,
 ) -> dict:  # fmt: skip
     """Quality and cost of: two-tower ANN top-k, cross model over the full catalog, cross re-ranking ANN top 200."""
-    emb = np.load(root / "index" / "catalog_emb.npy")
-    seen = np.load(root / "model" / "seen_videos.npy")
+    emb = np.load(root / layout.CATALOG_EMB)
+    seen = np.load(root / layout.SEEN_VIDEOS)
     vdense = video_inputs(catalog, towers.cfg, seen, feed.split_ts)[3]
     t0 = time.perf_counter()
     cross = train_cross(towers, data, steps=steps, seed=seed)
@@ -108,7 +110,7 @@ def run_cross_experiment(
     frame = features.repo.historical(entity, features.user_serving)
     udense = user_inputs({c: frame[c] for c in ["user_id", *USER_COLS]}, towers.cfg, seen)[1]
     queries = user_vectors(towers, features, users, feed.split_ts - 1, seen)
-    index = faiss.read_index(str(root / "index" / "serving.faiss"))
+    index = faiss.read_index(str(root / layout.SERVING_INDEX))
     margin = max(len(s) for s in seens)
     t0 = time.perf_counter()
     _, cand = index.search(queries, RERANK_DEPTH + margin)
@@ -153,3 +155,11 @@ def run_cross_experiment(
         for name, (r, t, ms) in rows.items()
     }
     return {"users": len(users), "catalog": len(emb), "cross_train_seconds": train_s, "table": table}
+
+
+def print_cross(result: dict) -> None:
+    """The first-stage table: two-tower ANN, cross over the full catalog, cross re-ranking the ANN's top 200."""
+    cols = ("recall@10", "ndcg@10", "recall@100", "ms_per_request")
+    print_rows(f"two-tower vs cross model over {result['catalog']:,} videos ({result['users']} users)",
+               ("first stage", *cols[:3], "ms / request"),
+               [(n, *(r[c] for c in cols)) for n, r in result["table"].items()])  # fmt: skip

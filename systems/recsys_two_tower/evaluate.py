@@ -11,9 +11,10 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from infra.console import markdown_table
+from infra.console import markdown_table, print_rows
 from infra.metrics import mean_ndcg_at_k, mean_recall_at_k
 from infra.serving.onnx import make_session
+from systems.recsys_two_tower import layout
 from systems.recsys_two_tower.data import DAY, Feed, holdout_users
 from systems.recsys_two_tower.features.repo import RecsysFeatures
 from systems.recsys_two_tower.index import ann_setting, exact_index, maybe_gpu, user_vectors
@@ -63,9 +64,9 @@ def ranked_recs(
     seens: list[np.ndarray], k: int,
 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """The serving index's first CANDIDATES unseen videos in the ranker's order, then after the policy layer."""
-    catalog = RankCatalog.load(root / "rank" / "catalog.npz")
-    session = make_session(root / "rank" / "ranker.onnx", threads=1)
-    seen_videos = np.load(root / "model" / "seen_videos.npy")
+    catalog = RankCatalog.load(root / layout.RANK_CATALOG)
+    session = make_session(root / layout.RANKER_ONNX, threads=1)
+    seen_videos = np.load(root / layout.SEEN_VIDEOS)
     frame, cands, scores = candidates_for(
         model, features, index, users, feed.split_ts - 1, seen_videos, seens
     )
@@ -85,7 +86,7 @@ def run_eval(
     """The offline quality table (also written to eval.json)."""
     k = max(KS)
     users, targets, seens = holdout_users(feed, max_users, seed)
-    seen_videos = np.load(root / "model" / "seen_videos.npy")
+    seen_videos = np.load(root / layout.SEEN_VIDEOS)
     queries = user_vectors(model, features, users, feed.split_ts - 1, seen_videos)
     train = feed.events[feed.events["ts"] < feed.split_ts]
     last_week = train[train["ts"] >= feed.split_ts - 7 * DAY]["video_id"].value_counts().index.to_numpy()
@@ -96,11 +97,11 @@ def run_eval(
         ),
         "most-popular (last 7 days)": np.stack([drop_seen(last_week[: k + len(s)], s, k) for s in seens]),
     }
-    emb = np.load(root / "index" / "catalog_emb.npy")
+    emb = np.load(root / layout.CATALOG_EMB)
     t0 = time.perf_counter()
     recs["two-tower exact (Flat)"] = search_excluding(maybe_gpu(exact_index(emb)), queries, seens, k)
     exact_ms = (time.perf_counter() - t0) * 1000 / len(users)
-    serving = maybe_gpu(faiss.read_index(str(root / "index" / "serving.faiss")))
+    serving = maybe_gpu(faiss.read_index(str(root / layout.SERVING_INDEX)))
     t0 = time.perf_counter()
     recs["two-tower ANN (serving index)"] = search_excluding(serving, queries, seens, k)
     ann_ms = (time.perf_counter() - t0) * 1000 / len(users)
@@ -116,7 +117,7 @@ def run_eval(
     }
     result = {"users": len(users), "table": table, "exact_ms_per_user_batched": exact_ms,
               "ann_ms_per_user_batched": ann_ms}  # fmt: skip
-    (root / "eval.json").write_text(json.dumps(result, indent=2))
+    (root / layout.EVAL).write_text(json.dumps(result, indent=2))
     return result
 
 
@@ -132,10 +133,13 @@ def report_markdown(scale: str, evaluation: dict, sweep: dict, cross: dict) -> s
     pop = t["most-popular (last 7 days)"]["recall@100"]
     tt = t["two-tower ANN (serving index)"]["recall@100"]
     ann = sweep["chosen"]
+    # an index step from before 2026-12-08 recorded the batch-1 mean at the machine's threads, not the p50
+    timing = (f"batch-1 p50 {ann['p50_ms']:.3f} ms per query on one thread" if "p50_ms" in ann
+              else f"{ann['ms_per_query_batch1']:.3f} ms per query (batch-1 mean)")  # fmt: skip
     parts.append(
         f"Two-tower ANN recall@100 / most-popular: x{tt / pop:.2f} (target >= 3).\n"
         f"Serving index: {ann['index']} {ann_setting(ann)}, recall@100 vs exact {ann['recall_at_100']:.3f} "
-        f"(target >= 0.95), {ann['ms_per_query_batch1']:.3f} ms per query — `mlsd recsys index`.\n"
+        f"(target >= 0.95), {timing} — `mlsd recsys index`.\n"
     )
     cross_cols = ("recall@10", "ndcg@10", "recall@100", "ms_per_request")
     parts.append(markdown_table(
@@ -144,3 +148,10 @@ def report_markdown(scale: str, evaluation: dict, sweep: dict, cross: dict) -> s
         [(name, *(row[c] for c in cross_cols)) for name, row in cross["table"].items()],
     ))  # fmt: skip
     return "\n".join(parts)
+
+
+def print_eval(result: dict) -> None:
+    """The offline quality table of the eval step."""
+    cols = list(next(iter(result["table"].values())))
+    print_rows(f"offline quality on the future split ({result['users']} users; new videos only)",
+               ("model", *cols), [(name, *row.values()) for name, row in result["table"].items()])  # fmt: skip

@@ -1,17 +1,24 @@
-"""The `index` step: embed the whole catalog with the video tower, build FAISS indexes, sweep ANN settings.
+"""Building, measuring and choosing ANN indexes, for the system's two uses of them:
 
-The queries are user-tower vectors of held-out users as of the split (`user_vectors`; evaluation asks the same).
+- the `index` step (`run_index`): embed the whole catalog with the video tower, sweep the serving families on it,
+  save the setting the SERVING rule picks as the server's index;
+- the catalog curve (`mlsd recsys sweep`, sweep.py): the same measurement at each catalog size, the pick by
+  `catalog_rule` (a memory budget first).
 
-Exact IndexFlatIP is the reference (and what evaluation uses). The candidate families (INDEX_FAMILIES):
+Both measure a setting the same way (`time_search`: batch-1 p50/p99 on one thread, as a server core searches, and
+batched; `recall_at_k` against exact inner product) into the same `SweepRow`, and pick with the same `choose`;
+each use's rule is stated once, beside `Rule`.
+
+The index step's queries are user-tower vectors of held-out users as of the split (`user_vectors`; evaluation
+asks the same). Exact IndexFlatIP is the reference (and what evaluation uses). The serving families
+(INDEX_FAMILIES):
 - ivf_flat: IVF-Flat at each nlist and nprobe;
 - ivf_pqfs_refine: IVF with 4-bit fast-scan PQ codes (one sub-quantizer per dimension) whose shortlist of
   k_factor x k is re-scored against the stored fp32 vectors (IndexRefineFlat): a cheap scan of many lists, an
   exact order at the end;
 - hnsw: an HNSW32 graph at several efSearch.
-The serving index is the cheapest with recall@100 against exact >= 0.95: within ivf_flat the fewest distance
-computations per query (counted, so deterministic), within the other families and across families the lower
-measured batch-1 time, as a code scan, a re-scoring and a graph walk cost differently per distance. Every row is
-timed at the server's k (SERVE_K). IVF-Flat moves to the GPU when faiss sees one; the others stay on the CPU.
+Every row is timed at the server's k (SERVE_K). IVF-Flat moves to the GPU when faiss sees one; the others stay
+on the CPU.
 """
 
 from __future__ import annotations
@@ -27,7 +34,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from infra.console import progress
+from infra.console import console, print_rows, progress
+from systems.recsys_two_tower import layout
 from systems.recsys_two_tower.config import INDEX_FAMILIES
 from systems.recsys_two_tower.data import Feed
 from systems.recsys_two_tower.features.definitions import USER_COLS
@@ -38,6 +46,9 @@ from systems.recsys_two_tower.model import TwoTower
 log = logging.getLogger("mlsd.recsys")
 
 RECALL_TARGET = 0.95
+K = 100  # recall@K against exact search
+EXACT = "flat"  # the family of the exact (Flat) rows: the reference, never chosen by a rule
+FLAT_BYTES_PER_DIM = 4  # fp32
 SERVE_K = 250  # what /recommend asks the index for: rank.CANDIDATES + serve.MARGIN (the seen filter's margin)
 IVF_NPROBES = (1, 2, 4, 8, 16, 32, 64, 96, 128, 192, 256, 384, 512)
 PQFS_NPROBES = (64, 128, 192, 256, 384, 512)
@@ -176,62 +187,181 @@ def hnsw_index(emb: np.ndarray, m: int, ef_construction: int = 40) -> faiss.Inde
     return index
 
 
+# ------------------------------------------------------------------------------------------ measuring and choosing
+# Both uses of this module measure a setting the same way and pick with one function; only their rule differs.
 @dataclass
 class SweepRow:
-    index: str
-    nlist: int
-    nprobe: int
+    """One search setting of one index, measured: recall@100 against exact search, batch-1 latency on one thread
+    (the server's way), batched latency, memory. `param` is the setting as text (nprobe=32, efSearch=256)."""
+
+    family: str  # INDEX_FAMILIES or the catalog curve's (ivf_flat, ivf_sq8, ivf_pq, ivf_pq_refine, hnsw), or exact
+    index: str  # the factory-style name, e.g. IVF4096,Flat
+    param: str
     recall_at_100: float
-    ms_per_query_batch1: float
-    ms_per_query_batched: float
-    distances_per_query: int = 0
-    chosen: bool = False
+    p50_ms: float  # one query at a time on one thread
+    p99_ms: float
+    batched_ms: float  # per query, all queries in one call on all threads
+    build_s: float = 0.0  # the index's build (k-means + adds, or the graph), on its first row
+    bytes_per_vector: float = 0.0  # the serialized index over its vectors: what a replica holds in RAM
+    distances_per_query: int = 0  # counted, so deterministic (IVF: centroids + probed lists [+ re-scored])
+    nlist: int = 0
+    nprobe: int = 0
     ef_search: int = 0  # HNSW rows only
-    k_factor: int = 0  # ivf_pqfs_refine rows only: the shortlist re-scored exactly is k_factor x k
-    family: str = "ivf_flat"  # INDEX_FAMILIES, or "exact"
-    build_seconds: float = 0.0  # the index's build (k-means + adds, or the graph), on its first row
+    k_factor: int = 0  # refine rows only: the shortlist re-scored exactly is k_factor x k
+    scale: str = ""  # the catalog curve's rows: which scale, how many vectors
+    n: int = 0
+    chosen: bool = False
 
 
-def recall_vs_exact(approx_ids: np.ndarray, exact_ids: np.ndarray) -> float:
-    hits = [len(np.intersect1d(a[a >= 0], e)) for a, e in zip(approx_ids, exact_ids, strict=True)]
-    return float(np.sum(hits) / exact_ids.size)
+@dataclass(frozen=True)
+class Rule:
+    """How a use of this module picks among the settings with recall@100 >= RECALL_TARGET (exact rows never)."""
+
+    max_bytes_per_vector: float | None  # settings over it are passed over while a passing one fits
+    ivf_flat_by_distances: bool  # within IVF-Flat, the fewest distances per query instead of the clock
 
 
-def _time_search(index: faiss.Index, queries: np.ndarray, k: int, n_single: int = 200) -> tuple[float, float]:
+# The serving index (`index` step): within IVF-Flat the fewest distance computations per query (the same work
+# costs the same, so a count beats a noisy clock), within the other families and across families the lower batch-1
+# p50, as a code scan, a re-scoring and a graph walk cost differently per distance. No memory budget: one
+# machine's catalog.
+SERVING = Rule(max_bytes_per_vector=None, ivf_flat_by_distances=True)
+
+
+def catalog_rule(dim: int) -> Rule:
+    """The catalog curve (`sweep` step): within a quarter of Flat's bytes per vector, the lowest batch-1 p50.
+    Memory first because every serving replica holds the whole index in RAM (it multiplies by replicas x shards);
+    among those that fit, latency, because that is the p99 budget's scarce part."""
+    return Rule(max_bytes_per_vector=dim * FLAT_BYTES_PER_DIM / 4, ivf_flat_by_distances=False)
+
+
+def choose(rows: list[SweepRow], rule: Rule) -> tuple[SweepRow | None, str]:
+    """The row `rule` picks (marked chosen) and why; (None, why) when no setting reaches RECALL_TARGET. With no
+    passing row within the memory budget, the rule's pick among all passing rows, and the reason says so."""
+    passing = [r for r in rows if r.recall_at_100 >= RECALL_TARGET and r.family != EXACT]
+    if not passing:
+        return None, f"no setting reached recall@100 >= {RECALL_TARGET}"
+    budget = rule.max_bytes_per_vector
+    fits = [r for r in passing if budget is None or r.bytes_per_vector <= budget]
+    pool = fits or passing
+    families: dict[str, list[SweepRow]] = {}
+    for r in pool:
+        families.setdefault(r.family, []).append(r)
+    per_family = [
+        min(rs, key=lambda r: r.distances_per_query)
+        if family == "ivf_flat" and rule.ivf_flat_by_distances
+        else min(rs, key=lambda r: (r.p50_ms, r.bytes_per_vector))
+        for family, rs in families.items()
+    ]
+    best = min(per_family, key=lambda r: (r.p50_ms, r.bytes_per_vector))
+    best.chosen = True
+    faster = [r for r in rows if r.p50_ms < best.p50_ms and r.family != EXACT]
+    within = budget is not None and bool(fits)
+    why = (
+        f"{best.index} {best.param}: recall@100 {best.recall_at_100:.3f} >= {RECALL_TARGET}, "
+        f"{best.bytes_per_vector:.0f} B/vector"
+        + (f" (<= budget {budget:.0f})" if within else "")
+        + f", batch-1 p50 {best.p50_ms:.2f} ms, the pick of {len(pool)} passing settings"
+        + (" within the memory budget" if within else "")
+        + (
+            f"; none of the {len(passing)} passing settings fit {budget:.0f} B/vector"
+            if budget and not fits
+            else ""
+        )
+        + (
+            f"; the {len(faster)} faster settings miss recall or memory, or lose on distances"
+            if faster
+            else ""
+        )
+    )
+    return best, why
+
+
+def recall_at_k(approx: np.ndarray, exact: np.ndarray) -> float:
+    """Mean over queries of |approx top k ∩ exact top k| / k (approx may hold -1 for "no result")."""
+    return float(
+        np.mean([len(np.intersect1d(a[a >= 0], e)) / e.size for a, e in zip(approx, exact, strict=True)])
+    )
+
+
+def time_search(
+    index: faiss.Index, queries: np.ndarray, k: int, n_single: int
+) -> tuple[float, float, float, np.ndarray]:
+    """(p50 ms, p99 ms) of one query at a time on ONE thread (what a server core does), batched ms per query with
+    all queries in one call on all threads, and the batched search's ids (k per query)."""
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    lat = []
+    try:
+        for q in queries[:n_single]:
+            t0 = time.perf_counter()
+            index.search(q[None, :], k)
+            lat.append((time.perf_counter() - t0) * 1000)
+    finally:
+        faiss.omp_set_num_threads(threads)
     t0 = time.perf_counter()
-    for q in queries[:n_single]:
-        index.search(q[None, :], k)
-    single = (time.perf_counter() - t0) * 1000 / min(n_single, len(queries))
-    t0 = time.perf_counter()
-    index.search(queries, k)
+    _, ids = index.search(queries, k)
     batched = (time.perf_counter() - t0) * 1000 / len(queries)
-    return single, batched
+    return float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), batched, ids
 
 
+def index_bytes(index: faiss.Index) -> int:
+    """The index's serialized size: what a replica holds in RAM (codes, ids, lists, quantizer).
+
+    Counted as faiss writes it, not with faiss.serialize_index: that builds the whole byte string (a growing
+    buffer, then a numpy copy), up to ~2.5 extra copies of the index at the moment memory peaks (the 5M run
+    peaked at 6.4 GB on it; a 10M IVF-Flat would need ~6 GB for the count alone)."""
+    size = 0
+
+    def count(chunk: bytes) -> int:
+        nonlocal size
+        size += len(chunk)
+        return len(chunk)
+
+    faiss.write_index(index, faiss.PyCallbackIOWriter(count))
+    return size
+
+
+def exact_top_k(base: np.ndarray, queries: np.ndarray, k: int = K, batch: int = 1_000_000) -> np.ndarray:
+    """(nq, k) ids of the exact inner-product top k (brute force, in catalog batches to bound memory)."""
+    best_d = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    best_i = np.full((len(queries), k), -1, dtype=np.int64)
+    for start in range(0, len(base), batch):
+        d, i = faiss.knn(
+            queries, np.ascontiguousarray(base[start : start + batch]), k, faiss.METRIC_INNER_PRODUCT
+        )
+        d_all, i_all = np.hstack([best_d, d]), np.hstack([best_i, i + start])
+        top = np.argsort(-d_all, axis=1)[:, :k]
+        best_d, best_i = np.take_along_axis(d_all, top, 1), np.take_along_axis(i_all, top, 1)
+    return best_i
+
+
+# ------------------------------------------------------------------------------------------ the serving index
 def sweep(
     emb: np.ndarray,
     queries: np.ndarray,
     nlists: tuple[int, ...],
-    k: int = 100,
+    k: int = K,
     families: tuple[str, ...] = ("ivf_flat",),
     serve_k: int = SERVE_K,
+    n_single: int = 200,
 ) -> tuple[list[SweepRow], dict]:
-    """Recall@k against exact (on the first k of a search for serve_k) and batch-1 / batched ms at serve_k for
-    each setting of each family; mark the cheapest with recall >= 0.95 (module docstring: what "cheapest" means)."""
+    """Every setting of each family, measured at the server's k (recall@k on the first k of a search for
+    serve_k), and the one the SERVING rule picks (exact when none reaches RECALL_TARGET)."""
     if bad := [f for f in families if f not in INDEX_FAMILIES]:
         raise ValueError(f"unknown index families {bad}; supported: {', '.join(INDEX_FAMILIES)}")
     exact = exact_index(emb)
     _, exact_ids = exact.search(queries, k)
-    single, batched = _time_search(exact, queries, serve_k, n_single=50)
-    rows = [
-        SweepRow("Flat (exact)", 0, 0, 1.0, single, batched, distances_per_query=len(emb), family="exact")
-    ]
+    flat_bytes = emb.shape[1] * FLAT_BYTES_PER_DIM
+    p50, p99, batched, _ = time_search(exact, queries, serve_k, n_single=min(n_single, 50))
+    rows = [SweepRow(EXACT, "Flat (exact)", "exact", 1.0, p50, p99, batched, bytes_per_vector=flat_bytes,
+                     distances_per_query=len(emb))]  # fmt: skip
     built: dict[str, faiss.Index] = {}
 
     def measure(index: faiss.Index, row: SweepRow) -> SweepRow:
-        _, ids = index.search(queries, serve_k)
-        row.recall_at_100 = recall_vs_exact(ids[:, :k], exact_ids)
-        row.ms_per_query_batch1, row.ms_per_query_batched = _time_search(index, queries, serve_k)
+        row.p50_ms, row.p99_ms, row.batched_ms, ids = time_search(index, queries, serve_k, n_single)
+        row.recall_at_100 = recall_at_k(ids[:, :k], exact_ids)
+        row.param = ann_setting(asdict(row))
         return row
 
     for family in families:
@@ -239,12 +369,12 @@ def sweep(
             name = f"HNSW{HNSW_M},Flat"
             t0 = time.perf_counter()
             index = hnsw_index(emb, HNSW_M)
-            build_s = time.perf_counter() - t0
+            build_s, size = time.perf_counter() - t0, index_bytes(index) / len(emb)
             built[name] = index
             for ef in HNSW_EF_SEARCH:
                 index.hnsw.efSearch = ef
-                row = measure(index, SweepRow(name, 0, 0, 0.0, 0.0, 0.0, ef_search=ef, family=family,
-                                              build_seconds=build_s if ef == HNSW_EF_SEARCH[0] else 0.0))  # fmt: skip
+                row = measure(index, SweepRow(family, name, "", 0.0, 0.0, 0.0, 0.0, ef_search=ef, bytes_per_vector=size,
+                                              build_s=build_s if ef == HNSW_EF_SEARCH[0] else 0.0))  # fmt: skip
                 faiss.cvar.hnsw_stats.reset()  # the walk's distances, counted by faiss over one batched search
                 index.search(queries, serve_k)
                 row.distances_per_query = faiss.cvar.hnsw_stats.ndis // len(queries)
@@ -259,7 +389,7 @@ def sweep(
             else:
                 index, name = pqfs_refine_index(emb, nlist), f"IVF{nlist},PQ{emb.shape[1]}x4fs,RFlat"
                 grid = [(n, f) for n in PQFS_NPROBES for f in PQFS_K_FACTORS]
-            build_s = time.perf_counter() - t0
+            build_s, size = time.perf_counter() - t0, index_bytes(index) / len(emb)
             built[name] = index
             ivf = faiss.extract_index_ivf(index)
             for i, (nprobe, k_factor) in enumerate(g for g in grid if g[0] <= nlist):
@@ -269,31 +399,13 @@ def sweep(
                 # distances = the coarse centroids + the probed lists (their mean length) [+ the re-scored
                 # shortlist]: deterministic
                 scanned = nlist + nprobe * len(emb) // nlist + k_factor * serve_k
-                rows.append(measure(index, SweepRow(name, nlist, nprobe, 0.0, 0.0, 0.0, scanned, k_factor=k_factor,
-                                                    family=family, build_seconds=0.0 if i else build_s)))  # fmt: skip
-    best = choose(rows)
-    best.chosen = True
-    return rows, {"best": asdict(best), "indexes": built, "exact": exact}
-
-
-def choose(rows: list[SweepRow]) -> SweepRow:
-    """rows[0] is exact. Among the rest with recall >= RECALL_TARGET: within ivf_flat the fewest distances per
-    query, within the other families the lowest batch-1 ms; then across families the lowest batch-1 ms. None
-    passing: exact."""
-    ok = [r for r in rows[1:] if r.recall_at_100 >= RECALL_TARGET]
-    if not ok:
-        return rows[0]
-    families: dict[str, list[SweepRow]] = {}
-    for r in ok:
-        families.setdefault(r.family, []).append(r)
-    per_family = [
-        min(
-            rs,
-            key=(lambda r: r.distances_per_query) if f == "ivf_flat" else (lambda r: r.ms_per_query_batch1),
-        )
-        for f, rs in families.items()
-    ]
-    return min(per_family, key=lambda r: r.ms_per_query_batch1)
+                rows.append(measure(index, SweepRow(family, name, "", 0.0, 0.0, 0.0, 0.0, 0.0 if i else build_s,
+                                                    size, scanned, nlist, nprobe, k_factor=k_factor)))  # fmt: skip
+    best, why = choose(rows, SERVING)
+    if best is None:
+        best = rows[0]
+        best.chosen = True
+    return rows, {"best": asdict(best), "why": why, "indexes": built, "exact": exact}
 
 
 def query_gap(emb: np.ndarray, queries: np.ndarray, exact: faiss.Index, sample: int = 200) -> dict:
@@ -341,7 +453,7 @@ def run_index(
     """Embed (in this process with torch, or engine "ray": Ray Data actors running the ONNX video tower that
     `train` exported), sweep, save the chosen serving index and the exact one's embeddings."""
     faiss.omp_set_num_threads(max(1, faiss.omp_get_max_threads()))
-    seen = np.load(root / "model" / "seen_videos.npy")
+    seen = np.load(root / layout.SEEN_VIDEOS)
     t0 = time.perf_counter()
     frame = catalog_frame(feed, features, feed.split_ts)
     if engine == "ray":
@@ -350,7 +462,7 @@ def run_index(
 
         with offline_ray.ray_engine() as runtime:
             emb = offline_ray.embed_catalog(
-                root / "model" / "video_tower.onnx", frame, model.cfg, seen, feed.split_ts, runtime
+                root / layout.VIDEO_TOWER_ONNX, frame, model.cfg, seen, feed.split_ts, runtime
             )
     elif engine == "local":
         emb = embed_catalog(model, frame, seen, feed.split_ts)
@@ -359,33 +471,42 @@ def run_index(
     embed_s = time.perf_counter() - t0
     rows, info = sweep(emb, queries, nlists, families=families)
     best = info["best"]
-    index_dir = root / "index"
-    index_dir.mkdir(parents=True, exist_ok=True)
-    np.save(index_dir / "catalog_emb.npy", emb)
+    (root / layout.INDEX_DIR).mkdir(parents=True, exist_ok=True)
+    np.save(root / layout.CATALOG_EMB, emb)
     serving = info["indexes"].get(best["index"], info["exact"])
     apply_setting(serving, best)  # saved with the index: the server searches with it
-    faiss.write_index(serving, str(index_dir / "serving.faiss"))
+    faiss.write_index(serving, str(root / layout.SERVING_INDEX))
     summary = {
         "embed_seconds": embed_s,
         "embed_engine": engine,
         "n_videos": len(emb),
         "chosen": best,
+        "why": info["why"],
         **query_gap(emb, queries, info["exact"]),
         "sweep": [asdict(r) for r in rows],
     }
-    (index_dir / "sweep.json").write_text(json.dumps(summary, indent=2))
+    (root / layout.SWEEP).write_text(json.dumps(summary, indent=2))
     return summary
 
 
-SWEEP_COLUMNS = ("index", "setting", "distances/query", "recall@100", "ms batch 1", "ms batched",
-                 "build s", "")  # fmt: skip
+SWEEP_COLUMNS = ("index", "setting", "distances/query", "recall@100", "p50 ms batch 1", "p99 ms batch 1",
+                 "ms batched", "B/vector", "build s", "")  # fmt: skip
 
 
 def sweep_rows(summary: dict) -> list[tuple]:
     """The sweep as table rows (SWEEP_COLUMNS), the chosen setting marked."""
     return [
-        (r["index"], ann_setting(r) if r["nlist"] or r.get("ef_search") else "-", r.get("distances_per_query", 0), r["recall_at_100"],
-         r["ms_per_query_batch1"], r["ms_per_query_batched"], round(r.get("build_seconds", 0.0), 1) or "",
+        (r["index"], r["param"] if r["family"] != EXACT else "-", r["distances_per_query"], r["recall_at_100"],
+         r["p50_ms"], r["p99_ms"], r["batched_ms"], round(r["bytes_per_vector"]), round(r["build_s"], 1) or "",
          "← chosen" if r["chosen"] else "")
         for r in summary["sweep"]
     ]  # fmt: skip
+
+
+def print_sweep(summary: dict) -> None:
+    """The index step's table, and how far the queries sit from the catalog."""
+    print_rows(f"ANN sweep over {summary['n_videos']:,} videos (recall@100 vs exact; ms per query)",
+               SWEEP_COLUMNS, sweep_rows(summary))  # fmt: skip
+    if "query_best_score_median" in summary:
+        console.print(f"queries vs catalog: a user's best video scores {summary['query_best_score_median']:.3f} "
+                      f"(median), a video's 100th-nearest video {summary['video_100th_neighbour_score_median']:.3f}")  # fmt: skip

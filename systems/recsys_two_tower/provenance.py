@@ -13,8 +13,7 @@ import json
 from pathlib import Path
 
 from infra.artifacts import atomic_write
-
-RUN_FILE = "run.json"
+from systems.recsys_two_tower import layout
 
 
 class ArtifactMismatch(RuntimeError):
@@ -22,7 +21,7 @@ class ArtifactMismatch(RuntimeError):
 
 
 def write_run_id(directory: Path, run_id: str) -> None:
-    with atomic_write(directory / RUN_FILE, "w") as f:
+    with atomic_write(directory / layout.RUN_FILE, "w") as f:
         f.write(json.dumps({"run_id": run_id}))
 
 

@@ -19,7 +19,9 @@ import faiss
 import numpy as np
 import scipy.sparse as sp
 
+from infra.console import markdown_table, print_rows
 from infra.metrics import mean_ndcg_at_k, mean_recall_at_k
+from systems.recsys_two_tower import layout
 from systems.recsys_two_tower.data import Feed, holdout_users
 from systems.recsys_two_tower.evaluate import drop_seen, search_excluding
 from systems.recsys_two_tower.features.repo import RecsysFeatures
@@ -104,14 +106,34 @@ def run_public_eval(
     """Precision/recall/nDCG/MAP@10 for most-popular, item-item kNN and the two-tower (exact and ANN)."""
     users, targets, seens = holdout_users(feed, max_users, seed)
     recs = baseline_recs(feed, users, seens)
-    seen_videos = np.load(root / "model" / "seen_videos.npy")
+    seen_videos = np.load(root / layout.SEEN_VIDEOS)
     queries = user_vectors(model, features, users, feed.split_ts - 1, seen_videos)
-    emb = np.load(root / "index" / "catalog_emb.npy")
+    emb = np.load(root / layout.CATALOG_EMB)
     recs["two-tower exact (Flat)"] = search_excluding(exact_index(emb), queries, seens, K)
-    serving = faiss.read_index(str(root / "index" / "serving.faiss"))
+    serving = faiss.read_index(str(root / layout.SERVING_INDEX))
     recs["two-tower ANN (serving index)"] = search_excluding(serving, queries, seens, K)
     table = {name: ranking_table(r, targets) for name, r in recs.items()}
-    source = json.loads((root / "source.json").read_text())
+    source = json.loads((root / layout.SOURCE).read_text())
     result = {"users": len(users), "source": source, "table": table}
-    (root / "eval.json").write_text(json.dumps(result, indent=2))
+    (root / layout.EVAL).write_text(json.dumps(result, indent=2))
     return result
+
+
+PUBLIC_COLUMNS = ("model", "precision@10", "recall@10", "ndcg@10", "map@10")
+
+
+def _public_title(result: dict) -> str:
+    src = result["source"]
+    return f"{src['kind']} ({src['protocol']} split): top-10 of items not rated in training"
+
+
+def print_public_eval(result: dict) -> None:
+    """The public tables' metrics on the dataset's test split, the baselines beside."""
+    print_rows(f"{_public_title(result)}, {result['users']} users", PUBLIC_COLUMNS,
+               [(name, *row.values()) for name, row in result["table"].items()])  # fmt: skip
+
+
+def public_markdown(result: dict) -> str:
+    """The same table for a bench report."""
+    return markdown_table(f"Offline: {_public_title(result)}", PUBLIC_COLUMNS,
+                          [(name, *row.values()) for name, row in result["table"].items()])  # fmt: skip

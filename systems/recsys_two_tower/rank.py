@@ -33,6 +33,7 @@ from torch import nn
 
 from infra.artifacts import atomic_write
 from infra.serving.onnx import make_session
+from systems.recsys_two_tower import layout
 from systems.recsys_two_tower.data import DAY, N_DURATION_BINS, N_SUB, Feed, duration_bin
 from systems.recsys_two_tower.features.definitions import HISTORY_COLS, TOPIC_COLS, USER_COLS
 from systems.recsys_two_tower.features.repo import RecsysFeatures
@@ -262,20 +263,19 @@ def run_rank(
     epochs: int, seed: int,
 ) -> dict:  # fmt: skip
     """The whole step: catalog snapshot, train, export, meta (with the towers' run id)."""
-    index = faiss.read_index(str(root / "index" / "serving.faiss"))
-    seen_videos = np.load(root / "model" / "seen_videos.npy")
+    index = faiss.read_index(str(root / layout.SERVING_INDEX))
+    seen_videos = np.load(root / layout.SEEN_VIDEOS)
     catalog = RankCatalog.from_feed(feed)
     model, figures = train_ranker(
         towers, feed, features, index, seen_videos, catalog, max_users, epochs, seed
     )
-    out = root / "rank"
-    out.mkdir(parents=True, exist_ok=True)
-    catalog.save(out / "catalog.npz")
-    parity = export_ranker(model, out / "ranker.onnx")
+    (root / layout.RANK_DIR).mkdir(parents=True, exist_ok=True)
+    catalog.save(root / layout.RANK_CATALOG)
+    parity = export_ranker(model, root / layout.RANKER_ONNX)
     if parity > 1e-4:
         raise RuntimeError(f"ONNX ranker differs from PyTorch by {parity:.2e} (> 1e-4)")
     meta = {"run_id": run_id, "features": list(RANK_FEATURES), "candidates": CANDIDATES,
             "creator_cap": CREATOR_CAP, "onnx_max_abs_diff": parity, **figures}  # fmt: skip
-    with atomic_write(out / "meta.json", "w") as f:
+    with atomic_write(root / layout.RANK_META, "w") as f:
         f.write(json.dumps(meta, indent=2))
     return meta

@@ -10,9 +10,11 @@ measures for every search setting:
   batched      ms per query when all --queries go in one call (all threads)
   bytes/vector the index's serialized size / n (codes + ids + lists), build seconds
 
-and picks, per scale, the cheapest setting with recall@100 >= 0.95 (`choose`: within the memory budget, the
-lowest batch-1 p50). Then it splits the chosen index over 1, 2 and 4 shards (same trained quantizer and codec in
-every shard, the catalog split by id) and measures the fan-out and the merge of the per-shard top-k.
+and picks, per scale, the setting index.catalog_rule names (recall@100 >= 0.95; within a quarter of Flat's
+bytes per vector, the lowest batch-1 p50). The measuring, the rows and the choice are index.py's: the serving
+index and this curve are two uses of one module. Then it splits the chosen index over 1, 2 and 4 shards (same
+trained quantizer and codec in every shard, the catalog split by id) and measures the fan-out and the merge of
+the per-shard top-k.
 
 The vectors: the trained video tower's catalog embeddings when this scale's index step wrote them
 (index/catalog_emb.npy); otherwise (no 5M / 10M feed is generated and trained here) vectors drawn from a
@@ -36,12 +38,24 @@ import numpy as np
 
 from infra.artifacts import atomic_write
 from infra.config import get_settings
+from infra.console import print_rows
+from systems.recsys_two_tower import layout
 from systems.recsys_two_tower.config import SCALES
+from systems.recsys_two_tower.index import (
+    EXACT,
+    FLAT_BYTES_PER_DIM,
+    RECALL_TARGET,
+    K,
+    SweepRow,
+    catalog_rule,
+    choose,
+    exact_top_k,
+    index_bytes,
+    recall_at_k,
+    time_search,
+)
 
-RECALL_TARGET = 0.95
-K = 100
-FLAT_BYTES_PER_DIM = 4
-ADD_BATCH = 1_000_000
+ADD_BATCH = 1_000_000  # vectors drawn or added at a time
 
 
 # ------------------------------------------------------------------------------------------ the vectors
@@ -98,7 +112,7 @@ def synthetic_mixture(dim: int = 64, clusters: int = 64, seed: int = 0) -> Mixtu
 
 def trained_catalog(data_root: Path, scale: str) -> np.ndarray | None:
     """This scale's trained catalog embeddings when its index step ran (mmap: not copied)."""
-    path = data_root / scale / "index" / "catalog_emb.npy"
+    path = data_root / scale / layout.CATALOG_EMB
     return np.load(path, mmap_mode="r") if path.exists() else None
 
 
@@ -108,111 +122,7 @@ def largest_trained_catalog(data_root: Path) -> tuple[str, np.ndarray] | None:
     return max(found, key=lambda se: len(se[1])) if found else None
 
 
-# ------------------------------------------------------------------------------------------ settings and rows
-@dataclass
-class SweepRow:
-    scale: str
-    n: int
-    family: str  # ivf_flat | ivf_sq8 | ivf_pq | ivf_pq_refine | hnsw | flat
-    index: str  # the factory-style name, e.g. IVF4096,PQ16 + RFlat
-    param: str  # nprobe=32 or efSearch=64
-    recall_at_100: float
-    p50_ms: float
-    p99_ms: float
-    batched_ms: float
-    bytes_per_vector: float
-    build_s: float
-    chosen: bool = False
-
-
-def choose(rows: list[SweepRow], max_bytes_per_vector: float | None) -> tuple[SweepRow | None, str]:
-    """The cheapest row with recall@100 >= 0.95: within the memory budget, the lowest batch-1 p50.
-
-    Memory first because every serving replica holds the whole index in RAM (it multiplies by replicas x
-    shards); among those that fit, latency, because that is the p99 budget's scarce part. With no row under
-    the budget, the lowest-latency passing row, and the reason says the budget was missed.
-    """
-    passing = [r for r in rows if r.recall_at_100 >= RECALL_TARGET and r.family != "flat"]
-    if not passing:
-        return None, f"no setting reached recall@100 >= {RECALL_TARGET}"
-    fits = [r for r in passing if max_bytes_per_vector is None or r.bytes_per_vector <= max_bytes_per_vector]
-    pool = fits or passing
-    best = min(pool, key=lambda r: (r.p50_ms, r.bytes_per_vector))
-    faster = [r for r in rows if r.p50_ms < best.p50_ms and r.family != "flat"]
-    why = (
-        f"{best.index} {best.param}: recall@100 {best.recall_at_100:.3f} >= {RECALL_TARGET}, "
-        f"{best.bytes_per_vector:.0f} B/vector"
-        + (f" (<= budget {max_bytes_per_vector:.0f})" if fits and max_bytes_per_vector else "")
-        + f", batch-1 p50 {best.p50_ms:.2f} ms, the lowest of {len(pool)} passing settings"
-        + (" within the memory budget" if fits and max_bytes_per_vector else "")
-        + (
-            f"; none of the {len(passing)} passing settings fit {max_bytes_per_vector:.0f} B/vector"
-            if not fits
-            else ""
-        )
-        + (f"; the {len(faster)} faster settings miss recall or memory" if faster else "")
-    )
-    best.chosen = True
-    return best, why
-
-
-# ------------------------------------------------------------------------------------------ measuring
-def exact_top_k(base: np.ndarray, queries: np.ndarray, k: int = K) -> np.ndarray:
-    """(nq, k) ids of the exact inner-product top k (brute force, in catalog batches to bound memory)."""
-    best_d = np.full((len(queries), k), -np.inf, dtype=np.float32)
-    best_i = np.full((len(queries), k), -1, dtype=np.int64)
-    for start in range(0, len(base), ADD_BATCH):
-        d, i = faiss.knn(
-            queries, np.ascontiguousarray(base[start : start + ADD_BATCH]), k, faiss.METRIC_INNER_PRODUCT
-        )
-        d_all, i_all = np.hstack([best_d, d]), np.hstack([best_i, i + start])
-        top = np.argsort(-d_all, axis=1)[:, :k]
-        best_d, best_i = np.take_along_axis(d_all, top, 1), np.take_along_axis(i_all, top, 1)
-    return best_i
-
-
-def recall(approx: np.ndarray, exact: np.ndarray) -> float:
-    """Mean |approx top k ∩ exact top k| / k."""
-    return float(
-        np.mean([len(np.intersect1d(a[a >= 0], e)) / e.size for a, e in zip(approx, exact, strict=True)])
-    )
-
-
-def index_bytes(index: faiss.Index) -> int:
-    """The index's serialized size: what a replica holds in RAM (codes, ids, lists, quantizer).
-
-    Counted as faiss writes it, not with faiss.serialize_index: that builds the whole byte string (a growing
-    buffer, then a numpy copy), up to ~2.5 extra copies of the index at the moment memory peaks (the 5M run
-    peaked at 6.4 GB on it; a 10M IVF-Flat would need ~6 GB for the count alone)."""
-    size = 0
-
-    def count(chunk: bytes) -> int:
-        nonlocal size
-        size += len(chunk)
-        return len(chunk)
-
-    faiss.write_index(index, faiss.PyCallbackIOWriter(count))
-    return size
-
-
-def time_search(
-    index: faiss.Index, queries: np.ndarray, n_single: int
-) -> tuple[float, float, float, np.ndarray]:
-    """(p50 ms, p99 ms) one query at a time on one thread, batched ms/query on all threads, batched ids."""
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    lat = []
-    for q in queries[:n_single]:
-        t0 = time.perf_counter()
-        index.search(q[None, :], K)
-        lat.append((time.perf_counter() - t0) * 1000)
-    faiss.omp_set_num_threads(threads)
-    t0 = time.perf_counter()
-    _, ids = index.search(queries, K)
-    batched = (time.perf_counter() - t0) * 1000 / len(queries)
-    return float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), batched, ids
-
-
+# ------------------------------------------------------------------------------------------ the plan
 @dataclass
 class SweepPlan:
     nlist: int
@@ -312,16 +222,13 @@ def sweep_scale(
     vectors: str,
     n_single: int = 200,
     seed: int = 0,
-    max_bytes_per_vector: float | None = None,
     shard_counts: tuple[int, ...] = (1, 2, 4),
     log=print,
 ) -> ScaleResult:
     """Every family's settings on this catalog, the choice, and the chosen index over 1/2/4 shards."""
     n, dim = base.shape
-    if max_bytes_per_vector is None:
-        max_bytes_per_vector = dim * FLAT_BYTES_PER_DIM / 4  # a quarter of Flat's (the issue's target)
     t0 = time.perf_counter()
-    truth = exact_top_k(base, queries)
+    truth = exact_top_k(base, queries, K, ADD_BATCH)
     exact_s = time.perf_counter() - t0
     log(f"[{scale}] exact top-{K} for {len(queries)} queries over {n:,} vectors in {exact_s:.1f} s")
     rows: list[SweepRow] = []
@@ -369,9 +276,9 @@ def sweep_scale(
             size = index_bytes(idx) / n
             for nprobe in plan.nprobes:
                 faiss.extract_index_ivf(idx).nprobe = nprobe
-                p50, p99, batched, ids = time_search(idx, queries, n_single)
-                rows.append(SweepRow(scale, n, family, name, f"nprobe={nprobe}", recall(ids, truth), p50, p99,
-                                     batched, size, build_s))  # fmt: skip
+                p50, p99, batched, ids = time_search(idx, queries, K, n_single)
+                rows.append(SweepRow(family, name, f"nprobe={nprobe}", recall_at_k(ids, truth), p50, p99, batched,
+                                     build_s, size, nlist=plan.nlist, nprobe=nprobe, scale=scale, n=n))  # fmt: skip
                 log(
                     f"[{scale}] {name:28s} nprobe={nprobe:<4d} recall {rows[-1].recall_at_100:.3f} p50 {p50:.2f} ms"
                 )
@@ -390,9 +297,9 @@ def sweep_scale(
         size = index_bytes(hnsw) / n
         for ef in plan.ef_searches:
             hnsw.hnsw.efSearch = ef
-            p50, p99, batched, ids = time_search(hnsw, queries, n_single)
-            rows.append(SweepRow(scale, n, "hnsw", f"HNSW{plan.hnsw_m},Flat", f"efSearch={ef}",
-                                 recall(ids, truth), p50, p99, batched, size, build_s))  # fmt: skip
+            p50, p99, batched, ids = time_search(hnsw, queries, K, n_single)
+            rows.append(SweepRow("hnsw", f"HNSW{plan.hnsw_m},Flat", f"efSearch={ef}", recall_at_k(ids, truth), p50,
+                                 p99, batched, build_s, size, ef_search=ef, scale=scale, n=n))  # fmt: skip
             log(
                 f"[{scale}] HNSW{plan.hnsw_m} efSearch={ef} recall {rows[-1].recall_at_100:.3f} p50 {p50:.2f} ms"
             )
@@ -407,16 +314,16 @@ def sweep_scale(
 
     flat = faiss.IndexFlatIP(dim)
     flat.add(np.ascontiguousarray(base[: min(n, ADD_BATCH)]))
-    flat_p50, flat_p99, _, _ = time_search(flat, queries, min(n_single, 50))
+    flat_p50, flat_p99, _, _ = time_search(flat, queries, K, min(n_single, 50))
     scale_f = (
         n / flat.ntotal
     )  # brute force is linear in n: time 1M and scale (the full pass is the ground truth)
-    rows.append(SweepRow(scale, n, "flat", "Flat (exact)", f"timed on {flat.ntotal:,}, x{scale_f:.0f}", 1.0,
-                         flat_p50 * scale_f, flat_p99 * scale_f, exact_s * 1000 / len(queries),
-                         dim * FLAT_BYTES_PER_DIM, 0.0))  # fmt: skip
+    rows.append(SweepRow(EXACT, "Flat (exact)", f"timed on {flat.ntotal:,}, x{scale_f:.0f}", 1.0, flat_p50 * scale_f,
+                         flat_p99 * scale_f, exact_s * 1000 / len(queries), 0.0, dim * FLAT_BYTES_PER_DIM,
+                         distances_per_query=n, scale=scale, n=n))  # fmt: skip
     del flat
 
-    best, why = choose(rows, max_bytes_per_vector)
+    best, why = choose(rows, catalog_rule(dim))
     log(f"[{scale}] chosen: {why}")
     shards = []
     if best is not None and best.family.startswith("ivf"):
@@ -500,7 +407,7 @@ def measure_shards(
 ) -> list[dict]:
     """Per shard count: the slowest shard's batch-1 p50/p99 (the wall time when shards sit on separate
     machines and run in parallel), the merge's ms, recall, and each shard's memory."""
-    nprobe = int(best.param.split("=")[1])
+    nprobe = best.nprobe
     out = []
     threads = faiss.omp_get_max_threads()
     for s in shard_counts:
@@ -524,7 +431,7 @@ def measure_shards(
         _, ids = search_shards(shards, queries)
         slowest = per_shard.max(axis=0)
         out.append({
-            "shards": s, "recall_at_100": recall(ids, truth),
+            "shards": s, "recall_at_100": recall_at_k(ids, truth),
             "slowest_shard_p50_ms": float(np.percentile(slowest, 50)),
             "slowest_shard_p99_ms": float(np.percentile(slowest, 99)),
             "serial_fanout_p50_ms": float(np.percentile(per_shard.sum(axis=0), 50)),
@@ -593,6 +500,13 @@ def run_sweep(
                   "load_average": res.load_average, "threads": res.threads}  # fmt: skip
         write_report(report, out)
     return report
+
+
+def print_catalog_curve(report: dict, out: Path) -> None:
+    """The choice per scale, where the whole report went."""
+    print_rows(f"catalog curve -> {out}/report.md", ("scale", "videos", "chosen", "why"),
+               [(s["scale"], s["n"], s["chosen"]["index"] + " " + s["chosen"]["param"] if s["chosen"] else "-",
+                 s["why"]) for s in report["scales"]])  # fmt: skip
 
 
 def write_report(report: dict, out: Path) -> None:

@@ -19,10 +19,11 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
+from infra.console import progress as progress_of
 from infra.registry import CHAMPION, Registry
 from infra.serving.onnx import make_session
+from systems.recsys_two_tower import layout
 from systems.recsys_two_tower.config import TowerConfig, TrainConfig
 from systems.recsys_two_tower.data import Feed
 from systems.recsys_two_tower.features.definitions import USER_COLS
@@ -140,9 +141,10 @@ def train_towers(
     for epoch in range(tc.epochs):
         order = rng.permutation(len(data))  # same permutation in every process (same seed)
         total = 0.0
-        bar = tqdm(range(n_batches), desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not progress or rank != 0,
-                   leave=False, mininterval=1.0)  # fmt: skip
-        for b in bar:
+        batches = progress_of(
+            range(n_batches), f"epoch {epoch + 1}/{tc.epochs}", disable=not progress or rank != 0
+        )
+        for b in batches:
             idx = order[b * tc.batch_size : (b + 1) * tc.batch_size][rank * shard : (rank + 1) * shard]
             negatives = data.uniform_negatives(rng, cfg.uniform_negatives) if cfg.uniform_negatives else ()
             loss = wrapped(*data.batch(idx), global_batch=tc.batch_size, negatives=negatives)
@@ -152,8 +154,6 @@ def train_towers(
             for opt in optimizers:
                 opt.step()
             total += float(loss.detach()) / world
-            if b % 20 == 0:
-                bar.set_postfix(loss=f"{float(loss.detach()) / world:.3f}")
         if dist:
             t = torch.tensor([total])
             torch.distributed.all_reduce(t)
@@ -217,16 +217,16 @@ def export_video_tower(model: TwoTower, path: Path) -> float:
 
 def save_model(model: TwoTower, out: Path, meta: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), out / "two_tower.pt")
-    (out / "config.json").write_text(json.dumps({"tower": model.cfg.to_dict(), **meta}, indent=2))
+    torch.save(model.state_dict(), out / layout.TWO_TOWER_FILE)
+    (out / layout.MODEL_CONFIG_FILE).write_text(json.dumps({"tower": model.cfg.to_dict(), **meta}, indent=2))
 
 
 def load_model(out: Path) -> TwoTower:
-    if not (out / "two_tower.pt").exists():
+    if not (out / layout.TWO_TOWER_FILE).exists():
         raise FileNotFoundError(f"no trained model in {out}; run `mlsd recsys train` first")
-    meta = json.loads((out / "config.json").read_text())
+    meta = json.loads((out / layout.MODEL_CONFIG_FILE).read_text())
     model = TwoTower(TowerConfig(**meta["tower"]))
-    model.load_state_dict(torch.load(out / "two_tower.pt", weights_only=True))
+    model.load_state_dict(torch.load(out / layout.TWO_TOWER_FILE, weights_only=True))
     return model.eval()
 
 
@@ -240,14 +240,14 @@ def run_train(feed: Feed, features: RecsysFeatures, root: Path, tc: TrainConfig)
     t1 = time.perf_counter()
     model, losses = train_towers(data, cfg, tc)
     train_s = time.perf_counter() - t1
-    model_dir = root / "model"
+    model_dir = root / layout.MODEL_DIR
     model_dir.mkdir(parents=True, exist_ok=True)
-    parity = max(export_user_tower(model, model_dir / "user_tower.onnx"),
-                 export_video_tower(model, model_dir / "video_tower.onnx"))  # fmt: skip
+    parity = max(export_user_tower(model, root / layout.USER_TOWER_ONNX),
+                 export_video_tower(model, root / layout.VIDEO_TOWER_ONNX))  # fmt: skip
     if parity > 1e-4:
         raise RuntimeError(f"an ONNX tower differs from PyTorch by {parity:.2e} (> 1e-4)")
-    np.save(model_dir / "seen_videos.npy", data.seen_videos)
-    save_training_set(data, root / "training_set.npz")  # the cross-model experiment reuses it
+    np.save(root / layout.SEEN_VIDEOS, data.seen_videos)
+    save_training_set(data, root / layout.TRAINING_SET)  # the cross-model experiment reuses it
     # a row whose user had no snapshot with watches yet: it trains the tower on an empty history (section 11)
     empty_history = float((data.user[2] == 0).all(axis=1).mean())
     metrics = {"final_loss": losses[-1], "onnx_max_abs_diff": parity, "join_seconds": join_s,

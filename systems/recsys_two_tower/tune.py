@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from infra.console import console
+from infra.console import console, print_rows
+from systems.recsys_two_tower import layout
 from systems.recsys_two_tower.config import TrainConfig
 from systems.recsys_two_tower.data import Feed, holdout_users, save, validation_feed
 from systems.recsys_two_tower.evaluate import search_excluding
@@ -126,7 +127,7 @@ def run_tune(
     """The validation table and the chosen settings (tuned.json); the test split is not read."""
     t0 = time.perf_counter()
     val_feed = validation_feed(feed, protocol, base.seed)
-    val_root = root / "validation"
+    val_root = root / layout.VALIDATION_DIR
     save(val_feed, val_root)
     build_features(val_feed, val_root, f"{variant}_val")
     val_features = open_features(val_root, f"{variant}_val")
@@ -180,7 +181,7 @@ def run_tune(
         "flags": {**chosen.changes, "epochs": epochs},
         "seconds": round(time.perf_counter() - t0, 1),
     }  # fmt: skip
-    (root / "tuned.json").write_text(json.dumps(result, indent=2))
+    (root / layout.TUNED).write_text(json.dumps(result, indent=2))
     return result
 
 
@@ -188,7 +189,7 @@ def run_final(
     feed: Feed, features: RecsysFeatures, root: Path, base: TrainConfig, seeds: int, eval_users: int
 ) -> dict:
     """The tuned settings trained on the whole training split, `seeds` seeds, scored on the test split: read once."""
-    tuned = json.loads((root / "tuned.json").read_text())
+    tuned = json.loads((root / layout.TUNED).read_text())
     judge = Judge(feed, features, eval_users, base.seed)
     runs, parts = [], []
     tc = replace(base, **tuned["flags"])
@@ -218,7 +219,7 @@ def run_final(
         "cold_users": int(sum(len(s) == 0 for s in judge.seens)),
         "ndcg_cold_warm": cold_warm,
     }  # fmt: skip
-    (root / "final.json").write_text(json.dumps(result, indent=2))
+    (root / layout.FINAL).write_text(json.dumps(result, indent=2))
     return result
 
 
@@ -230,5 +231,38 @@ def _row(s: Scored) -> dict:
 
 def tuned_flags(root: Path) -> dict | None:
     """The settings tune chose for this artifact folder, or None before `mlsd recsys tune` ran."""
-    path = root / "tuned.json"
+    path = root / layout.TUNED
     return json.loads(path.read_text())["flags"] if path.exists() else None
+
+
+TUNE_METRICS = ("precision@10", "recall@10", "ndcg@10", "map@10")
+
+
+def print_validation(result: dict, protocol: str, root: Path) -> None:
+    """The validation table: baselines, the ablation and the forward selection, the chosen row over seeds."""
+    v = result["validation"]
+    rows = [(name, "-", *row.values()) for name, row in result["baselines"].items()]
+    rows += [
+        (r["name"], " ".join(map(str, r["epochs"])), *(r[m] for m in TUNE_METRICS))
+        for r in [*result["ablation"], *result["together"]]
+    ]
+    c = result["chosen"]
+    rows.append((f"chosen, {c['seeds']} seeds (mean ± std)", " ".join(map(str, c["epochs"])),
+                 *(f"{c[m]:.4f} ± {c[m + '_std']:.4f}" for m in TUNE_METRICS)))  # fmt: skip
+    print_rows(f"validation ({protocol} split of the {v['train_ratings'] + v['held_out_ratings']:,} training "
+               f"ratings; {v['users']} users; the test split is not read) -> {root / layout.TUNED}",
+               ("model", "best epoch", *TUNE_METRICS), rows)  # fmt: skip
+
+
+def print_final(final: dict, protocol: str, root: Path) -> None:
+    """The test table of --final: the baselines and the tuned two-tower over seeds."""
+    rows = [(name, *row.values()) for name, row in final["baselines"].items()]
+    rows.append((f"two-tower, tuned ({final['seeds']} seeds, mean ± std)",
+                 *(f"{v['mean']:.4f} ± {v['std']:.4f}" for v in final["two_tower"].values())))  # fmt: skip
+    print_rows(f"test ({protocol} split, read once; {final['users']} users) -> {root / layout.FINAL}",
+               ("model", *TUNE_METRICS), rows)  # fmt: skip
+    parts = "; ".join(
+        f"{name} {v['cold']:.3f} / {v['warm']:.3f}" for name, v in final["ndcg_cold_warm"].items()
+    )
+    console.print(f"{final['cold_users']} of {final['users']} test users have no training ratings; "
+                  f"nDCG@10 cold / warm: {parts}")  # fmt: skip

@@ -55,7 +55,7 @@ def test_known_user_gets_k_personal_unseen_videos(client, recsys_env) -> None:
     scores = [it["score"] for it in body["items"]]
     assert scores == sorted(scores, reverse=True)
     res = client.app.state.resources.get()
-    cols, _ = res.features.repo.online(res.features.service, [{"user_id": uid}])
+    cols = res.features.read(uid)
     history = {cols[c][0] for c in HISTORY_COLS} - {-1}
     assert history and not history & set(ids)
     timing = r.headers["server-timing"]
@@ -109,7 +109,7 @@ def test_store_down_gives_degraded_answer_not_500(client, recsys_env, monkeypatc
     def broken(*_a, **_k):
         raise ConnectionError("Redis at 127.0.0.1:6379 refused the connection")
 
-    monkeypatch.setattr(res.features.repo, "online", broken)
+    monkeypatch.setattr(res.features, "reader", broken)
     for _ in range(3):  # BREAKER_FAILURES in a row open the circuit
         r = client.post("/recommend", json={"user_id": _known_user(recsys_env), "k": 10})
         assert r.status_code == 200
@@ -149,7 +149,7 @@ def test_hung_store_answers_degraded_within_the_deadline_and_blocks_nobody(recsy
     with TestClient(build_app()) as c:
         wait_ready(c)
         res = c.app.state.resources.get()
-        monkeypatch.setattr(res.features.repo, "online", lambda *_a, **_k: release.wait(30))
+        monkeypatch.setattr(res.features, "reader", lambda *_a, **_k: release.wait(30))
         try:
             answers: list = []
             hung = [threading.Thread(target=lambda: answers.append(
@@ -227,7 +227,7 @@ def test_online_path_matches_offline_inputs(recsys_env) -> None:
     features = open_features(recsys_env.workdir, "small")
     cfg = TowerConfig()
     users = [_known_user(recsys_env), 3, 7]
-    online, _ = features.repo.online(features.user_serving, [{"user_id": u} for u in users])
+    online = features.repo.online_reader(features.user_serving, "user_id")(users)  # the server's read
     feed = data.load(recsys_env.workdir)
     end = pd.Timestamp(data.START_TS + feed.config.days * data.DAY, unit="s", tz="UTC")
     offline = features.repo.historical(

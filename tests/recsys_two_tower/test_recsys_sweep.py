@@ -13,14 +13,18 @@ import pytest
 from infra.steps import ConfigError
 from systems.recsys_two_tower.capacity import Inputs, Measured, capacity_rows, catalog_curve, measured_inputs
 from systems.recsys_two_tower.config import CapacityConfig
-from systems.recsys_two_tower.sweep import (
+from systems.recsys_two_tower.index import (
+    Rule,
     SweepRow,
-    build_shards,
+    catalog_rule,
     choose,
     exact_top_k,
     index_bytes,
+    recall_at_k,
+)
+from systems.recsys_two_tower.sweep import (
+    build_shards,
     plan_for,
-    recall,
     search_shards,
     sweep_scale,
     synthetic_mixture,
@@ -29,7 +33,9 @@ from systems.recsys_two_tower.sweep import (
 
 
 def _row(family: str, recall_at_100: float, p50: float, bpv: float) -> SweepRow:
-    return SweepRow("t", 1000, family, family, "nprobe=1", recall_at_100, p50, p50 * 2, p50 / 4, bpv, 1.0)
+    return SweepRow(
+        family, family, "nprobe=1", recall_at_100, p50, p50 * 2, p50 / 4, 1.0, bpv, scale="t", n=1000
+    )
 
 
 def test_choose_takes_the_fastest_passing_row_within_the_memory_budget() -> None:
@@ -40,20 +46,25 @@ def test_choose_takes_the_fastest_passing_row_within_the_memory_budget() -> None
         _row("ivf_sq8", 0.97, 1.2, 72),
         _row("ivf_pq", 0.90, 0.1, 40),  # fastest of all, misses recall
     ]
-    best, why = choose(rows, max_bytes_per_vector=80)
+    assert catalog_rule(dim=64).max_bytes_per_vector == 64  # a quarter of Flat's 256 B at d=64
+    best, why = choose(rows, Rule(max_bytes_per_vector=80, ivf_flat_by_distances=False))
     assert best is rows[2] and best.chosen and "0.960" in why
     assert sum(r.chosen for r in rows) == 1
-    best, why = choose(rows, max_bytes_per_vector=10)  # nothing fits: the fastest passing, and it says so
+    best, why = choose(
+        rows, Rule(max_bytes_per_vector=10, ivf_flat_by_distances=False)
+    )  # nothing fits: the fastest passing, and it says so
     assert best is rows[1] and "fit" in why
-    assert choose([_row("ivf_pq", 0.5, 0.1, 40)], None) == (None, "no setting reached recall@100 >= 0.95")
+    assert choose([_row("ivf_pq", 0.5, 0.1, 40)], catalog_rule(64)) == (
+        None,
+        "no setting reached recall@100 >= 0.95",
+    )
 
 
-def test_exact_top_k_in_batches_matches_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_exact_top_k_in_batches_matches_one_pass() -> None:
     m = synthetic_mixture(dim=16, clusters=8)
     base, queries = m.draw(3000, 0), m.draw(20, 1)
-    monkeypatch.setattr("systems.recsys_two_tower.sweep.ADD_BATCH", 700)  # 5 catalog batches
     _, want = faiss.knn(queries, base, 100, faiss.METRIC_INNER_PRODUCT)
-    assert recall(exact_top_k(base, queries), want) == 1.0
+    assert recall_at_k(exact_top_k(base, queries, batch=700), want) == 1.0  # 5 catalog batches
 
 
 def test_sweep_picks_the_cheapest_passing_setting_on_a_small_catalog(tmp_path: Path) -> None:
