@@ -473,6 +473,17 @@ QUESTIONS: tuple[Question, ...] = (
     ),
     Question(
         "technical",
+        "On a temporal split your recommender barely beats most-popular: why, and is it a bad model?",
+        "Two thirds of ML-100k's temporal test users joined after the split: no model beats popularity for a user "
+        "it has never seen (two-tower 0.440 vs 0.451 on them), while on the warm users it wins by 41% (0.209 vs "
+        "0.148); report cold and warm apart, and check the baseline's fallback for users with no history.",
+        RECSYS,
+        "The temporal protocol: most test users arrive after the split",
+        "mlsd recsys tune --data movielens:<folder> --protocol temporal --final",
+        also=("How do you evaluate a recommender for new users?",),
+    ),
+    Question(
+        "technical",
         "How do you monitor drift, and which signals mean real degradation?",
         "PSI, KS, Wasserstein and Jensen-Shannon on features, prediction drift, CBPE, and calibration and AUC on "
         "delayed labels. Calibration on delayed labels caught 2 of 2 harmful shifts with no false alarm; feature "
