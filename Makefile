@@ -62,9 +62,10 @@ redis-cluster-stop: $(STAMP) ## stop the local Redis Cluster that `make redis-cl
 ui: $(STAMP) ## MLflow's UI on the tracking store (http://127.0.0.1:5000); README lists the other UIs
 	$(VENV)/bin/mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///.mlsd/mlflow.db}" --port 5000
 
-lint: $(STAMP) ## ruff check + format check
+lint: $(STAMP) ## ruff check + format check + mypy on infra/ and systems/ (pyproject's [tool.mypy])
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) -m mypy
 
 format: $(STAMP) ## ruff format + autofix
 	$(VENV)/bin/ruff format .
