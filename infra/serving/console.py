@@ -155,7 +155,7 @@ class Console:
     traffic: Callable[[np.random.Generator], TrafficRequest]
     request: TrafficRequest  # what the form starts from
     apply: Callable[[Any, Any], None] = lambda knobs, faults: None
-    panel: str = ""  # the system's own panel file under static/console/ (HTML with its script), optional
+    panel: Path | None = None  # the system's own panel: an HTML fragment with its script, above the raw form
     gauges: tuple[str, ...] = ()  # the gauge names the page charts, in order
     notes: dict[str, str] | None = None  # one line per knob or fault: what it shows
 
@@ -201,7 +201,7 @@ def add_console(app: FastAPI, console: Console) -> None:
     app.state.console = console
     app.state.telemetry.series = console.series
     template = (STATIC / "console.html").read_text()
-    panel = (STATIC / console.panel).read_text() if console.panel else ""
+    panel = console.panel.read_text() if console.panel else ""
     page = template.replace("{{title}}", console.title).replace("{{panel}}", panel)
     admin = [Depends(require_admin)]
 

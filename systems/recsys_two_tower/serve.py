@@ -34,6 +34,7 @@ import logging
 import queue
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import faiss
@@ -69,6 +70,7 @@ log = logging.getLogger("mlsd.recsys")
 MARGIN = 50  # extra candidates fetched so that filtering seen videos still leaves k
 MAX_ID = 2**53 - 1  # ids a JSON number, an int64 store key and a float64 all hold exactly
 BREAKER_FAILURES, BREAKER_COOLDOWN_S = 3, 5.0
+PANEL = Path(__file__).with_name("panel.html")  # the console's request panel
 RECALL_K = 100  # the console's live recall@100: the serving index against exact search, same query
 RECALL_SAMPLE = 4  # one request in this many is probed (off the request path, on the probe's own thread)
 
@@ -324,7 +326,7 @@ def recsys_console(get_res: Any) -> Console:
         knobs=RecsysKnobs(), faults=RecsysFaults(), traffic=traffic,
         request=TrafficRequest("/recommend", {"user_id": 42, "k": 10}),
         apply=lambda knobs, faults: apply_knobs(get_res(), knobs, faults),
-        panel="recsys_panel.html", gauges=("recall_at_100", "degraded", "cold_start"),
+        panel=PANEL, gauges=("recall_at_100", "degraded", "cold_start"),
     )  # fmt: skip
 
 
