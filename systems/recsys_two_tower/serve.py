@@ -311,6 +311,7 @@ class RecallProbe:
             got = set(searched.search(query, k)[1][0].tolist())
             truth = set(res.exact.search(query, k)[1][0].tolist())
             self.gauge("recall_at_100", len(got & truth) / k)
+            self.jobs.task_done()
 
 
 def recsys_console(get_res: Any) -> Console:
@@ -349,7 +350,7 @@ def build_app(scale: str | None = None) -> FastAPI:
     console = recsys_console(lambda: app.state.resources.get())
     add_console(app, console)
     app.state.resources_loaded = lambda res: console.set_defaults(RecsysKnobs(nprobe=res.chosen_nprobe))
-    probe = RecallProbe(console.series.gauge)
+    probe = app.state.recall_probe = RecallProbe(console.series.gauge)
 
     @app.post("/recommend", response_model=RecommendResponse)
     async def recommend(
