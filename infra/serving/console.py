@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,15 +159,24 @@ class Console:
     panel: Path | None = None  # the system's own panel: an HTML fragment with its script, above the raw form
     gauges: tuple[str, ...] = ()  # the gauge names the page charts, in order
     notes: dict[str, str] | None = None  # one line per knob or fault: what it shows
+    extra: Callable[[], dict[str, Any]] | None = (
+        None  # system figures the panel draws (fraud: the cost curve)
+    )
 
     def __post_init__(self) -> None:
         self.current_knobs, self.current_faults = self.knobs, self.faults
         self.series = StageSeries()
         self.generator = TrafficGenerator(self.traffic)
+        self.events: deque[dict[str, Any]] = deque(maxlen=20)
+
+    def event(self, text: str) -> None:
+        """One line for the page's event list: what a switch did (a bundle refused, a journal reconciled)."""
+        self.events.append({"ts": round(time.time(), 1), "text": text})
 
     def state(self) -> dict[str, Any]:
         return {"knobs": self.current_knobs.model_dump(), "faults": self.current_faults.model_dump(),
-                "traffic": self.generator.status()}  # fmt: skip
+                "traffic": self.generator.status(), "events": list(self.events),
+                "extra": self.extra() if self.extra is not None else {}}  # fmt: skip
 
     def change(self, what: str, patch: dict[str, Any]) -> None:
         """Validate `patch` over the current settings; apply all of it or none of it."""

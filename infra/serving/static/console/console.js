@@ -110,6 +110,17 @@ function applyState(state, force) {
       " · sent " + t.sent + ", ok " + t.ok + ", errors " + t.errors + ", dropped " + t.dropped +
       (t.last_error ? " · last error: " + t.last_error : "");
   }
+  if (state.events) {
+    const box = $("events"), shown = box.dataset.n ? Number(box.dataset.n) : 0;
+    if (state.events.length !== shown || (state.events.length && box.firstChild && box.firstChild.dataset.ts !== String(state.events[state.events.length - 1].ts))) {
+      box.replaceChildren();
+      for (const e of state.events.slice().reverse()) {
+        const li = document.createElement("li"); li.dataset.ts = e.ts;
+        li.textContent = new Date(e.ts * 1000).toLocaleTimeString() + " " + e.text; box.append(li);
+      }
+      box.dataset.n = state.events.length;
+    }
+  }
   for (const p of mlsd.panels) if (p.onState) p.onState(state);
 }
 
