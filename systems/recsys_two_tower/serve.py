@@ -134,7 +134,9 @@ class RecsysResources:
     exclude_seen: bool = True  # False: no request drops its seen videos, whatever it asks
     creator_cap: int = CREATOR_CAP
     store_down: bool = False  # the console's fault switch: every online read fails
-    user_ids: np.ndarray = field(default_factory=lambda: np.arange(1000))  # known users, for generated traffic
+    user_ids: np.ndarray = field(
+        default_factory=lambda: np.arange(1000)
+    )  # known users, for generated traffic
     chosen_nprobe: int = 1  # the index step's nprobe (1 for an index without one): the knob's default
 
     @property
@@ -337,6 +339,7 @@ def build_app(scale: str | None = None) -> FastAPI:
     breaker = CircuitBreaker(
         "online_store", failure_threshold=BREAKER_FAILURES, cooldown_s=BREAKER_COOLDOWN_S, max_workers=4
     )
+
     def load() -> RecsysResources:
         res = load_resources(chosen, breaker)
         app.state.resources_loaded(res)  # the console's nprobe default is the index step's choice
