@@ -251,7 +251,9 @@ class AppTelemetry:
         )
         self.name = name
         self.stats = StageStats()
-        self.series: StageSeries | None = None  # the console's time series (infra.serving.console), when added
+        self.series: StageSeries | None = (
+            None  # the console's time series (infra.serving.console), when added
+        )
 
     def observe(self, method: str, route: str, status: int, total_s: float, timings: RequestTimings) -> None:
         self.requests.labels(self.name, route, method, str(status)).inc()
