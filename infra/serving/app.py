@@ -251,9 +251,8 @@ class AppTelemetry:
         )
         self.name = name
         self.stats = StageStats()
-        self.series: StageSeries | None = (
-            None  # the console's time series (infra.serving.console), when added
-        )
+        # the console's time series (infra.serving.console), when one is added
+        self.series: StageSeries | None = None
 
     def observe(self, method: str, route: str, status: int, total_s: float, timings: RequestTimings) -> None:
         self.requests.labels(self.name, route, method, str(status)).inc()
