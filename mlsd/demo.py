@@ -26,7 +26,11 @@ import httpx
 from infra.console import print_rows
 
 PORTS = {"recsys": 8701, "ctr": 8702, "fraud": 8703, "rag": 8704}  # the index page on 8700
-CONSOLES = {"recsys", "rag"}  # systems whose server has the console at `/` (the others: their API docs)
+CONSOLES = {
+    "recsys",
+    "rag",
+    "fraud",
+}  # systems whose server has the console at `/` (the others: their API docs)
 READY_TIMEOUT_S = 900.0  # the build of a fresh clone, then loading
 
 
@@ -89,6 +93,9 @@ def main(argv: Sequence[str]) -> int:
     chosen = args.systems or list(PORTS)
     token = os.environ.get("MLSD_ADMIN_TOKEN") or secrets.token_urlsafe(24)
     env = os.environ | {"MLSD_ADMIN_TOKEN": token, "MLSD_SCALE": args.scale}
+    # fraud's velocity state in Redis (so its "Redis down" switch has a Redis to lose), in a namespace of its own
+    env.setdefault("MLSD_FRAUD_STORE", "redis")
+    env.setdefault("MLSD_FRAUD_NAMESPACE", "demo")
     procs: list[subprocess.Popen] = []
     signal.signal(
         signal.SIGTERM, lambda *_: sys.exit(0)

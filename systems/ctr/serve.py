@@ -6,6 +6,10 @@ request -> features (user: Feast online store; ads: a snapshot of the online sto
 
 Every candidate is scored at position 1 (P(click | seen at the top)): the position effect learned in
 training is held fixed, so it cannot masquerade as relevance.
+
+The console at `GET /` (infra.serving.console): the request form, live per-stage latency, generated traffic, and
+two switches: the online store down (the population default, `degraded`) and a skewed serving path (skew.py's
+cases: missing activity filled with 0, the hour in local time), with the mean P(click) served on the chart.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import onnxruntime as ort
@@ -35,6 +39,7 @@ from infra.features import FeatureRepo
 from infra.registry import Registry
 from infra.resilience import CircuitBreaker, guarded_call_async
 from infra.serving import create_app, error_body, require_ready, stage
+from infra.serving.console import Console, Settings, TrafficRequest, add_console
 from infra.serving.onnx import make_session
 from systems.ctr.config import CtrSettings
 from systems.ctr.data import load_market
@@ -337,6 +342,37 @@ def load(settings: CtrSettings, art: Artifacts, breaker: CircuitBreaker | None =
     )
 
 
+SKEWED_PATHS = {"none": OnlinePath(), "missing-default": OnlinePath(missing_fill=0.0),
+                "timezone": OnlinePath(hour_offset_h=-5)}  # skew.py's serving-path cases  # fmt: skip
+
+
+class CtrKnobs(Settings):
+    """None yet: the live A/B (issue 19) is still to come."""
+
+
+class CtrFaults(Settings):
+    online_store_down: bool = Field(
+        False, description="every user read fails: the population default, degraded"
+    )
+    skew: Literal["none", "missing-default", "timezone"] = Field(
+        "none", description="a serving transform drifting from training's (skew.py's cases)"
+    )
+
+
+def _store_down(user_id: int) -> dict[str, Any]:
+    raise ConnectionError(f"online store down (the console's fault switch; user {user_id} not read)")
+
+
+def ctr_traffic(rng: np.random.Generator, ad_ids: np.ndarray, n_users: int) -> TrafficRequest:
+    """A request of 20 random candidate ads for a random user, site and device."""
+    ads = (
+        rng.choice(ad_ids, size=min(20, len(ad_ids)), replace=False) if len(ad_ids) else np.zeros(1, np.int64)
+    )
+    return TrafficRequest("/predict", {"request_id": f"console-{rng.integers(1 << 62):x}",
+                                       "user_id": int(rng.integers(n_users)), "site_id": int(rng.integers(30)),
+                                       "device": int(rng.integers(3)), "candidates": [int(a) for a in ads]})  # fmt: skip
+
+
 def build_app(settings: CtrSettings | None = None, art: Artifacts | None = None) -> FastAPI:
     """The app; uvicorn's factory call (no arguments) reads MLSD_CTR_* and serves the MLSD_SCALE artifacts."""
     settings = settings or CtrSettings()
@@ -356,6 +392,17 @@ def build_app(settings: CtrSettings | None = None, art: Artifacts | None = None)
             out["serving_log"] = state.resources.log.snapshot()
         return out
 
+    def traffic(rng: np.random.Generator) -> TrafficRequest:
+        res: CtrResources = app.state.resources.get()
+        return ctr_traffic(rng, res.ads.ad_id, 6_000)
+
+    console = Console(
+        system="ctr", title="ctr: ad click prediction", knobs=CtrKnobs(), faults=CtrFaults(), traffic=traffic,
+        request=TrafficRequest("/predict", PredictRequest.model_config["json_schema_extra"]["examples"][0]),
+        gauges=("mean_p_click", "degraded"),
+    )  # fmt: skip
+    add_console(app, console)
+
     @app.post("/predict", response_model=PredictResponse)
     async def predict(req: PredictRequest, res: Annotated[CtrResources, Depends(require_ready)]) -> Any:
         # async: the CPU work is ~1 ms, cheaper on the event loop than a hop to the threadpool; the online read
@@ -368,10 +415,12 @@ def build_app(settings: CtrSettings | None = None, art: Artifacts | None = None)
             return JSONResponse(
                 status_code=422, content=error_body("validation_error", fields[0]["message"], fields)
             )
+        faults: CtrFaults = console.current_faults  # type: ignore[assignment]
+        read = _store_down if faults.online_store_down else res.user_features
         with stage("features"):
-            got = await guarded_call_async(res.user_features, req.user_id, deadline_s=FEATURE_DEADLINE_S,
+            got = await guarded_call_async(read, req.user_id, deadline_s=FEATURE_DEADLINE_S,
                                            breaker=res.breaker, fallback=POPULATION_DEFAULT_USER)  # fmt: skip
-            frame = request_frame(req, got.value, ads)
+            frame = request_frame(req, got.value, ads, SKEWED_PATHS[faults.skew])
             cat, num = model_inputs(frame, n_buckets=res.n_buckets)
         with stage("model"):
             p = res.session.run(None, {"cat": cat, "num": num})[0]
@@ -379,6 +428,8 @@ def build_app(settings: CtrSettings | None = None, art: Artifacts | None = None)
             order = np.argsort(-p, kind="stable")
             ad_ids = frame["ad_id"]
             ranked = [ScoredAd(ad_id=int(ad_ids[i]), p_click=float(p[i])) for i in order]
+        console.series.gauge("mean_p_click", float(p.mean()))
+        console.series.gauge("degraded", float(got.degraded is not None))
         res.log.append(
             {
                 "request_id": req.request_id,

@@ -1,0 +1,66 @@
+"""The ctr console so far: "online store down" answers on the population default, flagged, and reset brings the
+store back; a skewed serving path (skew.py's cases) moves the served P(click); the generated traffic is valid;
+bad switches are a 422 that changes nothing."""
+
+import time
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from infra.artifacts import Artifacts
+from infra.config import get_settings
+from infra.serving.testing import wait_ready
+from systems.ctr.data import load_rows
+from systems.ctr.serve import build_app
+
+TOKEN = "ctr-console-token"
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def client(tiny_trained: Artifacts, monkeypatch):
+    monkeypatch.setenv("MLSD_ADMIN_TOKEN", TOKEN)
+    get_settings.cache_clear()
+    with TestClient(build_app()) as c:
+        wait_ready(c)
+        yield c
+
+
+def test_store_down_skew_and_generated_traffic(client, tiny_trained: Artifacts) -> None:
+    r = load_rows(tiny_trained).tail(1).iloc[0]
+    body = {"request_id": "console-1", "user_id": int(r.user_id), "site_id": int(r.site_id), "device": 1,
+            "timestamp": "2026-01-01T13:00:00+00:00", "candidates": list(range(10))}  # fmt: skip
+    base = client.post("/predict", json=body).json()
+    assert base["degraded"] is None
+
+    client.post("/admin/faults", json={"skew": "timezone"}, headers=AUTH).raise_for_status()
+    skewed = client.post("/predict", json=body).json()
+    assert skewed["ads"] != base["ads"]  # the hour feature is 8, not 13: other scores
+    client.post("/admin/reset", headers=AUTH).raise_for_status()
+    assert client.post("/predict", json=body).json()["ads"] == base["ads"]
+
+    client.post("/admin/faults", json={"online_store_down": True}, headers=AUTH).raise_for_status()
+    down = client.post("/predict", json=body).json()
+    assert down["degraded"] and down["ads"] != base["ads"]
+    client.post("/admin/reset", headers=AUTH).raise_for_status()
+    deadline = time.monotonic() + 15  # the breaker's cooldown, then a probe read closes it
+    while client.post("/predict", json=body).json()["degraded"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+
+    console = client.app.state.console
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        req = console.traffic(rng)
+        assert client.post(req.path, json=req.body).status_code == 200
+    series = client.get("/stats/series").json()
+    assert {"features", "model", "rank", "total"} <= set(series["latency"]["/predict"])
+    assert [v for v in series["gauges"]["mean_p_click"] if v is not None]
+
+
+@pytest.mark.parametrize("patch", [{"skew": "leaky-join"}, {"online_store_down": "maybe"}, {"x": 1}])
+def test_a_bad_switch_is_a_422_and_changes_nothing(client, patch) -> None:
+    r = client.post("/admin/faults", json=patch, headers=AUTH)
+    assert r.status_code == 422 and r.json()["error"] == "validation_error"
+    assert client.get("/stats/series").json()["faults"] == {"online_store_down": False, "skew": "none"}
