@@ -30,6 +30,7 @@ SCENES = {
     "recsys": (30, ("knobs", "nprobe", "2"), ("#recsys-user", "42", "#recsys-send")),
     "rag": (3, ("knobs", "mode", "bm25"), ("#question", "what does error E105 mean", "#ask-button")),
     "fraud": (30, ("faults", "attack", "card_testing"), ("#fraud-card", "c000001", "#fraud-send")),
+    "ctr": (30, ("faults", "skew", "timezone"), None),  # no panel: the raw request form
 }
 
 
@@ -47,7 +48,7 @@ def wait_ready(url: str, timeout_s: float) -> None:
 
 def shoot(system: str, token: str, before_s: float, after_s: float) -> Path:
     url = f"http://127.0.0.1:{PORTS[system]}"
-    rate, (what, name, value), (field, text, button) = SCENES[system]
+    rate, (_, name, value), request = SCENES[system]
     with (
         tempfile.TemporaryDirectory() as tmp,
         open_page(chromium_path() or "chromium", f"{url}/", Path(tmp)) as page,
@@ -62,8 +63,12 @@ def shoot(system: str, token: str, before_s: float, after_s: float) -> Path:
         page.js(f"(() => {{ const e = document.getElementById('set-{name}'); "
                 f"if (e.type === 'checkbox') e.checked = !e.checked; else e.value = {value!r}; "
                 "e.dispatchEvent(new Event('change')); })()")  # fmt: skip
-        page.type_into(field, text)
-        page.click(button)
+        if request is None:
+            page.js("document.getElementById('raw-request').open = true")
+            page.click("#send-button")
+        else:
+            page.type_into(request[0], request[1])
+            page.click(request[2])
         time.sleep(after_s)
         page.js("window.scrollTo(0, 0)")
         out = OUT / f"{system}.png"

@@ -52,6 +52,7 @@ log = logging.getLogger("mlsd.serving")
 access_log = logging.getLogger("mlsd.access")
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+GENERATED_TRAFFIC_HEADER = b"x-mlsd-traffic"  # infra.serving.console.TRAFFIC_HEADER
 # the console's routes (infra.serving.console)
 CONSOLE_ROUTES = {"/", "/console/meta", "/console/interview", "/console/assets/{name}", "/stats/series",
                   "/admin/knobs", "/admin/faults", "/admin/reset", "/admin/traffic/start", "/admin/traffic/stop"}  # fmt: skip
@@ -211,7 +212,10 @@ class TimingMiddleware:
             path = getattr(route, "path", None) or "unmatched"
             st: AppTelemetry = self.fastapi_app.state.telemetry
             st.observe(scope.get("method", ""), path, status_holder["status"], total_s, timings)
-            if path not in INTERNAL_ROUTES and st.access_log_enabled:
+            # the console's generated traffic (infra.serving.console) is timed and counted but not access-logged:
+            # at tens of requests a second it would bury the terminal `make demo` prints its URLs on
+            generated = any(name == GENERATED_TRAFFIC_HEADER for name, _ in scope.get("headers", ()))
+            if path not in INTERNAL_ROUTES and st.access_log_enabled and not generated:
                 access_log.info(
                     json.dumps(
                         {

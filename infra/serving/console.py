@@ -39,12 +39,14 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from infra.config import REPO_ROOT
-from infra.serving.app import ApiError, require_admin
+from infra.serving.app import GENERATED_TRAFFIC_HEADER, ApiError, require_admin
 from infra.serving.timing import SERIES_WINDOW_S, StageSeries
 
 STATIC = Path(__file__).with_name("static") / "console"
 MAX_RATE, MAX_IN_FLIGHT, MAX_DURATION_S = 200.0, 32, 600.0
-TRAFFIC_HEADER = "x-mlsd-traffic"  # marks a generated request, so a system can sample its own (recsys recall)
+MAX_FINISH_S = 10.0  # how long a stopped generator waits for its requests in flight (the client's timeout)
+# marks a generated request: a system can sample its own (recsys recall); not access-logged (infra.serving.app)
+TRAFFIC_HEADER = GENERATED_TRAFFIC_HEADER.decode()
 
 
 class Settings(BaseModel):
@@ -74,7 +76,7 @@ class TrafficGenerator:
 
     @property
     def running(self) -> bool:
-        return self.task is not None and not self.task.done()
+        return self.task is not None and not self.task.done() and time.monotonic() < self.until
 
     def status(self) -> dict[str, Any]:
         remaining = max(0.0, self.until - time.monotonic()) if self.running else 0.0
@@ -82,16 +84,16 @@ class TrafficGenerator:
                 **self.counts, "last_error": self.last_error}  # fmt: skip
 
     def start(self, port: int, rate: float, duration_s: float, seed: int) -> None:
-        self.stop()
+        if self.task is not None:
+            self.task.cancel()  # the previous run's sender; its requests in flight finish on their own
         self.rate, self.until = rate, time.monotonic() + duration_s
         self.counts = dict.fromkeys(self.counts, 0)
         self.last_error = None
         self.task = asyncio.get_running_loop().create_task(self._run(port, seed))
 
     def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            self.task = None
+        """No new requests; those in flight finish (cut off mid-body, a client disconnect is a server error)."""
+        self.until = 0.0
 
     async def _one(self, client: httpx.AsyncClient, req: TrafficRequest, slots: asyncio.Semaphore) -> None:
         try:
@@ -127,8 +129,8 @@ class TrafficGenerator:
                     await asyncio.sleep(max(0.0, next_at - time.monotonic()))
                     next_at = max(next_at, time.monotonic() - 1.0)  # a stall does not become a burst
             finally:
-                for task in list(pending):
-                    task.cancel()
+                if pending:
+                    await asyncio.wait(list(pending), timeout=MAX_FINISH_S)
 
 
 # a partial change of knobs or faults: only the names sent change (validated against the whole model)
