@@ -7,9 +7,11 @@ request -> features (user: Feast online store; ads: a snapshot of the online sto
 Every candidate is scored at position 1 (P(click | seen at the top)): the position effect learned in
 training is held fixed, so it cannot masquerade as relevance.
 
-The console at `GET /` (infra.serving.console): the request form, live per-stage latency, generated traffic, and
-two switches: the online store down (the population default, `degraded`) and a skewed serving path (skew.py's
-cases: missing activity filled with 0, the hour in local time), with the mean P(click) served on the chart.
+The console at `GET /` (infra.serving.console): the request form, live per-stage latency, generated traffic; a
+live A/B (LiveAB: users assigned by infra.experiments.assignment, the champion against the challenger or itself,
+clicks on the top ad drawn from the simulated market's known click model, lift with its interval, the mSPRT
+p-value beside the naive one at every look, the SRM check); and switches: the online store down (the population
+default, `degraded`), a skewed serving path (skew.py's cases), and a logging bug that loses treatment users (SRM).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from infra.artifacts import Artifacts
 from infra.config import get_settings
+from infra.experiments.assignment import bucket
+from infra.experiments.stats import msprt_pvalues, srm_check, two_proportion_ztest
 from infra.features import FeatureRepo
 from infra.registry import Registry
 from infra.resilience import CircuitBreaker, guarded_call_async
@@ -42,7 +46,7 @@ from infra.serving import create_app, error_body, require_ready, stage
 from infra.serving.console import Console, Settings, TrafficRequest, add_console
 from infra.serving.onnx import make_session
 from systems.ctr.config import CtrSettings
-from systems.ctr.data import load_market
+from systems.ctr.data import Market, load_market, sigmoid, true_logit_seen, user_activity
 from systems.ctr.features import CAT_FIELDS, PROJECT, model_inputs
 from systems.ctr.train import MODEL_NAME
 
@@ -283,6 +287,10 @@ class CtrResources:
     ads: AdTable  # the ad catalogue's features, read from the online store at start
     log: ServingLog
     breaker: CircuitBreaker  # the online store's; shown on /readyz and /metrics
+    challenger: tuple[ort.InferenceSession, int, str] | None = (
+        None  # the console's A/B arm: (session, buckets, name)
+    )
+    ab: LiveAB | None = None  # the console's live A/B over the simulated market
 
     def close(self) -> None:
         self.log.close()
@@ -330,7 +338,18 @@ def load(settings: CtrSettings, art: Artifacts, breaker: CircuitBreaker | None =
     ad_ids = market.ads["ad_id"].tolist()
     values, _ = repo.online(repo.feature_service("ctr_ad"), [{"ad_id": a} for a in ad_ids])
     ads = pd.DataFrame({c: values[c] for c in AD_COLUMNS}, index=pd.Index(values["ad_id"], name="ad_id"))
+    try:  # the console's A/B arm; a server without a challenger serves on, without the A/B
+        cref, cfolder = Registry().load(MODEL_NAME, "challenger", dst=art.dir("serving/challenger"))
+        challenger = (
+            *load_model(cfolder, f"{cref.name} v{cref.version}@challenger"),
+            f"{cref.name}/{cref.version}@challenger",
+        )
+    except Exception as exc:  # noqa: BLE001 (no challenger registered, or one that cannot be read: said, not fatal)
+        log.warning("no challenger for the console's A/B: %s", exc)
+        challenger = None
     return CtrResources(
+        challenger=challenger,  # type: ignore[arg-type]
+        ab=LiveAB(market),
         session=session,
         version=f"{ref.name}/{ref.version}@{alias}",
         n_buckets=n_buckets,
@@ -342,12 +361,86 @@ def load(settings: CtrSettings, art: Artifacts, breaker: CircuitBreaker | None =
     )
 
 
+PANEL = Path(__file__).with_name("panel.html")  # the console's A/B panel
 SKEWED_PATHS = {"none": OnlinePath(), "missing-default": OnlinePath(missing_fill=0.0),
                 "timezone": OnlinePath(hour_offset_h=-5)}  # skew.py's serving-path cases  # fmt: skip
 
 
+AB_SALT = "ctr-console-ab"  # the assignment's salt: a user's arm is the same on every request
+LOOK_EVERY = 50  # requests in the experiment between two looks at the p-values (the peeking the page shows)
+SRM_BUG_LOSS = 0.4  # share of treatment users the logging bug loses (say, one app version never logs)
+
+
 class CtrKnobs(Settings):
-    """None yet: the live A/B (issue 19) is still to come."""
+    ab: Literal["off", "A/A", "champion vs challenger"] = Field(
+        "off", description="the live A/B: users split 50/50 by infra.experiments.assignment"
+    )
+
+
+class LiveAB:
+    """The console's live A/B: per-arm users, impressions and clicks on the top-ranked ad, clicks drawn from the
+    simulated market's known click model (data.true_logit_seen), and a look at the tests every LOOK_EVERY
+    requests: the naive two-proportion p-value and the always-valid mSPRT one (infra.experiments.stats)."""
+
+    def __init__(self, market: Market, seed: int = 0) -> None:
+        self.market, self.rng = market, np.random.default_rng(seed)
+        self.activity = user_activity(market, market.config.n_days - 1)
+        self.lock = threading.Lock()
+        self.reset("off")
+
+    def reset(self, mode: str) -> None:
+        with self.lock:
+            self.mode = mode
+            self.users: list[set[int]] = [set(), set()]
+            self.shown, self.clicks = np.zeros(2), np.zeros(2)
+            self.looks: list[tuple[float, float]] = []  # (effect, variance) at each look
+            self.naive: list[float] = []
+            self.requests = 0
+
+    def arm(self, user_id: int) -> int:
+        return bucket(user_id, AB_SALT, 2)  # 0 control, 1 treatment
+
+    def p_click(self, user_id: int, frame: dict[str, np.ndarray], top: int) -> float | None:
+        """The true P(click | seen at slot 1) of the top ad for this user; None for a user the market lacks."""
+        users, cfg = self.market.users, self.market.config
+        if not 0 <= user_id < len(users) or not 0 <= int(frame["site_id"][top]) < cfg.n_sites:
+            return None
+        row = pd.DataFrame({c: [frame[c][top]] for c in ("ad_category", "advertiser_id", "site_id", "device",
+                                                          "ad_quality", "hour")})  # fmt: skip
+        row["user_segment"] = users["user_segment"].to_numpy()[user_id]
+        row["user_id"], row["is_new_user"], row["true_activity"] = user_id, False, self.activity[user_id]
+        return float(sigmoid(true_logit_seen(self.market, row))[0])
+
+    def record(self, user_id: int, arm: int, p: float, logged: bool) -> None:
+        with self.lock:
+            if logged:
+                self.users[arm].add(user_id)
+            self.shown[arm] += 1
+            self.clicks[arm] += self.rng.random() < p
+            self.requests += 1
+            if self.requests % LOOK_EVERY == 0 and self.shown.min() > 0:
+                t = two_proportion_ztest(self.clicks[0], self.shown[0], self.clicks[1], self.shown[1])
+                self.looks.append((float(t.effect), float(t.se) ** 2 or 1e-12))
+                self.naive.append(float(t.p_value))
+
+    def summary(self) -> dict[str, Any]:
+        with self.lock:
+            if self.mode == "off" or self.shown.min() == 0:
+                return {"mode": self.mode}
+            t = two_proportion_ztest(self.clicks[0], self.shown[0], self.clicks[1], self.shown[1])
+            ctr_c = self.clicks[0] / self.shown[0]
+            seq = 1.0
+            if self.looks:
+                effect, var = (np.array(v) for v in zip(*self.looks, strict=True))
+                seq = float(msprt_pvalues(effect, var, tau=max(0.05 * ctr_c, 1e-4))[-1])
+            users = [len(u) for u in self.users]
+            _, srm_p, srm_alert = srm_check(np.array(users), np.array([0.5, 0.5]))
+            return {"mode": self.mode, "users": users, "shown": self.shown.tolist(), "clicks": self.clicks.tolist(),
+                    "ctr": (self.clicks / self.shown).tolist(), "lift": float(t.effect / ctr_c) if ctr_c else None,
+                    "lift_ci": [float(t.ci_low / ctr_c), float(t.ci_high / ctr_c)] if ctr_c else None,
+                    "naive_p": float(t.p_value), "sequential_p": seq, "looks": len(self.looks),
+                    "naive_ever_below_005": bool(self.naive and min(self.naive) < 0.05),
+                    "srm_p": srm_p, "srm_alert": bool(srm_alert)}  # fmt: skip
 
 
 class CtrFaults(Settings):
@@ -357,19 +450,24 @@ class CtrFaults(Settings):
     skew: Literal["none", "missing-default", "timezone"] = Field(
         "none", description="a serving transform drifting from training's (skew.py's cases)"
     )
+    srm_bug: bool = Field(
+        False, description="the experiment log loses 40% of treatment users: the SRM check fires"
+    )
 
 
 def _store_down(user_id: int) -> dict[str, Any]:
     raise ConnectionError(f"online store down (the console's fault switch; user {user_id} not read)")
 
 
-def ctr_traffic(rng: np.random.Generator, ad_ids: np.ndarray, n_users: int) -> TrafficRequest:
+def ctr_traffic(
+    rng: np.random.Generator, ad_ids: np.ndarray, n_users: int, n_sites: int = 30
+) -> TrafficRequest:
     """A request of 20 random candidate ads for a random user, site and device."""
     ads = (
         rng.choice(ad_ids, size=min(20, len(ad_ids)), replace=False) if len(ad_ids) else np.zeros(1, np.int64)
     )
     return TrafficRequest("/predict", {"request_id": f"console-{rng.integers(1 << 62):x}",
-                                       "user_id": int(rng.integers(n_users)), "site_id": int(rng.integers(30)),
+                                       "user_id": int(rng.integers(n_users)), "site_id": int(rng.integers(n_sites)),
                                        "device": int(rng.integers(3)), "candidates": [int(a) for a in ads]})  # fmt: skip
 
 
@@ -394,12 +492,28 @@ def build_app(settings: CtrSettings | None = None, art: Artifacts | None = None)
 
     def traffic(rng: np.random.Generator) -> TrafficRequest:
         res: CtrResources = app.state.resources.get()
-        return ctr_traffic(rng, res.ads.ad_id, 6_000)
+        if res.ab is None:
+            return ctr_traffic(rng, res.ads.ad_id, 6_000)
+        cfg = res.ab.market.config
+        return ctr_traffic(rng, res.ads.ad_id, cfg.n_users, cfg.n_sites)
+
+    def apply(knobs: CtrKnobs, faults: CtrFaults) -> None:
+        res: CtrResources = app.state.resources.get()
+        if knobs.ab == "champion vs challenger" and res.challenger is None:
+            raise ValueError(
+                "no challenger model is registered: run `mlsd ctr train` (it registers DeepFM as one)"
+            )
+        if res.ab is not None and knobs.ab != console.current_knobs.ab:  # type: ignore[attr-defined]
+            res.ab.reset(knobs.ab)
+
+    def extra() -> dict[str, Any]:
+        res = app.state.resources.resources
+        return {"ab": res.ab.summary()} if res is not None and res.ab is not None else {}
 
     console = Console(
         system="ctr", title="ctr: ad click prediction", knobs=CtrKnobs(), faults=CtrFaults(), traffic=traffic,
         request=TrafficRequest("/predict", PredictRequest.model_config["json_schema_extra"]["examples"][0]),
-        gauges=("mean_p_click", "degraded"),
+        apply=apply, panel=PANEL, gauges=("mean_p_click", "degraded", "naive_p", "sequential_p"), extra=extra,
     )  # fmt: skip
     add_console(app, console)
 
@@ -421,26 +535,42 @@ def build_app(settings: CtrSettings | None = None, art: Artifacts | None = None)
             got = await guarded_call_async(read, req.user_id, deadline_s=FEATURE_DEADLINE_S,
                                            breaker=res.breaker, fallback=POPULATION_DEFAULT_USER)  # fmt: skip
             frame = request_frame(req, got.value, ads, SKEWED_PATHS[faults.skew])
-            cat, num = model_inputs(frame, n_buckets=res.n_buckets)
+        ab: str = console.current_knobs.ab  # type: ignore[attr-defined]
+        arm = res.ab.arm(req.user_id) if ab != "off" and res.ab is not None else 0
+        session, n_buckets, version = res.session, res.n_buckets, res.version
+        if arm == 1 and ab == "champion vs challenger" and res.challenger is not None:
+            session, n_buckets, version = res.challenger
+        with stage("features"):
+            cat, num = model_inputs(frame, n_buckets=n_buckets)
         with stage("model"):
-            p = res.session.run(None, {"cat": cat, "num": num})[0]
+            p = session.run(None, {"cat": cat, "num": num})[0]
         with stage("rank"):
             order = np.argsort(-p, kind="stable")
             ad_ids = frame["ad_id"]
             ranked = [ScoredAd(ad_id=int(ad_ids[i]), p_click=float(p[i])) for i in order]
         console.series.gauge("mean_p_click", float(p.mean()))
+        if (
+            ab != "off"
+            and res.ab is not None
+            and (truth := res.ab.p_click(req.user_id, frame, int(order[0]))) is not None
+        ):
+            lost = faults.srm_bug and arm == 1 and bucket(req.user_id, "srm-bug", 100) < SRM_BUG_LOSS * 100
+            res.ab.record(req.user_id, arm, truth, logged=not lost)
+            if res.ab.requests % LOOK_EVERY == 0 and (summary := res.ab.summary()).get("naive_p") is not None:
+                console.series.gauge("naive_p", summary["naive_p"])
+                console.series.gauge("sequential_p", summary["sequential_p"])
         console.series.gauge("degraded", float(got.degraded is not None))
         res.log.append(
             {
                 "request_id": req.request_id,
                 "ts": time.time(),
-                "model_version": res.version,
+                "model_version": version,
                 "features": loggable(frame),
                 "scores": p.tolist(),
             }
         )
         return PredictResponse(
-            request_id=req.request_id, model_version=res.version, ads=ranked, degraded=got.degraded
+            request_id=req.request_id, model_version=version, ads=ranked, degraded=got.degraded
         )
 
     return app

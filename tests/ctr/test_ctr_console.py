@@ -63,4 +63,42 @@ def test_store_down_skew_and_generated_traffic(client, tiny_trained: Artifacts) 
 def test_a_bad_switch_is_a_422_and_changes_nothing(client, patch) -> None:
     r = client.post("/admin/faults", json=patch, headers=AUTH)
     assert r.status_code == 422 and r.json()["error"] == "validation_error"
-    assert client.get("/stats/series").json()["faults"] == {"online_store_down": False, "skew": "none"}
+    assert client.get("/stats/series").json()["faults"] == {
+        "online_store_down": False,
+        "skew": "none",
+        "srm_bug": False,
+    }
+
+
+def test_the_live_ab_assigns_counts_and_catches_the_logging_bug(client) -> None:
+    console = client.app.state.console
+    rng = np.random.default_rng(1)
+    assert client.post("/admin/knobs", json={"ab": "A/A"}, headers=AUTH).status_code == 200
+    for _ in range(300):
+        req = console.traffic(rng)
+        assert client.post(req.path, json=req.body).status_code == 200
+    ab = client.get("/stats/series").json()["extra"]["ab"]
+    assert ab["mode"] == "A/A" and sum(ab["shown"]) == 300 and ab["looks"] == 6
+    assert (
+        not ab["srm_alert"]
+        and 0 <= ab["sequential_p"] <= 1
+        and ab["lift_ci"][0] < ab["lift"] < ab["lift_ci"][1]
+    )
+    res = client.app.state.resources.get()
+    treated = [u for u in range(200) if res.ab.arm(u) == 1]
+    assert 60 < len(treated) < 140  # the project's assignment: a hash split, about half
+
+    r = client.post("/admin/knobs", json={"ab": "champion vs challenger"}, headers=AUTH)
+    assert r.status_code == 200 and r.json()["extra"]["ab"] == {
+        "mode": "champion vs challenger"
+    }  # a fresh test
+    client.post("/admin/faults", json={"srm_bug": True}, headers=AUTH).raise_for_status()
+    versions = set()
+    for _ in range(2000):
+        req = console.traffic(rng)
+        versions.add(client.post(req.path, json=req.body).json()["model_version"])
+    assert any(v.endswith("@challenger") for v in versions) and any(v.endswith("@champion") for v in versions)
+    ab = client.get("/stats/series").json()["extra"]["ab"]
+    assert ab["srm_alert"] and ab["users"][1] < ab["users"][0], ab
+    client.post("/admin/reset", headers=AUTH).raise_for_status()
+    assert client.get("/stats/series").json()["extra"]["ab"] == {"mode": "off"}
