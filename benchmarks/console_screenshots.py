@@ -30,7 +30,7 @@ SCENES = {
     "recsys": (30, ("knobs", "nprobe", "2"), ("#recsys-user", "42", "#recsys-send")),
     "rag": (3, ("knobs", "mode", "bm25"), ("#question", "what does error E105 mean", "#ask-button")),
     "fraud": (30, ("faults", "attack", "card_testing"), ("#fraud-card", "c000001", "#fraud-send")),
-    "ctr": (30, ("faults", "skew", "timezone"), None),  # no panel: the raw request form
+    "ctr": (60, ("knobs", "ab", "champion vs challenger"), None),  # the raw request form
 }
 
 

@@ -26,7 +26,7 @@ import httpx
 from infra.console import print_rows
 
 PORTS = {"recsys": 8701, "ctr": 8702, "fraud": 8703, "rag": 8704}  # the index page on 8700
-CONSOLES = {
+CONSOLES = {"recsys", "rag", "fraud", "ctr"}  # systems whose server has the console at `/`
     "recsys",
     "rag",
     "fraud",
