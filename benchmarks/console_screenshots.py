@@ -22,7 +22,7 @@ import httpx
 
 from infra.config import REPO_ROOT
 from infra.serving.browser import chromium_path, open_page
-from mlsd.demo import CONSOLES, PORTS
+from mlsd.demo import PORTS
 
 OUT = REPO_ROOT / "benchmarks" / "results" / "console"
 # per console: traffic rate, the knob or switch turned partway, and the panel request (selector, value, button)
@@ -81,7 +81,7 @@ def shoot(system: str, token: str, before_s: float, after_s: float) -> Path:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("systems", nargs="*", default=sorted(CONSOLES & SCENES.keys()))
+    parser.add_argument("systems", nargs="*", default=list(SCENES))
     parser.add_argument("--before-s", type=float, default=25.0, help="traffic before the knob turns")
     parser.add_argument("--after-s", type=float, default=25.0, help="traffic after it, before the screenshot")
     args = parser.parse_args()

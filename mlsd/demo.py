@@ -26,11 +26,6 @@ import httpx
 from infra.console import print_rows
 
 PORTS = {"recsys": 8701, "ctr": 8702, "fraud": 8703, "rag": 8704}  # the index page on 8700
-CONSOLES = {"recsys", "rag", "fraud", "ctr"}  # systems whose server has the console at `/`
-    "recsys",
-    "rag",
-    "fraud",
-}  # systems whose server has the console at `/` (the others: their API docs)
 READY_TIMEOUT_S = 900.0  # the build of a fresh clone, then loading
 
 
@@ -112,8 +107,7 @@ def main(argv: Sequence[str]) -> int:
                    "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
             procs.append(subprocess.Popen(cmd, env=env))
             state = _wait_ready(procs[-1], url, READY_TIMEOUT_S)
-            page = url + "/" if name in CONSOLES else url + "/docs"
-            rows.append((name, page, f"{state} in {time.monotonic() - t0:.0f} s"))
+            rows.append((name, url + "/", f"{state} in {time.monotonic() - t0:.0f} s"))
         index = serve_index(8700, rows) if len(chosen) > 1 else None
         print_rows(
             "mlsd demo", ["system", "open", "state"],
