@@ -138,7 +138,9 @@ Patch = Annotated[dict[str, Any], Body(examples=[{}])]
 
 
 class TrafficStart(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"rate": 20, "duration_s": 120}]}
+    )
 
     rate: float = Field(20.0, gt=0, le=MAX_RATE, description="requests per second")
     duration_s: float = Field(120.0, gt=0, le=MAX_DURATION_S, description="stops by itself after this")

@@ -23,6 +23,7 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,13 +41,14 @@ from infra.config import get_settings
 from infra.experiments.assignment import bucket
 from infra.experiments.stats import msprt_pvalues, srm_check, two_proportion_ztest
 from infra.features import FeatureRepo
+from infra.monitoring.distances import categorical_psi
 from infra.registry import Registry
 from infra.resilience import CircuitBreaker, guarded_call_async
 from infra.serving import create_app, error_body, require_ready, stage
 from infra.serving.console import Console, Settings, TrafficRequest, add_console
 from infra.serving.onnx import make_session
 from systems.ctr.config import CtrSettings
-from systems.ctr.data import Market, load_market, sigmoid, true_logit_seen, user_activity
+from systems.ctr.data import Market, load_market, load_rows, sigmoid, true_logit_seen, user_activity
 from systems.ctr.features import CAT_FIELDS, PROJECT, model_inputs
 from systems.ctr.train import MODEL_NAME
 
@@ -291,6 +293,7 @@ class CtrResources:
         None  # the console's A/B arm: (session, buckets, name)
     )
     ab: LiveAB | None = None  # the console's live A/B over the simulated market
+    monitor: LiveMonitor | None = None  # the console's drift and skew monitor
 
     def close(self) -> None:
         self.log.close()
@@ -350,6 +353,7 @@ def load(settings: CtrSettings, art: Artifacts, breaker: CircuitBreaker | None =
     return CtrResources(
         challenger=challenger,  # type: ignore[arg-type]
         ab=LiveAB(market),
+        monitor=LiveMonitor(load_rows(art)),
         session=session,
         version=f"{ref.name}/{ref.version}@{alias}",
         n_buckets=n_buckets,
@@ -369,6 +373,51 @@ SKEWED_PATHS = {"none": OnlinePath(), "missing-default": OnlinePath(missing_fill
 AB_SALT = "ctr-console-ab"  # the assignment's salt: a user's arm is the same on every request
 LOOK_EVERY = 50  # requests in the experiment between two looks at the p-values (the peeking the page shows)
 SRM_BUG_LOSS = 0.4  # share of treatment users the logging bug loses (say, one app version never logs)
+
+
+PSI_ALERT = 0.25  # infra.monitoring.drift: above it, a major shift
+MONITOR_WINDOW = 1000  # the live window the monitor compares with training: the last requests served
+DEVICE_MIX = (
+    0.55,
+    0.35,
+    0.10,
+)  # desktop, tablet, phone: the simulated market's (experiment.candidate_requests)
+
+
+class LiveMonitor:
+    """The drift monitor on what /predict serves: each request's device and site over the last MONITOR_WINDOW
+    requests against the training rows, by PSI (infra.monitoring)."""
+
+    def __init__(self, rows: pd.DataFrame) -> None:
+        # device and site only: user activity as served (the latest snapshot) differs from the training rows' (as of
+        # each impression, missing for new users) by design, so its PSI against them is high on clean traffic
+        self.reference = {"device": np.bincount(rows["device"].to_numpy(np.int64), minlength=3),
+                          "site_id": np.bincount(rows["site_id"].to_numpy(np.int64))}  # fmt: skip
+        self.live: dict[str, deque] = {k: deque(maxlen=MONITOR_WINDOW) for k in self.reference}
+        self.users = rows["user_id"].to_numpy(
+            np.int64
+        )  # who the training rows saw, as often: generated traffic
+        self.alerting: set[str] = set()
+        self.seen = 0
+
+    def observe(self, frame: dict[str, np.ndarray]) -> None:
+        self.seen += 1
+        for name, window in self.live.items():
+            window.append(float(frame[name][0]))
+
+    def psi(self) -> dict[str, float]:
+        if len(self.live["device"]) < MONITOR_WINDOW // 4:
+            return {}
+        out = {}
+        for name, ref in self.reference.items():
+            counts = np.bincount(np.asarray(self.live[name], np.int64), minlength=ref.size)[: ref.size]
+            out[name] = categorical_psi(ref, counts)
+        return out
+
+    def reset(self) -> None:
+        for window in self.live.values():
+            window.clear()
+        self.alerting.clear()
 
 
 class CtrKnobs(Settings):
@@ -450,6 +499,9 @@ class CtrFaults(Settings):
     skew: Literal["none", "missing-default", "timezone"] = Field(
         "none", description="a serving transform drifting from training's (skew.py's cases)"
     )
+    drift: Literal["none", "phones_only", "one_site"] = Field(
+        "none", description="shift the generated traffic: every request from a phone, or from one site"
+    )
     srm_bug: bool = Field(
         False, description="the experiment log loses 40% of treatment users: the SRM check fires"
     )
@@ -460,15 +512,18 @@ def _store_down(user_id: int) -> dict[str, Any]:
 
 
 def ctr_traffic(
-    rng: np.random.Generator, ad_ids: np.ndarray, n_users: int, n_sites: int = 30
+    rng: np.random.Generator, ad_ids: np.ndarray, users: np.ndarray, n_sites: int = 30, drift: str = "none"
 ) -> TrafficRequest:
-    """A request of 20 random candidate ads for a random user, site and device."""
+    """A request of 20 random candidate ads for a random user, site and device (the market's mix); `drift`
+    shifts the mix (every request from a phone, or from site 0)."""
     ads = (
         rng.choice(ad_ids, size=min(20, len(ad_ids)), replace=False) if len(ad_ids) else np.zeros(1, np.int64)
     )
     return TrafficRequest("/predict", {"request_id": f"console-{rng.integers(1 << 62):x}",
-                                       "user_id": int(rng.integers(n_users)), "site_id": int(rng.integers(n_sites)),
-                                       "device": int(rng.integers(3)), "candidates": [int(a) for a in ads]})  # fmt: skip
+                                       "user_id": int(rng.choice(users)),
+                                       "site_id": 0 if drift == "one_site" else int(rng.integers(n_sites)),
+                                       "device": 2 if drift == "phones_only" else int(rng.choice(3, p=DEVICE_MIX)),
+                                       "candidates": [int(a) for a in ads]})  # fmt: skip
 
 
 def build_app(settings: CtrSettings | None = None, art: Artifacts | None = None) -> FastAPI:
@@ -492,10 +547,10 @@ def build_app(settings: CtrSettings | None = None, art: Artifacts | None = None)
 
     def traffic(rng: np.random.Generator) -> TrafficRequest:
         res: CtrResources = app.state.resources.get()
-        if res.ab is None:
-            return ctr_traffic(rng, res.ads.ad_id, 6_000)
-        cfg = res.ab.market.config
-        return ctr_traffic(rng, res.ads.ad_id, cfg.n_users, cfg.n_sites)
+        drift: str = console.current_faults.drift  # type: ignore[attr-defined]
+        users = res.monitor.users if res.monitor is not None else np.arange(6_000)
+        n_sites = res.ab.market.config.n_sites if res.ab is not None else 30
+        return ctr_traffic(rng, res.ads.ad_id, users, n_sites, drift)
 
     def apply(knobs: CtrKnobs, faults: CtrFaults) -> None:
         res: CtrResources = app.state.resources.get()
@@ -508,12 +563,27 @@ def build_app(settings: CtrSettings | None = None, art: Artifacts | None = None)
 
     def extra() -> dict[str, Any]:
         res = app.state.resources.resources
-        return {"ab": res.ab.summary()} if res is not None and res.ab is not None else {}
+        if res is None:
+            return {}
+        return {"ab": res.ab.summary() if res.ab is not None else None,
+                "psi": res.monitor.psi() if res.monitor is not None else {}, "psi_alert": PSI_ALERT}  # fmt: skip
+
+    def watch(monitor: LiveMonitor) -> None:
+        """The monitor's look: PSI per feature on the chart; an event when one crosses PSI_ALERT, and back."""
+        for name, value in monitor.psi().items():
+            console.series.gauge(f"psi_{name}", value)
+            if value > PSI_ALERT and name not in monitor.alerting:
+                monitor.alerting.add(name)
+                console.event(f"DRIFT ALERT: {name} PSI {value:.2f} > {PSI_ALERT} against the training rows")
+            elif value <= PSI_ALERT and name in monitor.alerting:
+                monitor.alerting.discard(name)
+                console.event(f"{name} PSI {value:.2f}: back under {PSI_ALERT}")
 
     console = Console(
         system="ctr", title="ctr: ad click prediction", knobs=CtrKnobs(), faults=CtrFaults(), traffic=traffic,
         request=TrafficRequest("/predict", PredictRequest.model_config["json_schema_extra"]["examples"][0]),
-        apply=apply, panel=PANEL, gauges=("mean_p_click", "degraded", "naive_p", "sequential_p"), extra=extra,
+        apply=apply, panel=PANEL, gauges=("mean_p_click", "degraded", "naive_p", "sequential_p", "psi_device", "psi_site_id",
+), extra=extra,
     )  # fmt: skip
     add_console(app, console)
 
@@ -549,6 +619,10 @@ def build_app(settings: CtrSettings | None = None, art: Artifacts | None = None)
             ad_ids = frame["ad_id"]
             ranked = [ScoredAd(ad_id=int(ad_ids[i]), p_click=float(p[i])) for i in order]
         console.series.gauge("mean_p_click", float(p.mean()))
+        if res.monitor is not None:
+            res.monitor.observe(frame)
+            if res.monitor.seen % LOOK_EVERY == 0:
+                watch(res.monitor)
         if (
             ab != "off"
             and res.ab is not None

@@ -69,11 +69,10 @@ def test_store_down_skew_and_generated_traffic(client, tiny_trained: Artifacts) 
 def test_a_bad_switch_is_a_422_and_changes_nothing(client, patch) -> None:
     r = client.post("/admin/faults", json=patch, headers=AUTH)
     assert r.status_code == 422 and r.json()["error"] == "validation_error"
-    assert client.get("/stats/series").json()["faults"] == {
-        "online_store_down": False,
-        "skew": "none",
-        "srm_bug": False,
-    }
+    assert (
+        client.get("/stats/series").json()["faults"]
+        == client.get("/console/meta").json()["faults"]["defaults"]
+    )
 
 
 def test_the_live_ab_assigns_counts_and_catches_the_logging_bug(client) -> None:
@@ -147,3 +146,22 @@ def test_the_live_ab_in_chromium(tiny_trained: Artifacts, monkeypatch, tmp_path)
     finally:
         server.should_exit = True
         th.join(10)
+
+
+def test_injected_drift_raises_the_monitor_alert(client) -> None:
+    console = client.app.state.console
+    rng = np.random.default_rng(2)
+    for _ in range(300):
+        req = console.traffic(rng)
+        client.post(req.path, json=req.body)
+    calm = client.get("/stats/series").json()
+    assert max(calm["extra"]["psi"].values()) < 0.25, calm["extra"]["psi"]
+    assert not [e for e in calm["events"] if "DRIFT ALERT" in e["text"]]
+    client.post("/admin/faults", json={"drift": "phones_only"}, headers=AUTH).raise_for_status()
+    for _ in range(300):
+        req = console.traffic(rng)
+        assert req.body["device"] == 2
+        client.post(req.path, json=req.body)
+    drifted = client.get("/stats/series").json()
+    assert drifted["extra"]["psi"]["device"] > 0.25
+    assert any("DRIFT ALERT: device" in e["text"] for e in drifted["events"]), drifted["events"]

@@ -147,7 +147,7 @@ def test_lowering_the_decline_threshold_raises_the_decline_rate_in_chromium(
             assert page.js(f"{rate}.slice(-1)[0]") < 0.5
             for name in ("review", "decline"):
                 page.type_into(f"#set-{name}", "0")
-                page.js(f"document.getElementById('set-{name}').dispatchEvent(new Event('change'))")
+                page.js(f"document.getElementById('set-{name}').blur()")
                 page.wait_for(f"mlsd.state.knobs.{name} === 0", timeout_s=10)
             page.wait_for(f"{rate}.slice(-1)[0] === 1", timeout_s=30)
             assert "decline rate 100.00%" in page.js("document.getElementById('fraud-at').textContent")

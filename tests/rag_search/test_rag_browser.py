@@ -125,7 +125,7 @@ def test_traffic_moves_the_charts_and_the_refusal_threshold_moves_the_refusal_ra
     assert page.js(f"Math.max(...{refused}.slice(-2))") < 1.0  # most generated questions are answerable
     # the refusal threshold at 1.0: every answer is a refusal, on the chart within seconds
     page.type_into("#set-refuse_below", "1")
-    page.js("document.getElementById('set-refuse_below').dispatchEvent(new Event('change'))")
+    page.js("document.getElementById('set-refuse_below').blur()")  # a typed value is committed on blur
     page.wait_for("mlsd.state.knobs.refuse_below === 1", timeout_s=10)
     page.wait_for(f"{refused}.slice(-1)[0] === 1", timeout_s=30)
     page.click("#reset-button")
@@ -139,7 +139,7 @@ def test_traffic_moves_the_charts_and_the_refusal_threshold_moves_the_refusal_ra
 def test_a_bad_knob_is_refused_on_the_page_and_changes_nothing(page, server_url) -> None:
     unlock(page)
     page.type_into("#set-k", "99")
-    page.js("document.getElementById('set-k').dispatchEvent(new Event('change'))")
+    page.js("document.getElementById('set-k').blur()")
     page.wait_for("document.getElementById('admin-error').textContent.startsWith('422 validation_error')")
     assert "k:" in page.js("document.getElementById('admin-error').textContent")
     assert httpx.get(f"{server_url}/stats/series").json()["knobs"]["k"] == 5

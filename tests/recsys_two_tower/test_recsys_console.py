@@ -150,7 +150,7 @@ def test_the_console_in_chromium(page, console_env) -> None:
     before = page.js(f"{recall}.slice(-1)[0]")
     # nprobe down to 1: live recall@100 falls on the chart within seconds
     page.type_into("#set-nprobe", "1")
-    page.js("document.getElementById('set-nprobe').dispatchEvent(new Event('change'))")
+    page.js("document.getElementById('set-nprobe').blur()")
     page.wait_for("mlsd.state.knobs.nprobe === 1", timeout_s=10)
     page.wait_for(f"{recall}.slice(-1)[0] < {before} - 0.2", timeout_s=30)
     # online store down: the form's answer says degraded
