@@ -582,8 +582,8 @@ def build_app(settings: CtrSettings | None = None, art: Artifacts | None = None)
     console = Console(
         system="ctr", title="ctr: ad click prediction", knobs=CtrKnobs(), faults=CtrFaults(), traffic=traffic,
         request=TrafficRequest("/predict", PredictRequest.model_config["json_schema_extra"]["examples"][0]),
-        apply=apply, panel=PANEL, gauges=("mean_p_click", "degraded", "naive_p", "sequential_p", "psi_device", "psi_site_id",
-), extra=extra,
+        apply=apply, panel=PANEL, extra=extra,
+        gauges=("mean_p_click", "degraded", "naive_p", "sequential_p", "psi_device", "psi_site_id"),
     )  # fmt: skip
     add_console(app, console)
 

@@ -14,7 +14,9 @@ def test_an_unknown_system_is_refused_before_anything_starts(capsys) -> None:
 
 
 def test_the_index_page_links_every_console_escaped() -> None:
-    page = _index_page([(name, f"http://127.0.0.1:{port}/", "ready <in 3 s>") for name, port in PORTS.items()])
+    page = _index_page(
+        [(name, f"http://127.0.0.1:{port}/", "ready <in 3 s>") for name, port in PORTS.items()]
+    )
     text = page.decode()
     assert all(f'href="http://127.0.0.1:{port}/"' in text for port in PORTS.values())
     assert "<in 3 s>" not in text and "&lt;in 3 s&gt;" in text
