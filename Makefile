@@ -41,6 +41,9 @@ bench: $(STAMP) ## run a system's benchmark end to end: make bench SYSTEM=recsys
 	@if [ -z "$(SYSTEM)" ]; then $(VENV)/bin/mlsd list; echo "usage: make bench SYSTEM=<name>"; exit 2; fi
 	$(VENV)/bin/mlsd bench $(SYSTEM) $(if $(SCALE),--scale $(SCALE))
 
+demo: $(STAMP) ## the interviewer's consoles on 127.0.0.1, built when missing: make demo [SYSTEM=recsys|ctr|fraud|rag]
+	$(VENV)/bin/mlsd demo $(SYSTEM)
+
 list: $(STAMP) ## list the systems and their steps
 	$(VENV)/bin/mlsd list
 
@@ -81,4 +84,4 @@ lock: ## re-resolve and rewrite constraints.txt (needs network)
 clean: ## remove generated data, models and run outputs (.mlsd/)
 	rm -rf .mlsd
 
-.PHONY: help install test test-all bench list gpu-check redis-cluster redis-cluster-stop ui lint format lock clean
+.PHONY: help install test test-all bench demo list gpu-check redis-cluster redis-cluster-stop ui lint format lock clean

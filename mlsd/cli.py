@@ -23,6 +23,7 @@ from infra.logs import configure_logging
 from infra.redis_cluster import main as redis_cluster_main
 from infra.steps import StepConfig, did_you_mean, run_cli
 from infra.system import SystemSpec
+from mlsd.demo import main as demo_main
 from mlsd.exercises.cli import main as exercise_main
 from mlsd.questions import main as questions_main
 
@@ -36,6 +37,7 @@ usage: mlsd <command> [flags]
   mlsd <system> <step> --help           that step's flags
   mlsd <system> all [--scale small]     every build step in order (data ... eval)
   mlsd <system> serve [--host --port]   the system's HTTP server (docs at http://127.0.0.1:8000/docs)
+  mlsd demo [system ...]                the interviewer's consoles on 127.0.0.1 (built first when missing)
   mlsd bench <system>                   load-test a system (same as `mlsd <system> bench`); `mlsd bench floor`
                                         tests the harness alone
   mlsd fundamentals <topic>             the coding-round answers (`mlsd fundamentals` lists the topics)
@@ -158,6 +160,8 @@ def _dispatch(argv: list[str], found: dict[str, SystemSpec]) -> int:
         return questions_main(rest)
     if head == "exercise":
         return exercise_main(rest)
+    if head == "demo":
+        return demo_main(rest)
     if head == "bench":
         if not rest:
             raise CliError(f"usage: mlsd bench <system>; systems: {names}")
@@ -177,6 +181,7 @@ def _dispatch(argv: list[str], found: dict[str, SystemSpec]) -> int:
             "fundamentals",
             "questions",
             "exercise",
+            "demo",
             "bench",
             "redis-cluster",
             "help",

@@ -42,7 +42,7 @@ from infra.config import ServiceUnavailable, get_settings
 from infra.logs import configure_logging
 from infra.redact import redact, redact_logger
 from infra.serving.docs import add_offline_docs, package_version
-from infra.serving.timing import RequestTimings, StageStats, _current
+from infra.serving.timing import RequestTimings, StageSeries, StageStats, _current
 
 if TYPE_CHECKING:  # for annotations only: infra.resilience imports infra.serving.timing, so not at run time
     from infra.resilience import CircuitBreaker
@@ -52,7 +52,12 @@ log = logging.getLogger("mlsd.serving")
 access_log = logging.getLogger("mlsd.access")
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-INTERNAL_ROUTES = {"/healthz", "/readyz", "/metrics", "/stats", "/stats/reset"}
+GENERATED_TRAFFIC_HEADER = b"x-mlsd-traffic"  # infra.serving.console.TRAFFIC_HEADER
+# the console's routes (infra.serving.console)
+CONSOLE_ROUTES = {"/", "/console/meta", "/console/interview", "/console/assets/{name}", "/stats/series",
+                  "/admin/knobs", "/admin/faults", "/admin/reset", "/admin/traffic/start", "/admin/traffic/stop"}  # fmt: skip
+# not timed into /stats nor access-logged: probes, scrapes and the console's own polling and admin calls
+INTERNAL_ROUTES = {"/healthz", "/readyz", "/metrics", "/stats", "/stats/reset"} | CONSOLE_ROUTES
 # Probes and scrapers address a pod by its IP, so these answer whatever the Host; they change nothing.
 PROBE_ROUTES = {"/healthz", "/readyz", "/metrics"}
 MAX_BODY_BYTES = 64 * 1024
@@ -207,7 +212,10 @@ class TimingMiddleware:
             path = getattr(route, "path", None) or "unmatched"
             st: AppTelemetry = self.fastapi_app.state.telemetry
             st.observe(scope.get("method", ""), path, status_holder["status"], total_s, timings)
-            if path not in INTERNAL_ROUTES and st.access_log_enabled:
+            # the console's generated traffic (infra.serving.console) is timed and counted but not access-logged:
+            # at tens of requests a second it would bury the terminal `make demo` prints its URLs on
+            generated = any(name == GENERATED_TRAFFIC_HEADER for name, _ in scope.get("headers", ()))
+            if path not in INTERNAL_ROUTES and st.access_log_enabled and not generated:
                 access_log.info(
                     json.dumps(
                         {
@@ -247,6 +255,8 @@ class AppTelemetry:
         )
         self.name = name
         self.stats = StageStats()
+        # the console's time series (infra.serving.console), when one is added
+        self.series: StageSeries | None = None
 
     def observe(self, method: str, route: str, status: int, total_s: float, timings: RequestTimings) -> None:
         self.requests.labels(self.name, route, method, str(status)).inc()
@@ -254,9 +264,13 @@ class AppTelemetry:
             return
         self.latency.labels(self.name, route).observe(total_s)
         self.stats.record(route, "total", total_s * 1000.0)
+        if self.series is not None:
+            self.series.record(route, "total", total_s * 1000.0)
         for stage_name, ms in timings.stages.items():
             self.stage_latency.labels(self.name, route, stage_name).observe(ms / 1000.0)
             self.stats.record(route, stage_name, ms)
+            if self.series is not None:
+                self.series.record(route, stage_name, ms)
 
 
 class BreakerCollector:

@@ -4,32 +4,43 @@ uvicorn --factory systems.fraud_edge.serve:build_app   (or `mlsd fraud serve`)
   MLSD_SCALE                      which artifact folder's LIVE bundle to serve (<data dir>/fraud/<scale>/)
   MLSD_FRAUD_STORE=redis|memory   velocity state (default: redis when MLSD_ONLINE_STORE=redis, else memory)
   MLSD_FRAUD_NAMESPACE=serve      Redis key namespace (mlsd:fraud:<namespace>:...)
+
+The console at `GET /` (infra.serving.console): the review and decline thresholds with the cost curve of the
+held-out days and where the setting sits on it; attack replays in the generated traffic (card testing, a
+compromised terminal); "Redis down" (local features, the outage journal, what is reconciled once it is back); and a
+tampered bundle offered on reload, refused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import gc
 import logging
+import shutil
+import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
+import numpy as np
 import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from infra.artifacts import Artifacts
 from infra.config import get_settings
 from infra.redact import redact
 from infra.resilience import CircuitBreaker
 from infra.serving import ApiError, create_app, current_timings, require_admin, require_ready
+from infra.serving.console import Console, Settings, TrafficRequest, add_console
 from systems.fraud_edge.bundle import BundleRejected, live_path
 from systems.fraud_edge.config import FraudSettings
-from systems.fraud_edge.data import CURRENCIES, EUR_PER_UNIT
+from systems.fraud_edge.data import CURRENCIES, EUR_PER_UNIT, load_data, temporal_split
+from systems.fraud_edge.decision import Costs, Thresholds, model_actions, realized_cost, rule_actions
 from systems.fraud_edge.features.store import (
     IdempotencyConflict,
     MemoryVelocityStore,
@@ -155,11 +166,65 @@ class FraudResources:
     scorer: EdgeScorer
     bundles: Path
     degraded: str | None = None  # why the server scores from its own state only (/readyz shows it)
+    held_out: HeldOut | None = None  # the console's cost curve: the test days, scored once at load
+    switch: StoreSwitch | None = None  # the console's "Redis down" (None: the velocity state is in-process)
 
     def close(self) -> None:
         close = getattr(self.scorer.store, "close", None)  # the Redis store holds a connection pool
         if callable(close):
             close()
+
+
+@dataclass
+class HeldOut:
+    """The test days of the training split with the live model's scores and the rules' floor: what a threshold
+    setting would have cost on them (decision.realized_cost, the cost model the thresholds were chosen by)."""
+
+    scores: np.ndarray  # (N,)
+    floor: np.ndarray  # (N,) the hard rules' action
+    is_fraud: np.ndarray  # (N,)
+    amount_eur: np.ndarray  # (N,)
+    curve: dict[str, list[float]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, art: Artifacts, scorer: EdgeScorer) -> HeldOut | None:
+        if scorer.live is None or not art.path("transactions.parquet").exists():
+            return None
+        df, x = load_data(art)
+        test = temporal_split(df).test
+        return cls(scorer.live.predict(x[test].astype(np.float32)), rule_actions(x[test])[0],
+                   df["is_fraud"].to_numpy()[test], df["amount_cents"].to_numpy()[test] / 100.0)  # fmt: skip
+
+    def cost(self, t: Thresholds) -> dict[str, float]:
+        actions = np.maximum(model_actions(self.scores, t), self.floor)
+        return {"cost_eur": realized_cost(actions, self.is_fraud, self.amount_eur, Costs()),
+                "decline_rate": float(np.mean(actions == 2)), "review_rate": float(np.mean(actions == 1))}  # fmt: skip
+
+    def decline_curve(self, review: float) -> dict[str, list[float]]:
+        """Cost over decline thresholds across the top 5% of scores (where choose_thresholds searches) up to 1
+        (never), the review threshold held (a decline under it declines what review would have caught)."""
+        grid = np.append(np.quantile(self.scores, np.linspace(0.95, 1.0, 30)), [min(review, NEVER), NEVER])
+        grid = np.unique(grid.round(4))
+        costs = [self.cost(Thresholds(never(min(review, d)), never(d)))["cost_eur"] for d in grid.tolist()]
+        return {"decline": grid.tolist(), "cost_eur": [round(c, 1) for c in costs]}
+
+
+class StoreSwitch:
+    """The velocity store behind a switch: while `down`, every call fails as Redis does when it is out, so the
+    scorer takes its real degraded path (local features, the outage journal, reconciliation when it is back)."""
+
+    def __init__(self, inner: VelocityStore) -> None:
+        self.inner, self.down = inner, False
+
+    def update_and_read(self, tx: Transaction) -> tuple[dict[str, int], bool]:
+        if self.down:
+            raise StoreUnavailable("Redis down (the console's fault switch)")
+        return self.inner.update_and_read(tx)
+
+    def __getattr__(
+        self, name: str
+    ) -> object:  # everything else (the journal's replay, close) is the store's
+        return getattr(self.inner, name)
 
 
 def retain_s(fraud: FraudSettings) -> int:
@@ -210,21 +275,142 @@ def make_scorer(
     return scorer, degraded
 
 
+PANEL = Path(__file__).with_name("panel.html")  # the console's panel: the cost curve and a score form
+ATTACK_SHARE = 0.6  # of the generated traffic, while an attack replays
+NEVER = 1.0  # a threshold knob at 1 is "never" (the bundle's inf: JSON has no infinity)
+
+
+class FraudKnobs(Settings):
+    review: float = Field(0.5, ge=0.0, le=NEVER, description="review at or above this score (1: never)")
+    decline: float = Field(0.9, ge=0.0, le=NEVER, description="decline at or above this score (1: never)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FraudKnobs:
+        if self.review > self.decline:
+            raise ValueError(
+                f"review {self.review} is above decline {self.decline}: review must be the lower"
+            )
+        return self
+
+
+class FraudFaults(Settings):
+    attack: Literal["none", "card_testing", "terminal_compromise"] = Field(
+        "none", description="replayed into the generated traffic (60% of it while on)"
+    )
+    redis_down: bool = Field(False, description="local features + outage journal; reconciled when back")
+    tampered_bundle: bool = Field(False, description="offer a bundle with edited thresholds on reload")
+
+
+def never(threshold: float) -> float:
+    """A knob's threshold as the scorer's: NEVER is inf."""
+    return float("inf") if threshold >= NEVER else threshold
+
+
+def knob_thresholds(knobs: FraudKnobs) -> Thresholds:
+    return Thresholds(never(knobs.review), never(knobs.decline))
+
+
+def apply_console(res: FraudResources, knobs: FraudKnobs, faults: FraudFaults) -> None:
+    """Thresholds onto a copy of the live model, swapped in whole (the scorer never edits one in place)."""
+    live = res.scorer.live
+    if live is not None:
+        t = knob_thresholds(knobs)
+        if live.thresholds != t:
+            swapped = copy.copy(live)
+            swapped.thresholds = t
+            res.scorer.live = swapped
+    if res.held_out is not None:
+        res.held_out.curve = res.held_out.decline_curve(knobs.review)
+    if res.switch is not None:
+        res.switch.down = faults.redis_down
+
+
+def offer_tampered_bundle(res: FraudResources) -> str:
+    """A copy of the LIVE bundle with its decline threshold edited (what an attacker who can write the bundle
+    folder would do), offered to the scorer: refused on its checksum, the old bundle still serving."""
+    with tempfile.TemporaryDirectory(prefix="mlsd-tampered-") as tmp:
+        path = Path(tmp) / live_path(res.bundles).resolve().name
+        shutil.copytree(live_path(res.bundles).resolve(), path)
+        thresholds = path / "thresholds.json"
+        thresholds.write_text(thresholds.read_text().replace('"decline": 0', '"decline": 1', 1) + " ")
+        try:
+            res.scorer.load_bundle(path)
+        except BundleRejected as exc:
+            return f"tampered bundle refused: {redact(str(exc))}; still serving {res.scorer.bundle_version}"
+    return "tampered bundle was ACCEPTED: the bundle check is broken"
+
+
+def fraud_traffic(rng: np.random.Generator, attack: str) -> TrafficRequest:
+    """Ordinary card payments around Paris; during an attack, ATTACK_SHARE of them are the attack's."""
+    tx = {"tx_id": f"console-{rng.integers(1 << 62):x}", "card_id": f"c{rng.integers(5000):06d}",
+          "terminal_id": f"t{rng.integers(500):05d}", "amount": round(float(rng.lognormal(3.2, 0.8)), 2),
+          "currency": "EUR", "lat": 48.86 + float(rng.normal(0, 0.05)), "lon": 2.35 + float(rng.normal(0, 0.05))}  # fmt: skip
+    if attack == "card_testing" and rng.random() < ATTACK_SHARE:  # one card, many terminals, tiny amounts
+        tx |= {"card_id": "c-tested", "terminal_id": f"t{rng.integers(500):05d}", "amount": round(float(rng.uniform(0.5, 2)), 2)}  # fmt: skip
+    elif attack == "terminal_compromise" and rng.random() < ATTACK_SHARE:  # one terminal, many cards
+        tx |= {"terminal_id": "t-compromised", "amount": round(float(rng.uniform(200, 900)), 2)}
+    return TrafficRequest("/score", tx)
+
+
 def build_app(art: Artifacts | None = None, store: StoreKind | None = None) -> FastAPI:
     """The app serving the LIVE bundle of `art` (default: the MLSD_SCALE artifact folder)."""
-    bundles = (art or Artifacts("fraud", get_settings().scale)).root / "bundles"
+    art = art or Artifacts("fraud", get_settings().scale)
+    bundles = art.root / "bundles"
     fraud = FraudSettings()
     breaker = CircuitBreaker("velocity_store", failure_threshold=3, cooldown_s=2.0, max_workers=4)
 
     def load() -> FraudResources:
         scorer, degraded = make_scorer(bundles, store, breaker)
         resources = FraudResources(scorer, bundles, degraded)
+        resources.held_out = HeldOut.load(art, scorer)
+        if not isinstance(
+            scorer.store, MemoryVelocityStore
+        ):  # a Redis (Cluster) store: the switch can fail it
+            resources.switch = StoreSwitch(scorer.store)
+            scorer.store = resources.switch  # type: ignore[assignment]
+        if scorer.live is not None:  # the console's default thresholds are the bundle's
+            t = scorer.live.thresholds
+            console.set_defaults(FraudKnobs(review=min(t.review, NEVER), decline=min(t.decline, NEVER)))
+            apply_console(resources, console.knobs, console.faults)
         gc.collect()
         gc.freeze()  # loaded objects leave the GC's generations: fewer, shorter collection pauses in the tail
         return resources
 
     app = create_app("fraud", load=load, access_log_enabled=fraud.access_log, breakers=[breaker])
     state = app.state.resources
+    seen: dict[str, object] = {"reconciled": None}
+
+    def apply(knobs: FraudKnobs, faults: FraudFaults) -> None:
+        res: FraudResources = state.get()
+        if faults.redis_down and res.switch is None:
+            raise ValueError("this server's velocity state is in-process (MLSD_FRAUD_STORE=memory): there is no "
+                             "Redis to take down; start it with MLSD_FRAUD_STORE=redis")  # fmt: skip
+        was = console.current_faults
+        apply_console(res, knobs, faults)
+        if faults.redis_down and not was.redis_down:
+            console.event("Redis down: features from this process's own state, each transaction journaled")
+        if faults.tampered_bundle and not was.tampered_bundle:
+            console.event(offer_tampered_bundle(res))
+
+    def extra() -> dict[str, object]:
+        res = state.resources
+        if res is None or res.held_out is None:
+            return {}
+        k: FraudKnobs = console.current_knobs  # type: ignore[assignment]
+        held = res.held_out
+        journal = res.scorer.journal
+        return {"curve": held.curve, "at": held.cost(knob_thresholds(k)),
+                "bundle": res.scorer.bundle_version,
+                "journal_pending": bool(journal is not None and journal.pending())}  # fmt: skip
+
+    console = Console(
+        system="fraud_edge", title="fraud: edge scoring with velocity features", knobs=FraudKnobs(),
+        faults=FraudFaults(), traffic=lambda rng: fraud_traffic(rng, console.current_faults.attack),
+        request=TrafficRequest("/score", {"tx_id": "tx-console-1", "card_id": "c000001", "terminal_id": "t00001",
+                                          "amount": 25.0, "currency": "EUR", "lat": 48.86, "lon": 2.35}),
+        apply=apply, panel=PANEL, gauges=("decline_rate", "review_rate", "local_features"), extra=extra,
+    )  # fmt: skip
+    add_console(app, console)
 
     @app.post(
         "/score",
@@ -254,6 +440,14 @@ def build_app(art: Artifacts | None = None, store: StoreKind | None = None) -> F
         if timings is not None:
             for name, ms in decision.stages_ms.items():
                 timings.add(name, ms)
+        for action in ("decline", "review"):
+            console.series.gauge(f"{action}_rate", float(decision.action == action))
+        console.series.gauge("local_features", float(decision.degraded is not None))
+        if res.scorer.last_reconciled is not None and res.scorer.last_reconciled is not seen["reconciled"]:
+            seen["reconciled"] = done = res.scorer.last_reconciled
+            what = "reconciled" if not done.pending else "reconciliation stopped (the store failed again)"
+            console.event(f"outage journal {what}: {done.applied} applied, {done.already} already there, "
+                          f"{done.conflicts} conflicts, {done.pending} pending")  # fmt: skip
         return JSONResponse(decision.__dict__)
 
     @app.post("/bundle/reload", dependencies=[Depends(require_admin)])

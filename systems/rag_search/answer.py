@@ -93,6 +93,7 @@ class RagPipeline:
         self.searcher = Searcher(index, encoder, reranker)
         self.judge = SupportJudge(encoder)
         self.generators: dict[str, Generator] = {"extractive": ExtractiveGenerator()}
+        self.mode = "rerank"  # the retriever `ask` uses (retrieve.MODES); the console's knob turns it
 
     @classmethod
     def load(cls, art: Artifacts, threads: int | None = None) -> RagPipeline:
@@ -117,8 +118,8 @@ class RagPipeline:
         """Reranked hits; a multi-part question is retrieved part by part and the lists interleaved."""
         parts = split_question(question)
         if len(parts) == 1:
-            return self.searcher.search(question, k, "rerank", q=q)
-        per_part = [self.searcher.search(p, k, "rerank") for p in parts]
+            return self.searcher.search(question, k, self.mode, q=q)
+        per_part = [self.searcher.search(p, k, self.mode) for p in parts]
         merged, seen = [], set()
         for rank in range(k):
             for hits in per_part:

@@ -19,6 +19,10 @@ What a client gets when something is wrong:
     online store than MLSD_ONLINE_STORE  fills this one (features/repo.py): an empty store would answer every
                                      user as unknown, silently
 
+The console at `GET /` (infra.serving.console): knobs for the index (ANN with its nprobe, or exact search), the
+candidate count, the ranker on or off, exclude-seen and the creator cap; the "online store down" switch; and,
+beside the latency, live recall@100 of the serving index against exact search on a sample of the requests.
+
 Which scale's artifacts the server loads: `build_app(scale)`, else MLSD_RECSYS_SCALE (what `mlsd recsys
 bench --scale` sets for the server it starts), else MLSD_SCALE.
 """
@@ -27,13 +31,17 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
-from typing import Annotated, Any
+import queue
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import faiss
 import numpy as np
 import onnxruntime as ort
-from fastapi import Depends, FastAPI
+import pandas as pd
+from fastapi import Depends, FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from infra.artifacts import Artifacts
@@ -41,6 +49,7 @@ from infra.config import ServiceUnavailable, get_settings
 from infra.registry import CHAMPION, Registry
 from infra.resilience import CircuitBreaker, guarded_call_async
 from infra.serving import create_app, current_timings, require_ready, stage
+from infra.serving.console import TRAFFIC_HEADER, Console, Settings, TrafficRequest, add_console
 from infra.serving.onnx import make_session
 from systems.recsys_two_tower.config import SETTINGS, TowerConfig
 from systems.recsys_two_tower.features.definitions import HISTORY_COLS, USER_COLS
@@ -48,12 +57,22 @@ from systems.recsys_two_tower.features.repo import RecsysFeatures, check_materia
 from systems.recsys_two_tower.features.transform import user_inputs
 from systems.recsys_two_tower.index import maybe_gpu
 from systems.recsys_two_tower.provenance import check_same_run, read_run_id
-from systems.recsys_two_tower.rank import CANDIDATES, RankCatalog, policy, rank_features, user_profile
+from systems.recsys_two_tower.rank import (
+    CANDIDATES,
+    CREATOR_CAP,
+    RankCatalog,
+    policy,
+    rank_features,
+    user_profile,
+)
 
 log = logging.getLogger("mlsd.recsys")
 MARGIN = 50  # extra candidates fetched so that filtering seen videos still leaves k
 MAX_ID = 2**53 - 1  # ids a JSON number, an int64 store key and a float64 all hold exactly
 BREAKER_FAILURES, BREAKER_COOLDOWN_S = 3, 5.0
+PANEL = Path(__file__).with_name("panel.html")  # the console's request panel
+RECALL_K = 100  # the console's live recall@100: the serving index against exact search, same query
+RECALL_SAMPLE = 4  # one request in this many is probed (off the request path, on the probe's own thread)
 
 
 class RecommendRequest(BaseModel):
@@ -108,6 +127,18 @@ class RecsysResources:
     model_version: str
     run_id: str  # the training run every artifact was built from
     store_down_at_start: str | None = None  # why the online store failed its first read, if it did
+    # what the console's knobs change (RecsysKnobs); the defaults are the designed behaviour
+    search_exact: bool = False  # search `exact` instead of the ANN index
+    exact: faiss.Index | None = None  # flat inner-product index over the same catalog vectors
+    candidates: int = CANDIDATES
+    use_ranker: bool = True
+    exclude_seen: bool = True  # False: no request drops its seen videos, whatever it asks
+    creator_cap: int = CREATOR_CAP
+    store_down: bool = False  # the console's fault switch: every online read fails
+    user_ids: np.ndarray = field(
+        default_factory=lambda: np.arange(1000)
+    )  # known users, for generated traffic
+    chosen_nprobe: int = 1  # the index step's nprobe (1 for an index without one): the knob's default
 
     @property
     def degraded(self) -> str | None:
@@ -150,6 +181,16 @@ def load_resources(scale: str, breaker: CircuitBreaker) -> RecsysResources:
         model_version=f"recsys_two_tower v{ref.version}",
         run_id=ref.run_id,
     )
+    catalog_emb = art.path("index/catalog_emb.npy")
+    if catalog_emb.exists():  # the console's exact search and live recall; the same vectors the index holds
+        emb = np.ascontiguousarray(np.load(catalog_emb), dtype=np.float32)
+        res.exact = faiss.IndexFlat(emb.shape[1], res.index.metric_type)
+        res.exact.add(emb)
+    ivf = ivf_of(res.index)
+    res.chosen_nprobe = ivf.nprobe if ivf is not None else 1
+    users = art.path("users.parquet")
+    if users.exists():
+        res.user_ids = pd.read_parquet(users, columns=["user_id"])["user_id"].to_numpy()
     # warm the paths once so the first request does not pay for lazy initialisation
     try:
         cols = res.features.read(0)
@@ -180,24 +221,117 @@ def recommend_for(
         bucket, dense, history = user_inputs(cols, res.cfg, res.seen_videos)
     with stage("tower"):
         query = res.session.run(None, {"user_bucket": bucket, "dense": dense, "history": history})[0]
+    exclude_seen = req.exclude_seen and res.exclude_seen
     with stage("ann"):
-        margin = MARGIN if req.exclude_seen else 0
-        scores, ids = res.index.search(query, max(CANDIDATES, req.k) + margin)
+        margin = MARGIN if exclude_seen else 0
+        index = res.exact if res.search_exact and res.exact is not None else res.index
+        scores, ids = index.search(query, max(res.candidates, req.k) + margin)
         keep = ids[0] >= 0
         ids, scores = ids[0][keep], scores[0][keep]
     with stage("rank_features"):
         x = rank_features(user_profile(cols, res.catalog), ids, scores, res.catalog)
     with stage("ranker"):
-        rscores = res.ranker.run(None, {"features": x})[0]
+        # the console's ranker switch off: the ANN's order and scores go straight to the policy
+        rscores = res.ranker.run(None, {"features": x})[0] if res.use_ranker else scores.astype(np.float32)
         order = np.argsort(-rscores, kind="stable")
     with stage("policy"):
         seen = np.empty(0, np.int64)
-        if req.exclude_seen and not degraded:
+        if exclude_seen and not degraded:
             seen = np.asarray([cols[c][0] for c in HISTORY_COLS], dtype=np.int64)
         ranked = ids[order]
-        top, top_scores = policy(ranked, rscores[order], seen, res.catalog.creator[ranked], req.k)
+        top, top_scores = policy(ranked, rscores[order], seen, res.catalog.creator[ranked], req.k,
+                                 cap=res.creator_cap)  # fmt: skip
         items = [{"video_id": int(v), "score": float(s)} for v, s in zip(top, top_scores, strict=True)]
-    return {"items": items, "cold_start": False, "degraded": degraded}
+    return {"items": items, "cold_start": False, "degraded": degraded, "query": query}
+
+
+class RecsysKnobs(Settings):
+    """What the console turns on a running server (defaults: the designed behaviour, nprobe the index step's)."""
+
+    index: Literal["ann", "exact"] = Field("ann", description="the serving ANN index, or exact search")
+    nprobe: int = Field(64, ge=1, le=65536, description="IVF lists searched per query (recall vs latency)")
+    candidates: int = Field(CANDIDATES, ge=10, le=2000, description="ANN candidates handed to the ranker")
+    ranker: bool = Field(True, description="off: the ANN's order is the answer")
+    exclude_seen: bool = Field(True, description="drop videos in the user's recent history")
+    creator_cap: int = Field(CREATOR_CAP, ge=1, le=500, description="videos of one creator in a feed")
+
+
+class RecsysFaults(Settings):
+    online_store_down: bool = Field(
+        False, description="every online feature read fails: the breaker opens, answers turn degraded"
+    )
+
+
+def ivf_of(index: faiss.Index) -> faiss.IndexIVF | None:
+    """The IVF layer of an index (IVF-Flat, IVF-PQ, under a refine), or None (HNSW, flat)."""
+    try:
+        return faiss.extract_index_ivf(index)
+    except RuntimeError:
+        return None
+
+
+def _store_down(user_id: int) -> dict[str, list[Any]]:
+    raise ServiceUnavailable(f"online store down (the console's fault switch; user {user_id} not read)")
+
+
+def apply_knobs(res: RecsysResources, knobs: RecsysKnobs, faults: RecsysFaults) -> None:
+    """The console's settings onto the running resources (ValueError: refused, nothing changed)."""
+    ivf = ivf_of(res.index)
+    if ivf is None and knobs.nprobe != res.chosen_nprobe:
+        raise ValueError(f"nprobe applies to an IVF index; this server's is {type(res.index).__name__}")
+    if ivf is not None and knobs.nprobe > ivf.nlist:
+        raise ValueError(f"nprobe {knobs.nprobe} is over the index's {ivf.nlist} lists")
+    if knobs.index == "exact" and res.exact is None:
+        raise ValueError("no exact index: index/catalog_emb.npy is missing (run `mlsd recsys index`)")
+    if ivf is not None:
+        ivf.nprobe = knobs.nprobe
+    res.search_exact = knobs.index == "exact"
+    res.candidates, res.use_ranker = knobs.candidates, knobs.ranker
+    res.exclude_seen, res.creator_cap = knobs.exclude_seen, knobs.creator_cap
+    res.store_down = faults.online_store_down
+
+
+class RecallProbe:
+    """Live recall@100 of the serving index against exact search on sampled queries, on its own thread so the
+    probe never adds to a request's latency; a full queue drops the sample."""
+
+    def __init__(self, gauge: Any) -> None:
+        self.gauge = gauge
+        self.jobs: queue.Queue = queue.Queue(maxsize=64)
+        self.seen = 0
+        threading.Thread(target=self._run, name="recsys-recall-probe", daemon=True).start()
+
+    def offer(self, res: RecsysResources, query: np.ndarray) -> None:
+        self.seen += 1
+        if res.exact is not None and self.seen % RECALL_SAMPLE == 0 and not self.jobs.full():
+            self.jobs.put_nowait((res, query))
+
+    def _run(self) -> None:
+        while True:
+            res, query = self.jobs.get()
+            k = min(RECALL_K, res.index.ntotal)
+            searched = res.exact if res.search_exact else res.index
+            got = set(searched.search(query, k)[1][0].tolist())
+            truth = set(res.exact.search(query, k)[1][0].tolist())
+            self.gauge("recall_at_100", len(got & truth) / k)
+            self.jobs.task_done()
+
+
+def recsys_console(get_res: Any) -> Console:
+    """The console: knobs, the store-down switch, generated requests (5% unknown users), recall@100."""
+
+    def traffic(rng: np.random.Generator) -> TrafficRequest:
+        res = get_res()
+        user = int(rng.choice(res.user_ids)) if rng.random() > 0.05 else int(10**9 + rng.integers(10**6))
+        return TrafficRequest("/recommend", {"user_id": user, "k": 20})
+
+    return Console(
+        system="recsys_two_tower", title="recsys: two-tower retrieval + ranker",
+        knobs=RecsysKnobs(), faults=RecsysFaults(), traffic=traffic,
+        request=TrafficRequest("/recommend", {"user_id": 42, "k": 10}),
+        apply=lambda knobs, faults: apply_knobs(get_res(), knobs, faults),
+        panel=PANEL, gauges=("recall_at_100", "degraded", "cold_start"),
+    )  # fmt: skip
 
 
 def build_app(scale: str | None = None) -> FastAPI:
@@ -206,20 +340,37 @@ def build_app(scale: str | None = None) -> FastAPI:
     breaker = CircuitBreaker(
         "online_store", failure_threshold=BREAKER_FAILURES, cooldown_s=BREAKER_COOLDOWN_S, max_workers=4
     )
+
+    def load() -> RecsysResources:
+        res = load_resources(chosen, breaker)
+        app.state.resources_loaded(res)  # the console's nprobe default is the index step's choice
+        return res
+
     app = create_app(
-        "recsys", load=lambda: load_resources(chosen, breaker), breakers=[breaker],
+        "recsys", load=load, breakers=[breaker],
         title="mlsd recsys: two-tower retrieval + ranker video recommendations",
     )  # fmt: skip
 
+    console = recsys_console(lambda: app.state.resources.get())
+    add_console(app, console)
+    app.state.resources_loaded = lambda res: console.set_defaults(RecsysKnobs(nprobe=res.chosen_nprobe))
+    probe = app.state.recall_probe = RecallProbe(console.series.gauge)
+
     @app.post("/recommend", response_model=RecommendResponse)
     async def recommend(
-        req: RecommendRequest, res: Annotated[RecsysResources, Depends(require_ready)]
+        req: RecommendRequest, res: Annotated[RecsysResources, Depends(require_ready)], request: Request
     ) -> dict[str, Any]:
+        read = _store_down if res.store_down else res.features.read
         with stage("features"):
             got = await guarded_call_async(
-                res.features.read, req.user_id, deadline_s=res.deadline_s, breaker=res.breaker, fallback=None
+                read, req.user_id, deadline_s=res.deadline_s, breaker=res.breaker, fallback=None
             )
         out = recommend_for(res, req, got.value)
+        query = out.pop("query", None)
+        console.series.gauge("degraded", float(out["degraded"]))
+        console.series.gauge("cold_start", float(out["cold_start"]))
+        if query is not None and TRAFFIC_HEADER in request.headers:
+            probe.offer(res, query)
         timings = current_timings()
         stages = {k: round(v, 3) for k, v in (timings.stages.items() if timings else [])}
         return {"user_id": req.user_id, "model_version": res.model_version, "stages_ms": stages, **out}

@@ -1,16 +1,14 @@
-"""The web page in headless Chromium: type a question, click Ask, click a citation, see its source highlighted.
+"""The rag console in headless Chromium: type a question, click Ask, click a citation, see its source highlighted;
+then the console: no page errors, generated traffic moves the charts, the refusal threshold moves the refusal
+rate, a bad knob is refused and changes nothing, and nothing changes before the admin token is given.
 
-Driven over the Chrome DevTools Protocol with real mouse events (Input.dispatchMouseEvent), not JS clicks.
+Driven over the Chrome DevTools Protocol with real mouse events (infra.serving.browser, the one driver).
 Chromium missing: skipped locally, a failure under MLSD_REQUIRE_SERVICES=1 (CI installs it).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -18,126 +16,63 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from websockets.sync.client import connect
 
+from infra.config import get_settings
+from infra.serving.browser import chromium_path, open_page
 from systems.rag_search.serve import build_app
 
 REQUIRE = os.environ.get("MLSD_REQUIRE_SERVICES") == "1"
+TOKEN = "rag-console-test-token"
 
 
 def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
+    path = chromium_path()
+    if path:
+        return path
     msg = "headless Chromium is not installed (apt-get install chromium)"
     if REQUIRE:
         pytest.fail(f"{msg} (MLSD_REQUIRE_SERVICES=1, so this is a failure, not a skip)")
     pytest.skip(msg)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server_url(world):
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(build_app(pipeline=world.pipeline), host="127.0.0.1", port=port, log_level="warning")
-    )
+    old = os.environ.get("MLSD_ADMIN_TOKEN")
+    os.environ["MLSD_ADMIN_TOKEN"] = TOKEN
+    get_settings.cache_clear()
+    app = build_app(pipeline=world.pipeline)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     th = threading.Thread(target=server.run, daemon=True)
     th.start()
-    url = f"http://127.0.0.1:{port}"
+    while not server.started:
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
     for _ in range(200):
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
+        if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+            break
         time.sleep(0.05)
     yield url
     server.should_exit = True
     th.join(10)
-
-
-class Page:
-    """A minimal CDP client over the page's websocket."""
-
-    def __init__(self, ws_url: str) -> None:
-        self.ws = connect(ws_url, max_size=None, open_timeout=10)
-        self.next_id = 0
-
-    def send(self, method: str, **params) -> dict:
-        self.next_id += 1
-        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
-        while True:
-            msg = json.loads(self.ws.recv(timeout=15))
-            if msg.get("id") == self.next_id:
-                if "error" in msg:
-                    raise RuntimeError(msg["error"])
-                return msg["result"]
-
-    def js(self, expr: str):  # noqa: ANN201
-        res = self.send("Runtime.evaluate", expression=expr, returnByValue=True, awaitPromise=True)
-        return res["result"].get("value")
-
-    def click(self, selector: str) -> None:
-        """A real mouse click at the element's centre."""
-        box = self.js(f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect();"
-                      " return [r.x + r.width / 2, r.y + r.height / 2]; })()")  # fmt: skip
-        for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
-            self.send("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1], button="left", clickCount=1)
-
-    def wait_for(self, expr: str, timeout_s: float = 20.0):  # noqa: ANN201
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            value = self.js(expr)
-            if value:
-                return value
-            time.sleep(0.1)
-        raise TimeoutError(f"waited {timeout_s} s for {expr}")
+    if old is None:
+        os.environ.pop("MLSD_ADMIN_TOKEN", None)
+    else:
+        os.environ["MLSD_ADMIN_TOKEN"] = old
+    get_settings.cache_clear()
 
 
 @pytest.fixture
 def page(server_url, tmp_path: Path):
-    binary = _chromium()
-    profile = tmp_path / "profile"
-    proc = subprocess.Popen(
-        [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={profile}", "--remote-debugging-port=0", "--remote-allow-origins=*",
-         "--window-size=1024,800", f"{server_url}/"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        port_file = profile / "DevToolsActivePort"
-        for _ in range(300):
-            if port_file.exists() and port_file.read_text().strip():
-                break
-            time.sleep(0.1)
-        port = int(port_file.read_text().splitlines()[0])
-        for _ in range(100):
-            targets = [
-                t
-                for t in httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=5).json()
-                if t["type"] == "page"
-            ]
-            if targets and targets[0]["url"].startswith(server_url):
-                break
-            time.sleep(0.1)
-        p = Page(targets[0]["webSocketDebuggerUrl"])
-        p.wait_for("document.readyState === 'complete' && !!document.getElementById('ask-button')")
+    httpx.post(f"{server_url}/admin/reset", headers={"authorization": f"Bearer {TOKEN}"})
+    with open_page(_chromium(), f"{server_url}/", tmp_path / "profile") as p:
+        p.wait_for("!!window.mlsd && !!mlsd.series && !!document.getElementById('set-k')")
         yield p
-        p.ws.close()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+
+
+def unlock(page) -> None:
+    page.type_into("#token", TOKEN)
+    page.click("#token-button")
+    page.wait_for("document.getElementById('token-state').textContent === 'unlocked'")
 
 
 def test_ask_and_click_a_citation_in_chromium(page) -> None:
@@ -158,3 +93,56 @@ def test_ask_and_click_a_citation_in_chromium(page) -> None:
     )
     assert page.js("location.hash") == f"#src-{n}"
     assert "sync-error-e105" in page.js("document.querySelector('#sources li.active').textContent")
+    assert page.js("document.querySelectorAll('#passages li').length") >= 1
+    assert "retrieve_rerank" in page.js("document.getElementById('timings').textContent")  # Server-Timing
+    assert page.errors == []
+
+
+def test_nothing_changes_before_the_token_is_given(page, server_url) -> None:
+    page.js("console.error('the collector hears this')")
+    page.js("1")
+    assert page.errors == ["the collector hears this"]  # so `errors == []` elsewhere means something
+    page.errors.clear()
+    page.click("#traffic-start")
+    page.wait_for("document.getElementById('admin-error').textContent.includes('token')")
+    assert page.js("document.getElementById('set-k').value") == "5"
+    page.type_into("#token", "not-the-token")
+    page.click("#token-button")
+    page.wait_for("document.getElementById('admin-error').textContent.startsWith('401')")
+    assert page.js("mlsd.token") is None
+    assert not httpx.get(f"{server_url}/stats/series").json()["traffic"]["running"]
+
+
+def test_traffic_moves_the_charts_and_the_refusal_threshold_moves_the_refusal_rate(page, server_url) -> None:
+    unlock(page)
+    drawn = page.js("mlsd.drawn.latency")
+    page.type_into("#traffic-rate", "8")
+    page.type_into("#traffic-duration", "40")
+    page.click("#traffic-start")
+    page.wait_for(f"mlsd.drawn.latency > {drawn} + 4 && mlsd.series.traffic.running", timeout_s=30)
+    refused = "(mlsd.series.gauges.refused || []).filter(v => v !== null)"
+    page.wait_for(f"{refused}.length >= 2", timeout_s=30)
+    assert page.js(f"Math.max(...{refused}.slice(-2))") < 1.0  # most generated questions are answerable
+    # the refusal threshold at 1.0: every answer is a refusal, on the chart within seconds
+    page.type_into("#set-refuse_below", "1")
+    page.js("document.getElementById('set-refuse_below').blur()")  # a typed value is committed on blur
+    page.wait_for("mlsd.state.knobs.refuse_below === 1", timeout_s=10)
+    page.wait_for(f"{refused}.slice(-1)[0] === 1", timeout_s=30)
+    page.click("#reset-button")
+    page.wait_for("mlsd.state.knobs.refuse_below < 1", timeout_s=10)
+    page.wait_for(f"{refused}.slice(-1)[0] < 1", timeout_s=30)
+    page.click("#traffic-stop")
+    page.wait_for("!mlsd.series.traffic.running", timeout_s=10)
+    assert page.errors == []
+
+
+def test_a_bad_knob_is_refused_on_the_page_and_changes_nothing(page, server_url) -> None:
+    unlock(page)
+    page.type_into("#set-k", "99")
+    page.js("document.getElementById('set-k').blur()")
+    page.wait_for("document.getElementById('admin-error').textContent.startsWith('422 validation_error')")
+    assert "k:" in page.js("document.getElementById('admin-error').textContent")
+    assert httpx.get(f"{server_url}/stats/series").json()["knobs"]["k"] == 5
+    page.wait_for(
+        "document.getElementById('set-k').value === '5'"
+    )  # the field shows the server's value again
