@@ -45,7 +45,7 @@ from systems.recsys_two_tower.config import (
 from systems.recsys_two_tower.cross import run_cross_experiment
 from systems.recsys_two_tower.data import (
     Feed,
-    generate,
+    generate_stream,
     holdout_users,
     load,
     movielens_feed,
@@ -121,12 +121,12 @@ def data(cfg: DataConfig, art: Artifacts) -> None:
     feed_cfg = feed_config(cfg.scale, cfg.seed)
     t0 = time.perf_counter()
     with console.status(f"generating the {cfg.scale} feed"):
-        feed = generate(feed_cfg)
-        save(feed, art.root)
-    past, future = temporal_split(feed.events, feed.split_ts)
+        feed, events = generate_stream(feed_cfg)  # the events in chunks: never the whole feed in memory
+        n_events, past = save(feed, art.root, events)
     print_values(f"data ({cfg.scale}) in {time.perf_counter() - t0:.1f} s", {
-        "users": feed_cfg.n_users, "videos": feed_cfg.n_videos, "watch events": len(feed.events),
-        "train events (past)": len(past), "test events (future)": len(future),
+        "users": feed_cfg.n_users, "videos": feed_cfg.n_videos, "watch events": n_events,
+        "train events (past)": past, "test events (future)": n_events - past,
+        "peak RSS (GB)": f"{peak_rss_gb():.2f}",
     })  # fmt: skip
 
 
