@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -115,9 +116,11 @@ def build_features_partitioned(
     if engine == "local":
         progress(f"materialising {counts.users_to_materialise:,} users")
         repo.check_online_store()
+        t0 = time.perf_counter()
         out["users_materialized"] = partitioned.materialise(
             latest, lambda f: repo.write_online("user_stats", f)
         )
+        out["materialise s"] = round(time.perf_counter() - t0, 1)
         repo.record_materialized("user_stats", start, end)
         write_materialized(root, repo.online_store)
     else:
