@@ -66,7 +66,7 @@ def run_step(step: str, scale: str, extra: list[str]) -> dict:
     wall = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"`{' '.join(cmd[2:])}` failed:\n{out[-3000:]}")
-    step_s = re.search(r"in ([0-9.]+) s", out)
+    step_s = re.search(r"\bin\s+([0-9.]+) s\b", out)  # rich wraps a title longer than its table: `in\n   N s`
     online_s = re.search(r"materialise s\s*│\s*([0-9.]+)", out)  # the features step's share writing online
     return {"step_s": float(step_s.group(1)) if step_s else None, "process_s": round(wall, 1),
             "peak_rss_gb": round(usage.ru_maxrss * 1024 / 1e9, 2),

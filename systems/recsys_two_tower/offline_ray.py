@@ -312,8 +312,8 @@ def user_snapshots(root: Path, parts: Path, n: int, out: Path, runtime: RayRunti
     )  # fmt: skip
     writer = OfflineWriter(out)
     try:
-        for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
-            writer.write(_numpy_dtypes(batch))
+        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            writer.write(batch.to_pandas())  # Arrow -> numpy-backed columns, timestamps with their UTC zone
     finally:
         writer.close()
     return writer.rows
