@@ -7,8 +7,8 @@
 
 Peak RSS is the step process's own (wait4's ru_maxrss: the process and what it waited for; the figure the step
 prints as `peak RSS`); step time is what the step prints (`in N s`), process time adds Python's start and the
-imports. Bytes on disk: the files the step leaves (data: the feed; features: offline/, feature_repo/, trending.npy);
-the features step's partitions are removed at its end. A scale's rows replace its old ones in
+imports. Bytes on disk: the files the step leaves (data: the feed; features: offline/, feature_repo/, trending.npy),
+removed before it runs; the features step's partitions are removed at its end. A scale's rows replace its old ones in
 benchmarks/results/recsys/offline_scale/report.json and report.md; `--note` says what else ran on the machine.
 
 `--engines <scale>` times the features step's largest stage, the user snapshots over the user partitions, two
@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 from infra.artifacts import Artifacts
 from infra.bench.report import write_json
 from infra.console import markdown_table, print_rows
+from systems.recsys_two_tower.features import compute, partitioned
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "recsys" / "offline_scale"
 STEP_FILES = {
@@ -77,6 +78,9 @@ def measure(scale: str, steps: list[str], extra: list[str]) -> list[dict]:
     root = Artifacts("recsys", scale).root
     rows = []
     for step in steps:
+        for name in STEP_FILES[step]:  # the step's own bytes: a SQLite online store keeps an older build's tables
+            path = root / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
         row = {"scale": scale, "step": step, **run_step(step, scale, extra if step == "features" else [])}
         row["events"] = pq.ParquetFile(root / "events.parquet").metadata.num_rows
         row["disk_bytes"] = disk_bytes(root, STEP_FILES[step])
@@ -87,9 +91,8 @@ def measure(scale: str, steps: list[str], extra: list[str]) -> list[dict]:
 
 def snapshots_once(scale: str, engine: str) -> None:
     """In this process: partition the scale's events, then time the user snapshots on `engine`; prints one JSON line."""
-    # here: only --engines needs the features modules, and Ray takes seconds to import
+    # here: Ray takes seconds to import, and only --engines needs it
     from systems.recsys_two_tower import offline_ray
-    from systems.recsys_two_tower.features import compute, partitioned
 
     root = Artifacts("recsys", scale).root
     work = root / "offline" / "_engines"
