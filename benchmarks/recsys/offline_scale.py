@@ -78,7 +78,8 @@ def measure(scale: str, steps: list[str], extra: list[str]) -> list[dict]:
     root = Artifacts("recsys", scale).root
     rows = []
     for step in steps:
-        for name in STEP_FILES[step]:  # the step's own bytes: a SQLite online store keeps an older build's tables
+        # the step's own bytes: a SQLite online store keeps an older build's tables
+        for name in STEP_FILES[step]:
             path = root / name
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
         row = {"scale": scale, "step": step, **run_step(step, scale, extra if step == "features" else [])}
