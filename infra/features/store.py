@@ -301,6 +301,22 @@ class FeatureRepo:
                 raise _unavailable(self.online_store, self.redis_url, exc) from exc
             raise
 
+    def write_online(self, view: str, frame: pd.DataFrame) -> None:
+        """Write rows (one per entity key: the latest) into the online store through Feast's write path, the one
+        `materialize` ends in; a job that computes its rows in partitions calls this once per partition."""
+        if frame.empty:
+            return
+        try:
+            self.store.write_to_online_store(view, frame)
+        except Exception as exc:
+            if _is_connection_error(exc):
+                raise _unavailable(self.online_store, self.redis_url, exc) from exc
+            raise
+
+    def record_materialized(self, view: str, start: datetime, end: datetime) -> None:
+        """Record in the registry that `view` is online for [start, end], as Feast's own `materialize` does."""
+        self.store.registry.apply_materialization(self.store.get_feature_view(view), self.project, start, end)
+
     def historical(self, entity_df: pd.DataFrame, features: Any) -> pd.DataFrame:
         """Point-in-time join: each entity row gets feature values as of its own event_timestamp.
 

@@ -21,11 +21,14 @@ Events have timestamps over `days` days; the split is temporal (train on the pas
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from infra.steps import ConfigError
 from systems.recsys_two_tower.config import FeedConfig
@@ -73,6 +76,14 @@ class Feed:
 
 def generate(config: FeedConfig) -> Feed:
     """Draw users, videos and watch events from the generating model (deterministic for a seed)."""
+    feed, chunks = generate_stream(config)
+    return replace(feed, events=pd.concat(list(chunks), ignore_index=True))
+
+
+def generate_stream(config: FeedConfig) -> tuple[Feed, Iterator[pd.DataFrame]]:
+    """The feed of `generate` with its events as an iterator of chunks in (user, ts) order (Feed.events is empty):
+    how the data step writes a feed larger than memory. The chunks concatenated are `generate`'s events, bit for
+    bit; the events are drawn as the iterator starts, from the same random stream."""
     rng = np.random.default_rng(config.seed)
     n_v, n_u = config.n_videos, config.n_users
     n_creators = config.n_creators or max(50, n_v // 40)
@@ -117,31 +128,61 @@ def generate(config: FeedConfig) -> Feed:
     favourite_bin = rng.integers(0, N_DURATION_BINS, n_u)
     taste = np.exp(-DURATION_TASTE * np.abs(np.arange(N_DURATION_BINS)[None, :] - favourite_bin[:, None]))
 
-    # events: heavy-tailed activity, cluster ~ pi_u, video ~ pop within cluster
-    activity = rng.lognormal(0, 0.9, n_u)
-    n_events = rng.poisson(config.events_per_user * activity / activity.mean()) + 2
-    ev_user = np.repeat(np.arange(n_u), n_events)
-    cdf = np.cumsum(pref, axis=1)
-    ev_cluster = (cdf[ev_user] < rng.random(ev_user.size)[:, None]).sum(1).clip(0, N_CLUSTERS - 1)
-    # then a length bin b ~ g_u[b] * W[c, b] / Z_uc, then a video of cell (c, b) ~ pop
     length = duration_bin(duration)
     cell = cluster.astype(np.int64) * N_DURATION_BINS + length  # (V,) cell id, cells ordered (c, b)
-    n_cells = N_CLUSTERS * N_DURATION_BINS
-    cell_norm = np.bincount(cell, weights=pop, minlength=n_cells)  # W, flattened
-    bin_weight = taste[ev_user] * cell_norm.reshape(N_CLUSTERS, N_DURATION_BINS)[ev_cluster]  # (E, NB)
-    bin_cdf = np.cumsum(bin_weight, axis=1) / bin_weight.sum(1, keepdims=True)
-    ev_bin = (bin_cdf < rng.random(ev_user.size)[:, None]).sum(1).clip(0, N_DURATION_BINS - 1)
-    ev_cell = ev_cluster * N_DURATION_BINS + ev_bin
+    cell_norm = np.bincount(cell, weights=pop, minlength=N_CLUSTERS * N_DURATION_BINS)  # W, flattened
+    feed = Feed(config, videos, users, EVENTS_SCHEMA.copy(), pref.astype(np.float32),
+                cell_norm.reshape(N_CLUSTERS, N_DURATION_BINS), taste.astype(np.float32))  # fmt: skip
+    return feed, _draw_events(config, rng, pref, taste, pop, cell, cell_norm, upload_ts, length)
+
+
+EVENTS_SCHEMA = pd.DataFrame(
+    {"user_id": np.empty(0, np.int64), "video_id": np.empty(0, np.int64), "ts": np.empty(0, np.int64),
+     "completion": np.empty(0, np.float32), "session_id": np.empty(0, np.int64)}
+)  # fmt: skip
+CHUNK_ROWS = 1 << 15  # events per chunk of a per-event computation over (events, clusters) or (events, bins)
+EVENT_ROWS = 1 << 20  # events per chunk the stream yields
+
+
+def _chunks(n: int, rows: int = CHUNK_ROWS) -> list[slice]:
+    return [slice(i, min(i + rows, n)) for i in range(0, n, rows)]
+
+
+def _draw_events(
+    config: FeedConfig, rng: np.random.Generator, pref: np.ndarray, taste: np.ndarray, pop: np.ndarray,
+    cell: np.ndarray, cell_norm: np.ndarray, upload_ts: np.ndarray, length: np.ndarray,
+) -> Iterator[pd.DataFrame]:  # fmt: skip
+    """The watch events, EVENT_ROWS at a time. Every random draw is one array over all events, in the order the
+    model defines; what is derived from the draws is computed in chunks and kept in the narrowest integer that
+    holds it, so memory per event is a few dozen bytes (an (events, clusters) matrix would be 1 KB)."""
+    n_u, n_v = pref.shape[0], len(pop)
+    # heavy-tailed activity, cluster ~ pi_u, video ~ pop within cluster
+    activity = rng.lognormal(0, 0.9, n_u)
+    n_events = rng.poisson(config.events_per_user * activity / activity.mean()) + 2
+    ev_user = np.repeat(np.arange(n_u, dtype=np.int32), n_events)
+    draw = rng.random(ev_user.size)
+    ev_cluster = np.concatenate(  # the first cluster whose cumulative preference passes the draw
+        [(np.cumsum(pref[ev_user[s]], axis=1) < draw[s, None]).sum(1) for s in _chunks(ev_user.size)]
+    ).clip(0, N_CLUSTERS - 1).astype(np.int16)  # fmt: skip
+    # then a length bin b ~ g_u[b] * W[c, b] / Z_uc, then a video of cell (c, b) ~ pop
+    draw = rng.random(ev_user.size)
+    ev_cell = np.concatenate([_draw_bin(taste[ev_user[s]], cell_norm, ev_cluster[s], draw[s])
+                              for s in _chunks(ev_user.size)])  # fmt: skip
+    ev_cell += ev_cluster.astype(np.int64) * N_DURATION_BINS
+    del draw
     order = np.argsort(cell, kind="stable")  # videos grouped by cell
     sorted_cell = cell[order]
+    n_cells = len(cell_norm)
     within = np.cumsum(pop[order]) - np.repeat(
         np.cumsum(cell_norm) - cell_norm, np.bincount(sorted_cell, minlength=n_cells)
     )
-    within_frac = within / cell_norm[sorted_cell]  # in (0, 1] inside each cell segment
-    key = sorted_cell + within_frac  # increasing: cell e occupies (e, e + 1]
+    within /= cell_norm[sorted_cell]  # in (0, 1] inside each cell segment
+    key = sorted_cell + within  # increasing: cell e occupies (e, e + 1]
+    del sorted_cell, within
     target = ev_cell + rng.random(ev_user.size) * 0.999999 + 1e-9
-    pos = np.searchsorted(key, target).clip(0, n_v - 1)
-    ev_video = order[pos]
+    del ev_cell
+    ev_video = order[np.searchsorted(key, target).clip(0, n_v - 1)].astype(np.int32)
+    del target, key, order
 
     # timestamps: sessions of a few watches; a watch never precedes its video's upload
     ts = START_TS + rng.integers(0, config.days * DAY, ev_user.size)
@@ -150,19 +191,44 @@ def generate(config: FeedConfig) -> Feed:
     end = START_TS + config.days * DAY
     lo = upload_ts[ev_video][early] + 60
     ts[early] = lo + (rng.random(early.sum()) * np.maximum(end - lo, 1)).astype(np.int64)
+    del early, lo
     keep = ts < end
     liking = pref[ev_user, ev_cluster] * N_CLUSTERS * taste[ev_user, length[ev_video]]
-    completion = 1 / (1 + np.exp(-(np.log(liking + 1e-6) * 0.6 + rng.normal(0, 0.7, ev_user.size))))
-    events = pd.DataFrame(
-        {"user_id": ev_user.astype(np.int64), "video_id": ev_video.astype(np.int64), "ts": ts.astype(np.int64),
-         "completion": completion.astype(np.float32)}
-    )[keep].sort_values(["user_id", "ts"], kind="stable").reset_index(drop=True)  # fmt: skip
-    new_session = session_start[keep] | (events["user_id"].diff() != 0).to_numpy()
-    events["session_id"] = np.cumsum(new_session).astype(np.int64)
-    cluster_norm = cell_norm.reshape(N_CLUSTERS, N_DURATION_BINS)
-    return Feed(
-        config, videos, users, events, pref.astype(np.float32), cluster_norm, taste.astype(np.float32)
+    del ev_cluster
+    completion = (1 / (1 + np.exp(-(np.log(liking + 1e-6) * 0.6 + rng.normal(0, 0.7, ev_user.size))))).astype(
+        np.float32
     )
+    del liking
+    # the kept watches ordered by (user, ts), stably (what sort_values(["user_id", "ts"], kind="stable") of a frame
+    # gave). A session starts at a new user or at the session_start draw of the kept watch with the same rank
+    # before the sort, as that code paired them.
+    kept = np.flatnonzero(keep)
+    watch_order = kept[np.lexsort((ts[kept], ev_user[kept]))]
+    new_session = session_start[kept]
+    del kept, keep, session_start
+    sessions = 0
+    for s in _chunks(len(watch_order), EVENT_ROWS):
+        rows = watch_order[s]
+        user = ev_user[rows].astype(np.int64)
+        starts = new_session[s]
+        starts[1:] |= user[1:] != user[:-1]
+        if s.start == 0:
+            starts[0] = True
+        else:
+            starts[0] |= user[0] != ev_user[watch_order[s.start - 1]]
+        session_id = sessions + np.cumsum(starts).astype(np.int64)
+        sessions = int(session_id[-1])
+        yield pd.DataFrame(
+            {"user_id": user, "video_id": ev_video[rows].astype(np.int64), "ts": ts[rows].astype(np.int64),
+             "completion": completion[rows], "session_id": session_id}
+        )  # fmt: skip
+
+
+def _draw_bin(taste: np.ndarray, cell_norm: np.ndarray, cluster: np.ndarray, draw: np.ndarray) -> np.ndarray:
+    """Each event's cell's length part b ~ g_u[b] * W[c, b] / Z_uc from its uniform draw, for (n, NB) taste rows."""
+    bin_weight = taste * cell_norm.reshape(N_CLUSTERS, N_DURATION_BINS)[cluster]  # (n, NB)
+    bin_cdf = np.cumsum(bin_weight, axis=1) / bin_weight.sum(1, keepdims=True)
+    return (bin_cdf < draw[:, None]).sum(1).clip(0, N_DURATION_BINS - 1)
 
 
 def temporal_split(events: pd.DataFrame, split_ts: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -193,15 +259,31 @@ def holdout_users(
     return np.asarray(users)[pick], [targets[i] for i in pick], [seens[i] for i in pick]
 
 
-def save(feed: Feed, out: Path) -> None:
+def save(feed: Feed, out: Path, events: Iterable[pd.DataFrame] | None = None) -> tuple[int, int]:
+    """Write the feed's files; `events` (generate_stream's chunks) are written as they come instead of
+    feed.events, first, so that what drew them is freed before the catalog is written. Returns (watch events,
+    of which before the split)."""
     out.mkdir(parents=True, exist_ok=True)
+    n_events = n_past = 0
+    writer = None
+    try:
+        for chunk in [feed.events] if events is None else events:
+            table = pa.Table.from_pandas(chunk, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(out / "events.parquet", table.schema)
+            writer.write_table(table)
+            n_events += len(chunk)
+            n_past += int((chunk["ts"].to_numpy() < feed.split_ts).sum())
+    finally:
+        if writer is not None:
+            writer.close()
     feed.videos.to_parquet(out / "videos.parquet")
     feed.users.to_parquet(out / "users.parquet")
-    feed.events.to_parquet(out / "events.parquet")
     np.save(out / "user_pref.npy", feed.user_pref)
     np.save(out / "cluster_norm.npy", feed.cluster_norm)
     np.save(out / "duration_pref.npy", feed.duration_pref)
     (out / "config.json").write_text(json.dumps(asdict(feed.config)))
+    return n_events, n_past
 
 
 def load(out: Path) -> Feed:

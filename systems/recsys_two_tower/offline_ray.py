@@ -36,12 +36,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import ray
 import ray.data
 
 from infra.ray_runtime import RayRuntime, init_ray, shutdown_ray
 from infra.steps import StepError
 from systems.recsys_two_tower.config import TowerConfig
+from systems.recsys_two_tower.features import compute
+from systems.recsys_two_tower.features.partitioned import OfflineWriter, key_partition, read_part
 
 # Ray workers import this module to run the functions below; it stays free of torch and onnxruntime (seconds to
 # import in every worker) so the join and the materialisation start fast. The embedding imports them lazily.
@@ -72,12 +75,6 @@ def ray_engine(num_cpus: int | None = None) -> Iterator[RayRuntime]:
 def partitions_for(runtime: RayRuntime) -> int:
     """Two partitions per CPU: enough for every worker to stay busy, few enough that each is a real batch."""
     return max(2, int(runtime.cpus) * 2)
-
-
-def key_partition(keys: np.ndarray, n: int) -> np.ndarray:
-    """A stable hash partition of int64 entity keys (Fibonacci hashing; Python's hash() differs per process)."""
-    mixed = keys.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)  # wraps mod 2^64, as intended
-    return ((mixed >> np.uint64(32)) % np.uint64(n)).astype(np.int64)
 
 
 def _utc_ns(ts: pd.Series) -> pd.Series:
@@ -283,3 +280,40 @@ def embed_catalog(
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         out[batch["video_id"]] = batch["embedding"]
     return out
+
+
+# ------------------------------------------------------------------------------------------ user snapshots
+class SnapshotPartition:
+    """A Ray Data actor: a user partition's file in, its user snapshots out (compute.user_snapshots, the function
+    the single-process loop of features/partitioned.py runs). It reads its file itself, so a partition is never
+    split across batches the way a block of a read_parquet dataset can be."""
+
+    def __init__(self, root: str, parts: str, n: int) -> None:
+        self.parts, self.n = Path(parts), n
+        self.catalog = pd.read_parquet(Path(root) / "videos.parquet", columns=["video_id", "cluster"])
+        self.users = pd.read_parquet(Path(root) / "users.parquet", columns=["user_id", "signup_ts"])
+        self.user_part = key_partition(self.users["user_id"].to_numpy(), n)
+        self.schema = pq.read_schema(Path(root) / "events.parquet")
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> pd.DataFrame:
+        out = []
+        for p in batch["part"]:
+            events = read_part(self.parts, "user", int(p), self.schema)
+            out.append(compute.user_snapshots(events, self.catalog, self.users[self.user_part == p]))
+        return pd.concat(out, ignore_index=True)
+
+
+def user_snapshots(root: Path, parts: Path, n: int, out: Path, runtime: RayRuntime) -> int:
+    """The user_stats offline file from the user partitions under `parts` on Ray Data (one partition per task,
+    an actor per CPU), written by the driver a block at a time. Returns the rows written."""
+    ds = ray.data.from_items([{"part": p} for p in range(n)], override_num_blocks=n).map_batches(
+        SnapshotPartition, batch_size=1, compute=ray.data.ActorPoolStrategy(size=max(1, int(runtime.cpus))),
+        fn_constructor_kwargs={"root": str(root), "parts": str(parts), "n": n},
+    )  # fmt: skip
+    writer = OfflineWriter(out)
+    try:
+        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            writer.write(batch.to_pandas())  # Arrow -> numpy-backed columns, timestamps with their UTC zone
+    finally:
+        writer.close()
+    return writer.rows

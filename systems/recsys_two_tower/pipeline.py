@@ -9,7 +9,6 @@ Each step reads what the steps before it wrote under `<MLSD_DATA_DIR>/recsys/<sc
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -21,8 +20,9 @@ from infra.bench.flags import bench_kwargs
 from infra.bench.harness import RESULTS_DIR, run_bench
 from infra.config import get_settings
 from infra.console import console, print_rows, print_values
+from infra.resources import peak_rss_gb
 from infra.serving import run_server
-from infra.steps import Step, StepError
+from infra.steps import Step
 from infra.system import BenchSpec
 from systems.recsys_two_tower import layout
 from systems.recsys_two_tower.capacity import capacity_rows, measured_inputs
@@ -46,7 +46,7 @@ from systems.recsys_two_tower.config import (
 from systems.recsys_two_tower.cross import print_cross, run_cross_experiment
 from systems.recsys_two_tower.data import (
     Feed,
-    generate,
+    generate_stream,
     holdout_users,
     load,
     movielens_feed,
@@ -56,7 +56,7 @@ from systems.recsys_two_tower.data import (
 from systems.recsys_two_tower.evaluate import print_eval, report_markdown, run_eval
 from systems.recsys_two_tower.features.repo import (
     RecsysFeatures,
-    build_features,
+    build_features_partitioned,
     check_materialized,
     open_features,
 )
@@ -115,12 +115,12 @@ def data(cfg: DataConfig, art: Artifacts) -> None:
     feed_cfg = feed_config(cfg.scale, cfg.seed)
     t0 = time.perf_counter()
     with console.status(f"generating the {cfg.scale} feed"):
-        feed = generate(feed_cfg)
-        save(feed, art.root)
-    past, future = temporal_split(feed.events, feed.split_ts)
+        feed, events = generate_stream(feed_cfg)  # the events in chunks: never the whole feed in memory
+        n_events, past = save(feed, art.root, events)
     print_values(f"data ({cfg.scale}) in {time.perf_counter() - t0:.1f} s", {
-        "users": feed_cfg.n_users, "videos": feed_cfg.n_videos, "watch events": len(feed.events),
-        "train events (past)": len(past), "test events (future)": len(future),
+        "users": feed_cfg.n_users, "videos": feed_cfg.n_videos, "watch events": n_events,
+        "train events (past)": past, "test events (future)": n_events - past,
+        "peak RSS (GB)": f"{peak_rss_gb():.2f}",
     })  # fmt: skip
 
 
@@ -145,38 +145,16 @@ def real_data(cfg: DataConfig, art: Artifacts) -> None:
     })  # fmt: skip
 
 
-# The features step holds the feed and its snapshots in memory: its peak RSS, measured at the large scale
-# (`mlsd recsys features --scale large`, 2026-11-29), grows with the events.
-FEATURES_PEAK_GB_MEASURED, FEATURES_MILLION_EVENTS_MEASURED = 13.5, 10.4
-
-
-def total_memory_gb() -> float:
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
-
-
-def check_features_fit(n_events: int, scale: str) -> None:
-    """StepError, before minutes of work end in the kernel's OOM kill, when the features step's estimated peak
-    (the measured peak scaled by the feed's events) is over this machine's memory."""
-    gb, m_events = FEATURES_PEAK_GB_MEASURED, FEATURES_MILLION_EVENTS_MEASURED
-    need, have = gb * n_events / 1e6 / m_events, total_memory_gb()
-    if need > have:
-        raise StepError(
-            f"the {scale} features step needs about {need:.0f} GB of memory ({n_events / 1e6:.1f}M watch events; "
-            f"measured: {gb} GB for the large scale's {m_events}M) and this machine has {have:.0f} GB: use a "
-            "smaller --scale, or a machine with more memory"
-        )
-
-
 def features(cfg: FeaturesConfig, art: Artifacts) -> None:
-    """Daily snapshots -> Feast offline files -> `feast apply` -> user_stats materialised online."""
-    feed = _feed(art)
-    check_features_fit(len(feed.events), cfg.scale)
+    """Daily snapshots -> Feast offline files -> `feast apply` -> user_stats materialised online, the feed read in
+    partitions (features/partitioned.py): memory bounded by a partition, not by the feed."""
+    art.require("events.parquet", "data")
     t0 = time.perf_counter()
-    with console.status("computing snapshots, feast apply + materialize"):
-        counts = build_features(feed, art.root, art.variant, engine=cfg.engine)
-    print_values(
-        f"features ({get_settings().online_store} online store) in {time.perf_counter() - t0:.1f} s", counts
-    )
+    with console.status("features: partitioning the feed") as status:
+        counts = build_features_partitioned(art.root, art.variant, engine=cfg.engine,
+                                            progress=lambda what: status.update(f"features: {what}"))  # fmt: skip
+    print_values(f"features ({get_settings().online_store} online store) in {time.perf_counter() - t0:.1f} s",
+                 {**counts, "peak RSS (GB)": f"{peak_rss_gb():.2f}"})  # fmt: skip
 
 
 def train(cfg: TrainConfig, art: Artifacts) -> None:

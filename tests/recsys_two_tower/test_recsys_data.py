@@ -24,6 +24,25 @@ def test_generator_is_deterministic_and_consistent() -> None:
     assert counts[: TINY.n_videos // 100].sum() / counts.sum() > 0.1
 
 
+def test_streamed_feed_is_the_in_memory_one_in_any_chunks(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The data step writes the events as generate_stream yields them: small chunks (a session running across a
+    chunk's edge, a chunk of the (events, clusters) draw that ends mid-user) give the same feed, and what save
+    writes from the stream reads back as the in-memory events."""
+    whole = data.generate(TINY)
+    assert len(whole.events) > 5_000 and whole.events["session_id"].nunique() < len(whole.events)
+    monkeypatch.setattr(data, "EVENT_ROWS", 777)
+    monkeypatch.setattr(data, "CHUNK_ROWS", 301)
+    feed, chunks = data.generate_stream(TINY)
+    assert feed.events.empty
+    n_events, n_past = data.save(feed, tmp_path, chunks)
+    streamed = pd.read_parquet(tmp_path / "events.parquet")
+    pd.testing.assert_frame_equal(streamed, whole.events, check_exact=True)
+    assert (n_events, n_past) == (len(whole.events), int((whole.events["ts"] < whole.split_ts).sum()))
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "videos.parquet"), whole.videos)
+
+
 def test_watches_follow_the_true_preferences() -> None:
     feed = data.generate(TINY)
     ev = feed.events

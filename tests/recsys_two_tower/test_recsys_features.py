@@ -1,13 +1,20 @@
 """Feature tests: snapshots never carry the future; the training join is point-in-time correct."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
-import pytest
 
 from systems.recsys_two_tower import data
+from systems.recsys_two_tower.config import feed_config
 from systems.recsys_two_tower.features import compute
 from systems.recsys_two_tower.features.definitions import HISTORY_COLS
-from systems.recsys_two_tower.features.repo import open_features
+from systems.recsys_two_tower.features.repo import (
+    OFFLINE_DIR,
+    build_features,
+    build_features_partitioned,
+    open_features,
+)
 from systems.recsys_two_tower.train import training_frame
 
 TINY = data.FeedConfig(n_users=200, n_videos=1_000, events_per_user=25, seed=5)
@@ -52,16 +59,41 @@ def test_popularity_resets_after_idle_week() -> None:
     assert v1 == [0, 1, 0, 1, 0]  # upload, first watch, reset after 7 idle days, second watch, reset
 
 
-def test_a_features_step_that_cannot_fit_says_so_before_it_starts(monkeypatch) -> None:
-    """xlarge (400,000 users x 50 watches) on a 24 GB machine: a one-line refusal naming both sizes, not an OOM
-    kill ten minutes in; medium fits."""
-    from infra.steps import StepError
-    from systems.recsys_two_tower import pipeline
-    from systems.recsys_two_tower.config import feed_config
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows in one order whatever the partitions: by every column (keys and time first)."""
+    return frame.sort_values(list(frame.columns), kind="stable").reset_index(drop=True)
 
-    monkeypatch.setattr(pipeline, "total_memory_gb", lambda: 24.0)
-    xlarge = feed_config("xlarge", 0)
-    events = xlarge.n_users * xlarge.events_per_user  # what the generator aims at (10.4M at large for 10M)
-    with pytest.raises(StepError, match=r"xlarge features step needs about 26 GB .* this machine has 24 GB"):
-        pipeline.check_features_fit(events, "xlarge")
-    pipeline.check_features_fit(839_095, "medium")  # medium's feed: ~1 GB
+
+def test_partitioned_features_equal_the_in_memory_ones(tmp_path: Path) -> None:
+    """The step's out-of-core path (7 user- and video-hash partitions of the small feed) writes the same offline
+    rows, trending list and online values as the whole feed in memory."""
+    feed = data.generate(feed_config("small", 0))
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    build_features(feed, whole, "small", online_store="sqlite")
+    data.save(feed, parts)
+    counts = build_features_partitioned(
+        parts, "small", online_store="sqlite", rows_per_partition=len(feed.events) // 7 + 1
+    )
+    assert counts["partitions"] == 7
+    for name in ("user_stats", "video_content", "video_popularity"):
+        want = pd.read_parquet(whole / OFFLINE_DIR / f"{name}.parquet")
+        got = pd.read_parquet(parts / OFFLINE_DIR / f"{name}.parquet")
+        pd.testing.assert_frame_equal(_sorted(got), _sorted(want), check_exact=True)
+    np.testing.assert_array_equal(np.load(parts / "trending.npy"), np.load(whole / "trending.npy"))
+    assert not list((parts / OFFLINE_DIR).glob("_*")), (
+        "the partitions and the rows to materialise are removed"
+    )
+
+    users = [{"user_id": u} for u in [*range(0, feed.config.n_users, 3), feed.config.n_users + 5]]
+    a, b = open_features(whole, "small", "sqlite"), open_features(parts, "small", "sqlite")
+    want, _ = a.repo.online(a.user_serving, users)
+    got, _ = b.repo.online(b.user_serving, users)
+    assert got == want
+    assert counts["users_materialized"] == feed.config.n_users  # every user watched something
+    assert want["watches_30d"][-1] is None and max(w or 0 for w in want["watches_30d"]) > 0
+
+
+def test_trending_orders_ties_by_video_id() -> None:
+    counts = np.array([0, 3, 5, 3, 0, 5, 1])
+    np.testing.assert_array_equal(compute.trending_from_counts(counts, 4), [2, 5, 1, 3])
+    assert compute.trending_from_counts(np.zeros(4, np.int64), 3).size == 0  # unwatched videos never trend

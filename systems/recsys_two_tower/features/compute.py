@@ -135,3 +135,14 @@ def video_popularity(events: pd.DataFrame, videos: pd.DataFrame) -> pd.DataFrame
         video_id=videos["video_id"].to_numpy(np.int64)
     )
     return pd.concat([upload, active, reset[active.columns]], ignore_index=True)[active.columns]
+
+
+TRENDING_DAYS = 7
+
+
+def trending_from_counts(counts: np.ndarray, k: int) -> np.ndarray:
+    """The k most-watched videos (count descending, then video id), from per-video watch counts of the trending
+    window: one rule for the in-memory count and the streamed one, ties included."""
+    watched = np.flatnonzero(counts)
+    order = np.lexsort((watched, -counts[watched]))
+    return watched[order][:k].astype(np.int64)
