@@ -149,6 +149,11 @@ class Registry:
             raise LookupError(
                 f"no version of model '{name}' has alias '{alias}'; run the system's `train` step first"
             ) from exc
+        if mv.source is None or mv.run_id is None:  # a version registered from outside a run
+            raise LookupError(
+                f"model '{name}' version {mv.version} (alias '{alias}') has no source run; register it from a "
+                "run with the system's `train` step"
+            )
         artifact_path = mv.source.rstrip("/").rsplit("/", 1)[-1]
         return ModelRef(name, str(mv.version), mv.run_id, artifact_path)
 

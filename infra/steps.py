@@ -155,7 +155,7 @@ class Step(Generic[C]):
     config: type[C] = StepConfig  # type: ignore[assignment]
     needs: tuple[str, ...] = ()  # artifacts read (relative to the artifact folder)
     makes: tuple[str, ...] = ()  # artifacts written; the step is "missing" when any of these is absent
-    help: str = ""
+    help: str | None = ""  # usually the step function's __doc__ (None when it has none, or under python -OO)
     in_all: bool = True  # part of `mlsd <system> all` (the build path); serve/bench/tools are not
     check: Callable[[C], None] | None = None  # preflight (a service it needs): runs before anything is built
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from scipy import stats
 
 SRM_ALPHA = 0.001  # SRM alerts at p < 0.001: a real split mismatch is large, a false alarm costs a rerun
@@ -113,7 +114,7 @@ def confidence_sequence(
     return np.asarray(effect) - half, np.asarray(effect) + half
 
 
-def srm_check(counts: np.ndarray, weights: np.ndarray) -> tuple[float, float, bool]:
+def srm_check(counts: npt.ArrayLike, weights: npt.ArrayLike) -> tuple[float, float, bool]:
     """Sample-ratio mismatch: chi-square of observed units per arm against the designed split.
 
     Returns (chi2, p, alert); alert when p < 0.001. An SRM means assignment or logging is broken:

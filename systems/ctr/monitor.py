@@ -41,6 +41,8 @@ def window(
 
 def gap(w: Window, metric: str) -> float:
     """How far the model is from the Bayes-optimal score on this window (AUC: below; log loss: above)."""
+    if w.labels is None:
+        raise ValueError(f"window {w.name!r} has no labels yet: the model's gap to Bayes needs them")
     model = labelled_metrics(w.labels, w.scores)[metric]
     bayes = labelled_metrics(w.labels, w.features["p_true"].to_numpy())[metric]
     return bayes - model if metric == "auc" else model - bayes

@@ -89,7 +89,10 @@ def data(cfg: DataConfig, art: Artifacts) -> None:
         )
 
 
-def split_rows(art: Artifacts) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+Rows = tuple[np.ndarray, np.ndarray, np.ndarray]  # (cat, num, y)
+
+
+def split_rows(art: Artifacts) -> tuple[Rows, Rows]:
     """((cat, num, y) train, (cat, num, y) test): the last TEST_FRACTION of the rows in file order is the test."""
     rows = pd.read_parquet(art.require("rows.parquet", "data --data criteo:<path>"))
     cut = int(len(rows) * (1 - TEST_FRACTION))
@@ -104,7 +107,7 @@ def split_rows(art: Artifacts) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray
     return (cat[:cut], num[:cut], y[:cut]), (cat[cut:], num[cut:], y[cut:])
 
 
-def fit_criteo(kind: str, train: tuple[np.ndarray, ...], epochs: int, batch_size: int, seed: int) -> Fitted:
+def fit_criteo(kind: str, train: Rows, epochs: int, batch_size: int, seed: int) -> Fitted:
     config = FitConfig(kind=kind, epochs=epochs, batch_size=batch_size, seed=seed,
                        cat_fields=tuple(CRITEO_CAT), n_buckets=CRITEO_BUCKETS)  # fmt: skip
     return fit(config, *train, progress=True)
@@ -252,7 +255,7 @@ def build_app(root: Path | None = None) -> FastAPI:
     async def score_rows(req: RowsRequest) -> dict[str, object]:
         session = state.get()  # 503 while loading
         feed = {"cat": np.asarray(req.cat, np.int64), "num": np.asarray(req.num, np.float32)}
-        p = session.run(None, feed)[0].ravel()  # type: ignore[attr-defined]
+        p = session.run(None, feed)[0].ravel()
         return {"request_id": req.request_id, "model": "deepfm", "p_click": [round(float(x), 6) for x in p]}
 
     return app

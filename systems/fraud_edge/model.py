@@ -10,6 +10,9 @@ from torch import nn
 class FraudMLP(nn.Module):
     """(B, D) float32 features -> (B, 1) fraud probability."""
 
+    mean: torch.Tensor  # buffers (D,): the training features' mean and std, saved with the weights
+    std: torch.Tensor
+
     def __init__(self, n_features: int, hidden: tuple[int, ...] = (64, 32)) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(n_features))

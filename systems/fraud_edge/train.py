@@ -10,6 +10,7 @@ import json
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import cast
 
 import lightgbm as lgb
 import numpy as np
@@ -244,7 +245,8 @@ def train(cfg: TrainConfig, art: Artifacts, progress: bool = True) -> dict:
 
     t0 = time.perf_counter()
     lgbm = train_lightgbm(xtr, ytr, xva, yva, cfg)
-    lgbm_scores = lgbm.predict_proba(xte)[:, 1]
+    # lightgbm's return type also covers sparse input: dense in, dense out
+    lgbm_scores = cast(np.ndarray, lgbm.predict_proba(xte))[:, 1]
     mlp, losses = train_mlp(xtr, ytr, cfg, progress)
     denormals_torch = zero_denormals(mlp)
     fp32 = art.path("model_fp32.onnx")

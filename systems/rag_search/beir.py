@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import cast
 
 import lightgbm as lgb
 import numpy as np
@@ -169,7 +170,8 @@ def fit_in_domain(table: CandidateTable, rows: np.ndarray, choice: dict, seed: i
 
 
 def predict(booster: lgb.Booster, table: CandidateTable) -> np.ndarray:
-    return booster.predict(table.X[:, : booster.num_feature()], num_threads=1)
+    scores = booster.predict(table.X[:, : booster.num_feature()], num_threads=1)
+    return cast(np.ndarray, scores)  # lightgbm's type also covers sparse input: dense in, dense out
 
 
 def zero_shot_scores(table: CandidateTable, transferred: Reranker | None) -> dict[str, np.ndarray]:

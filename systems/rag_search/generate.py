@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 import httpx
 import numpy as np
@@ -27,6 +27,9 @@ from infra.resilience import CircuitBreaker
 from systems.rag_search.data import REFUSAL
 from systems.rag_search.index import Chunk, split_sentences
 from systems.rag_search.model import MiniLM, content_words, load_smollm
+
+if TYPE_CHECKING:  # types only: model.py sets the offline variables before transformers is first imported
+    from transformers import BatchEncoding, GenerationMixin
 
 _CITE = re.compile(r"\[(\d+)\]")
 _NUM = re.compile(r"\d+(?:\.\d+)?")
@@ -111,7 +114,9 @@ def verify(raw: str, passages: list[Passage], judge: SupportJudge, attribute: bo
     A sentence with no [n] at all (small LLMs often drop the format) is attributed to the first passage that
     supports it when `attribute` is on, and flagged; a sentence with a wrong [n] is dropped, not re-cited."""
     by_n = {p.n: p for p in passages}
-    kept, dropped, attributed = [], [], 0
+    kept: list[dict] = []  # {text, citations, supported}
+    dropped: list[str] = []
+    attributed = 0
     for sentence, cites in parse_cited_sentences(raw):
         if looks_like_injection(sentence):
             dropped.append(sentence)
@@ -208,13 +213,19 @@ class SmolLMGenerator:
 
     def generate(self, question: str, qvec: np.ndarray, passages: list[Passage]) -> str:
         messages = build_messages(question, passages[: self.max_passages])
-        ids = self.tokenizer.apply_chat_template(
+        # transformers types the template's result as any of its forms; return_dict with "pt": (1, L) tensors
+        ids = cast("BatchEncoding[torch.Tensor]", self.tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
-        )
+        ))  # fmt: skip
+        # a causal LM's class mixes in GenerationMixin, which PreTrainedModel's type does not
+        model = cast("GenerationMixin", self.model)
         with torch.inference_mode():
-            out = self.model.generate(**ids, max_new_tokens=self.max_new_tokens, do_sample=False,
-                                      pad_token_id=self.tokenizer.eos_token_id)  # fmt: skip
-        return self.tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+            out = model.generate(**ids, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                 pad_token_id=self.tokenizer.eos_token_id)  # fmt: skip
+        # (1, L + new) token ids, not an output object: return_dict_in_generate is off
+        out = cast(torch.Tensor, out)
+        text = self.tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+        return cast(str, text).strip()  # one sequence decodes to one str
 
 
 class OpenAIGenerator:

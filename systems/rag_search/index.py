@@ -114,7 +114,7 @@ class SearchIndex:
         self.chunks: dict[int, Chunk] = {}  # faiss id -> chunk (live chunks only)
         self.token_emb: dict[int, np.ndarray] = {}  # id -> (L, D) float16, for late interaction
         self.sent_emb: dict[int, np.ndarray] = {}  # id -> (S, D) float32, one row per chunk sentence
-        self.faiss = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self.faiss: faiss.Index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))  # ids: the chunk ids
         self.next_id = 0
         self.bm25: bm25s.BM25 | None = None
         self.bm25_ids: np.ndarray = np.zeros(0, dtype=np.int64)
@@ -131,8 +131,8 @@ class SearchIndex:
         load passes bm25=False and calls rebuild_bm25() once at the end.
         """
         chunks = [c for a in articles for c in chunk_article(a)]
-        for a in articles:
-            self._remove(lambda c, a=a: c.article_id == a.article_id and c.version == a.version)
+        replaced = {(a.article_id, a.version) for a in articles}
+        self._remove(lambda c: (c.article_id, c.version) in replaced)
         if not chunks:
             return 0
         ids = np.arange(self.next_id, self.next_id + len(chunks), dtype=np.int64)
@@ -165,7 +165,8 @@ class SearchIndex:
     def _remove(self, pred: Callable[[Chunk], bool]) -> int:
         gone = [i for i, c in self.chunks.items() if pred(c)]
         if gone:
-            self.faiss.remove_ids(np.array(gone, dtype=np.int64))
+            # faiss's stub lists only remove_ids(IDSelector); its Python wrapper also takes an int64 id array
+            self.faiss.remove_ids(np.array(gone, dtype=np.int64))  # type: ignore[arg-type]
             for i in gone:
                 del self.chunks[i], self.token_emb[i], self.sent_emb[i]
         return len(gone)

@@ -15,6 +15,7 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -97,9 +98,10 @@ class MiniLM:
 
     def _hidden(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The last hidden states (B, L, D) of a tokenized batch, from PyTorch or ONNX Runtime."""
-        if self.session is None:
+        if self.model is not None:  # exactly one of model and session is set
             with torch.inference_mode():
                 return self.model(**batch).last_hidden_state
+        assert self.session is not None
         feed = {name: batch[name].numpy() for name in ONNX_INPUTS}
         return torch.from_numpy(self.session.run(None, feed)[0])
 
@@ -292,9 +294,12 @@ class Reranker:
     def predict(self, X: np.ndarray) -> np.ndarray:
         if self.booster is None:
             raise RuntimeError("reranker is not trained; run `mlsd rag train`")
-        return self.booster.predict(X, num_threads=1)
+        # lightgbm's return type also covers sparse input: dense in, dense out
+        return cast(np.ndarray, self.booster.predict(X, num_threads=1))
 
     def save(self, path: Path) -> None:
+        if self.booster is None:
+            raise RuntimeError("reranker is not trained; run `mlsd rag train`")
         self.booster.save_model(str(path))
 
     @classmethod

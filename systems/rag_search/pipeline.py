@@ -16,12 +16,14 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 from rich.markup import escape
 
 from infra.artifacts import Artifacts
 from infra.bench.flags import bench_kwargs
 from infra.bench.harness import RESULTS_DIR, run_bench
+from infra.config import Scale
 from infra.console import console, markdown_table, print_rows, print_values
 from infra.serving import run_server
 from infra.steps import Step, StepError, run_step
@@ -64,7 +66,7 @@ from systems.rag_search.retrieve import Searcher
 from systems.rag_search.serve import build_app
 from systems.rag_search.train import log_to_mlflow, train_reranker
 
-SCALES = ("small",)  # the help center has one size
+SCALES: tuple[Scale, ...] = ("small",)  # the help center has one size
 BEIR_DIR = "kb/beir"  # --data beir:<folder>: the validated copy of the split the steps read
 
 
@@ -259,6 +261,7 @@ def ask(cfg: AskConfig, art: Artifacts) -> None:
     pipe = RagPipeline.load(art)
     if cfg.generator != "extractive":
         pipe.generators[cfg.generator] = load_generator(cfg.generator, cfg.openai_url, cfg.openai_model)
+    assert cfg.question  # AskConfig refuses an empty or missing question
     res = pipe.ask(cfg.question, generator=cfg.generator)
     console.print(f"[bold]{escape(res['answer'])}[/]")
     for s in res["sources"]:
@@ -317,7 +320,7 @@ def cost(cfg: CostConfig, art: Artifacts) -> None:
 
 SERVED = (INDEX_FILE, RERANKER, ANSWER_CONFIG)  # what answering a question reads
 
-STEPS = [
+STEPS: list[Step[Any]] = [
     Step("data", data, DataConfig, makes=(ARTICLES, QUESTIONS), help=data.__doc__ or ""),
     Step("encoder", encoder, EncoderConfig, makes=(ENCODER_FP32, ENCODER_INT8), help=encoder.__doc__ or ""),
     Step("index", index, IndexConfig, needs=(ARTICLES, ENCODER_FP32, ENCODER_INT8), makes=(INDEX_FILE,),

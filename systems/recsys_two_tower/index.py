@@ -175,7 +175,8 @@ def pqfs_refine_index(
     faiss.extract_index_ivf(index).cp.seed = seed
     index.train(emb[rng.choice(len(emb), size=min(len(emb), train_points * nlist), replace=False)])
     index.add(emb)
-    return index  # index_factory hands back the IndexRefineFlat itself: k_factor is set on it
+    assert isinstance(index, faiss.IndexRefineFlat)  # index_factory hands back the IndexRefineFlat itself
+    return index  # so k_factor is set on it
 
 
 def hnsw_index(emb: np.ndarray, m: int, ef_construction: int = 40) -> faiss.IndexHNSWFlat:
@@ -318,7 +319,9 @@ def index_bytes(index: faiss.Index) -> int:
         size += len(chunk)
         return len(chunk)
 
-    faiss.write_index(index, faiss.PyCallbackIOWriter(count))
+    # faiss's stub omits PyCallbackIOWriter (the module has it, from its Python callbacks)
+    writer = faiss.PyCallbackIOWriter(count)  # type: ignore[attr-defined]
+    faiss.write_index(index, writer)
     return size
 
 
@@ -368,22 +371,24 @@ def sweep(
         if family == "hnsw":
             name = f"HNSW{HNSW_M},Flat"
             t0 = time.perf_counter()
-            index = hnsw_index(emb, HNSW_M)
-            build_s, size = time.perf_counter() - t0, index_bytes(index) / len(emb)
-            built[name] = index
+            graph = hnsw_index(emb, HNSW_M)
+            build_s, size = time.perf_counter() - t0, index_bytes(graph) / len(emb)
+            built[name] = graph
             for ef in HNSW_EF_SEARCH:
-                index.hnsw.efSearch = ef
-                row = measure(index, SweepRow(family, name, "", 0.0, 0.0, 0.0, 0.0, ef_search=ef, bytes_per_vector=size,
+                graph.hnsw.efSearch = ef
+                row = measure(graph, SweepRow(family, name, "", 0.0, 0.0, 0.0, 0.0, ef_search=ef, bytes_per_vector=size,
                                               build_s=build_s if ef == HNSW_EF_SEARCH[0] else 0.0))  # fmt: skip
-                faiss.cvar.hnsw_stats.reset()  # the walk's distances, counted by faiss over one batched search
-                index.search(queries, serve_k)
-                row.distances_per_query = faiss.cvar.hnsw_stats.ndis // len(queries)
+                # the walk's distances, counted by faiss over one batched search (faiss's stub omits hnsw_stats)
+                faiss.cvar.hnsw_stats.reset()  # type: ignore[attr-defined]
+                graph.search(queries, serve_k)
+                row.distances_per_query = faiss.cvar.hnsw_stats.ndis // len(queries)  # type: ignore[attr-defined]
                 rows.append(row)
             continue
         for nlist in nlists:
             if nlist * 8 > len(emb):
                 continue
             t0 = time.perf_counter()
+            index: faiss.Index
             if family == "ivf_flat":
                 index, name, grid = ivf_index(emb, nlist), f"IVF{nlist},Flat", [(n, 0) for n in IVF_NPROBES]
             else:
@@ -395,6 +400,8 @@ def sweep(
             for i, (nprobe, k_factor) in enumerate(g for g in grid if g[0] <= nlist):
                 ivf.nprobe = nprobe
                 if k_factor:
+                    # only the refine family's grid has a k_factor
+                    assert isinstance(index, faiss.IndexRefine)
                     index.k_factor = k_factor
                 # distances = the coarse centroids + the probed lists (their mean length) [+ the re-scored
                 # shortlist]: deterministic
@@ -423,10 +430,12 @@ def query_gap(emb: np.ndarray, queries: np.ndarray, exact: faiss.Index, sample: 
 def apply_setting(index: faiss.Index, row: dict) -> None:
     """Set a sweep row's efSearch, or nprobe (and k_factor), on its index."""
     if row.get("ef_search"):
+        assert isinstance(index, faiss.IndexHNSW)  # only an HNSW row has an efSearch
         index.hnsw.efSearch = row["ef_search"]
     elif row["nlist"]:
         faiss.extract_index_ivf(index).nprobe = row["nprobe"]
         if row.get("k_factor"):
+            assert isinstance(index, faiss.IndexRefine)  # only a refine row has a k_factor
             index.k_factor = row["k_factor"]
 
 

@@ -44,6 +44,8 @@ def init_embeddings(module: nn.Module, std: float) -> None:
 
 
 class UserTower(nn.Module):
+    feature_gate: torch.Tensor  # a buffer: () 1.0, or 0.0 for "ids alone"
+
     def __init__(self, cfg: TowerConfig) -> None:
         super().__init__()
         # 1, or 0 for "ids alone": history and counts stay inputs (serving calls one graph) but weigh nothing
@@ -65,6 +67,8 @@ class UserTower(nn.Module):
 
 
 class VideoTower(nn.Module):
+    feature_gate: torch.Tensor  # a buffer: () 1.0, or 0.0 for "ids alone"
+
     def __init__(self, cfg: TowerConfig) -> None:
         super().__init__()
         self.register_buffer("feature_gate", torch.tensor(1.0 if cfg.features else 0.0), persistent=False)
@@ -135,6 +139,7 @@ def two_tower_loss(
     creator_bucket: torch.Tensor,
     video_dense: torch.Tensor,
     log_q: torch.Tensor,
+    *,
     global_batch: int,
     negatives: tuple[torch.Tensor, ...] = (),
 ) -> torch.Tensor:

@@ -203,11 +203,11 @@ def train_ranker(
     profiles = _profiles(frame, catalog)
     xs, ys = [], []
     for u, c, s, p in zip(users, cands, cand_scores, profiles, strict=True):
-        y = np.isin(c, label[u]).astype(np.float32)
-        if y.sum() == 0 or len(c) < 2:
+        watched = np.isin(c, label[u]).astype(np.float32)
+        if watched.sum() == 0 or len(c) < 2:
             continue  # no positive among the candidates: nothing to order
         xs.append(torch.from_numpy(rank_features(p, c, s, catalog)))
-        ys.append(torch.from_numpy(y))
+        ys.append(torch.from_numpy(watched))
     if not xs:
         raise RuntimeError("no ranker training user has a watched video among its candidates")
     lengths = [len(y) for y in ys]

@@ -90,12 +90,14 @@ def fit_mixture(emb: np.ndarray, clusters: int = 64, seed: int = 0, source: str 
     km.train(np.ascontiguousarray(emb, dtype=np.float32))
     _, assign = km.index.search(emb, 1)
     assign = assign.ravel()
+    centroids = km.centroids
+    assert centroids is not None  # set by train()
     spread = np.stack([
-        (emb[assign == c] - km.centroids[c]).std(axis=0) if (assign == c).sum() > 1 else np.full(emb.shape[1], 0.05)
+        (emb[assign == c] - centroids[c]).std(axis=0) if (assign == c).sum() > 1 else np.full(emb.shape[1], 0.05)
         for c in range(clusters)
     ]).astype(np.float32)  # fmt: skip
     weights = np.bincount(assign, minlength=clusters).astype(np.float64)
-    return Mixture(km.centroids.astype(np.float32), spread, weights / weights.sum(), source)
+    return Mixture(centroids.astype(np.float32), spread, weights / weights.sum(), source)
 
 
 def synthetic_mixture(dim: int = 64, clusters: int = 64, seed: int = 0) -> Mixture:
@@ -187,7 +189,7 @@ class ScaleResult:
     note: str = ""  # what else ran on the machine (--note)
 
 
-def _ivf(kind: str, quantizer: faiss.Index, dim: int, nlist: int, pq_m: int) -> faiss.Index:
+def _ivf(kind: str, quantizer: faiss.Index, dim: int, nlist: int, pq_m: int) -> faiss.IndexIVF:
     ip = faiss.METRIC_INNER_PRODUCT
     q = faiss.clone_index(quantizer)  # trained: the IVF's train() then trains only its codec
     if kind == "ivf_flat":
@@ -197,7 +199,7 @@ def _ivf(kind: str, quantizer: faiss.Index, dim: int, nlist: int, pq_m: int) -> 
     return faiss.IndexIVFPQ(q, dim, nlist, pq_m, 8, ip)
 
 
-def _add_preassigned(index: faiss.Index, base: np.ndarray, assign: np.ndarray) -> None:
+def _add_preassigned(index: faiss.IndexIVF, base: np.ndarray, assign: np.ndarray) -> None:
     """add in batches with the coarse assignment computed once for all IVF families (the expensive part)."""
     for start in range(0, len(base), ADD_BATCH):
         x = np.ascontiguousarray(base[start : start + ADD_BATCH], dtype=np.float32)
@@ -265,7 +267,9 @@ def sweep_scale(
             "ivf_sq8": f"IVF{plan.nlist},SQ8",
             "ivf_pq": f"IVF{plan.nlist},PQ{plan.pq_m}",
         }
-        variants = [(kind, index, names[kind])] if kind in plan.families else []
+        variants: list[tuple[str, faiss.Index, str]] = (
+            [(kind, index, names[kind])] if kind in plan.families else []
+        )
         if kind == "ivf_pq" and "ivf_pq_refine" in plan.families:
             refine = faiss.IndexRefineFlat(
                 index, faiss.swig_ptr(np.ascontiguousarray(base, dtype=np.float32))
@@ -362,6 +366,8 @@ def build_shards(
     shards = []
     for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
         shard = faiss.clone_index(template)
+        # clone_index hands back the concrete class (its stub says Index)
+        assert isinstance(shard, faiss.IndexIVF)
         _add_preassigned(shard, base[lo:hi], assign[lo:hi])
         if family == "ivf_pq_refine":
             shard = faiss.IndexRefineFlat(

@@ -29,7 +29,7 @@ from systems.recsys_two_tower.data import Feed
 from systems.recsys_two_tower.features.definitions import USER_COLS
 from systems.recsys_two_tower.features.repo import RecsysFeatures
 from systems.recsys_two_tower.features.transform import user_inputs, video_inputs
-from systems.recsys_two_tower.model import VIDEO_DENSE, TwoTower, TwoTowerLoss
+from systems.recsys_two_tower.model import USER_DENSE, VIDEO_DENSE, TwoTower, TwoTowerLoss
 
 
 @dataclass
@@ -173,7 +173,7 @@ def export_user_tower(model: TwoTower, path: Path) -> float:
     b = 8
     example = (
         torch.randint(1, cfg.user_buckets, (b,)),
-        torch.rand(b, tower.mlp[0].in_features - 2 * cfg.id_dim),
+        torch.rand(b, USER_DENSE),
         torch.randint(0, cfg.video_buckets, (b, cfg.history_len)),
     )
     torch.onnx.export(
@@ -305,7 +305,7 @@ def save_training_set(data: TrainingSet, path: Path) -> None:
 def load_training_set(path: Path) -> TrainingSet:
     z = np.load(path)
     a = [z[f"arr_{i}"] for i in range(9)]
-    return TrainingSet(tuple(a[0:3]), tuple(a[3:7]), a[7], a[8])  # type: ignore[arg-type]
+    return TrainingSet((a[0], a[1], a[2]), (a[3], a[4], a[5], a[6]), a[7], a[8])
 
 
 if __name__ == "__main__":

@@ -159,7 +159,9 @@ def run_tune(
     ablation = [run(c, [base.seed]) for c in candidates(max_epochs)]
     # together: forward selection, the changes in the order of their gain alone, each kept if it improves on
     # the best so far (changes interact: a longer run or a warmer softmax can help only once another is in)
-    best, kept, together = ablation[1], [], []
+    best = ablation[1]
+    kept: list[str] = []  # the names of the changes kept
+    together: list[Scored] = []
     for alone in sorted(ablation[2:], key=lambda s: -s.mean("ndcg@10")):
         name = "together: " + " + ".join([*kept, alone.name])
         trial = run(Candidate(name, {**best.changes, **alone.changes}, max_epochs), [base.seed])

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict, deque
-from typing import Protocol
+from typing import Protocol, TypeVar, cast
 
 import redis
 
@@ -57,6 +57,18 @@ class IdempotencyConflict(ValueError):
             "a retry must send the same payload, a new transaction a new tx_id"
         )
         self.tx_id = tx_id
+
+
+# a card's event (ts, cents, terminal), a terminal's (ts, cents)
+Event = TypeVar("Event", tuple[int, int, str], tuple[int, int])
+
+
+def _trim(events: deque[Event], lo: int) -> None:
+    """Drop the events at or before `lo` (ts <= lo), in place; late events mean the deque is not sorted by ts."""
+    kept = [e for e in events if e[0] > lo]
+    if len(kept) != len(events):
+        events.clear()
+        events.extend(kept)
 
 
 class VelocityStore(Protocol):
@@ -102,11 +114,8 @@ class MemoryVelocityStore:
         card.append((tx.ts, tx.amount_cents, tx.terminal_id))
         term = self.term_events.setdefault(tx.terminal_id, deque())
         term.append((tx.ts, tx.amount_cents))
-        for events in (card, term):  # same trim as Redis: drop ts <= ts - retain_s
-            kept = [e for e in events if e[0] > lo]
-            if len(kept) != len(events):
-                events.clear()
-                events.extend(kept)
+        _trim(card, lo)  # same trim as Redis: drop ts <= ts - retain_s
+        _trim(term, lo)
         self.profiles[tx.card_id] = CardProfile(
             profile.n + 1,
             profile.amt + tx.amount_cents,
@@ -271,9 +280,11 @@ class RedisVelocityStore:
                 f"Redis{' Cluster' if cluster else ''} at {url} is not answering ({type(exc).__name__}); start "
                 f"it with `{start}` or use the in-process edge store (--store memory)"
             ) from exc
-        self._terminal = self.client.register_script(_TERMINAL_LUA)
-        self._card = self.client.register_script(_CARD_LUA)
-        self._single = self.client.register_script(_SINGLE_LUA)
+        # redis-py types register_script's self as Redis; RedisCluster has it too (a script runs on its keys' node)
+        scripting = cast(redis.Redis, self.client)
+        self._terminal = scripting.register_script(_TERMINAL_LUA)
+        self._card = scripting.register_script(_CARD_LUA)
+        self._single = scripting.register_script(_SINGLE_LUA)
         if not cluster:  # loaded now, so the first request does not pay the NOSCRIPT round trip
             self.client.script_load(_SINGLE_LUA)
 
@@ -293,17 +304,26 @@ class RedisVelocityStore:
         fp = fingerprint(tx)
         windows = list(WINDOWS.values())
         if not self.cluster:  # one node: the three steps in one atomic script, one round trip
-            args = [tx.tx_id, tx.ts, tx.amount_cents, tx.terminal_id, tx.lat_e6, tx.lon_e6, self.ttl_s]
+            args: list[str | int] = [
+                tx.tx_id,
+                tx.ts,
+                tx.amount_cents,
+                tx.terminal_id,
+                tx.lat_e6,
+                tx.lon_e6,
+                self.ttl_s,
+            ]
             keys = [k["claim"], k["term"], k["card"], k["prof"], k["seen"]]
             status, encoded = self._single(keys=keys, args=[*args, self.retain_s, fp, *windows])
             if status == 2:
                 raise IdempotencyConflict(tx.tx_id)
             return self._raw(tx, encoded), bool(status)
-        before = self.client.set(k["claim"], fp, nx=True, get=True, ex=self.ttl_s)
+        # redis-py types a reply as `Awaitable | Any` (its sync and async clients share the signatures): bytes here
+        before = cast(bytes | None, self.client.set(k["claim"], fp, nx=True, get=True, ex=self.ttl_s))
         if before is not None:
             if before.decode() != fp:
                 raise IdempotencyConflict(tx.tx_id)
-            done = self.client.get(k["seen"])
+            done = cast(bytes | None, self.client.get(k["seen"]))
             if done is not None:
                 return self._raw(tx, done), True
             # claimed, never finished (a crash between the scripts): finish it; the scripts are idempotent
@@ -338,7 +358,7 @@ class RedisVelocityStore:
 
     def clear(self) -> int:
         """Delete this namespace's keys (tests, bench restarts); returns how many."""
-        if self.cluster:
+        if isinstance(self.client, redis.RedisCluster):
             keys = [
                 key
                 for node in self.client.get_primaries()
