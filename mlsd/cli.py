@@ -99,7 +99,7 @@ def settings_rows(classes: list[type]) -> list[tuple[str, str, str]]:
         for env, field in env_fields(cls):
             default = "" if field.default is None else str(field.default).replace(str(REPO_ROOT), "<repo>")
             alias = field.validation_alias  # REDIS_URL and MLFLOW_TRACKING_URI keep their usual names too
-            name = " or ".join(alias.choices) if isinstance(alias, AliasChoices) else env
+            name = " or ".join(map(str, alias.choices)) if isinstance(alias, AliasChoices) else env
             rows.append((name, default, field.description or ""))
     return rows + [(env, "", meaning) for env, meaning in TEST_ENV.items()]
 

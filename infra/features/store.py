@@ -192,7 +192,7 @@ def _unavailable(store: str, url: str | None, exc: Exception) -> OnlineStoreUnav
 
 def online_store_client(store: str, url: str, timeout_s: float) -> redis.Redis | redis.RedisCluster:
     """A client to an online store's Redis (or Redis Cluster), with the deadline Feast's client has."""
-    timeouts = {"socket_connect_timeout": timeout_s, "socket_timeout": timeout_s}
+    timeouts: dict[str, Any] = {"socket_connect_timeout": timeout_s, "socket_timeout": timeout_s}
     if store == "redis":
         return redis.Redis.from_url(url, retry=None, **timeouts)
     if store == "redis_cluster":
@@ -401,12 +401,15 @@ class OnlineReader:
                  for p in service.feature_view_projections]  # fmt: skip
         # FeatureStore has no public handle on its online store; the provider's is the one get_online_features uses
         # (its connection or client is made on the first read and kept by the store, as for Feast's own reads)
-        self._store, self._config = repo.store._get_provider().online_store, config
+        self._store: Any = repo.store._get_provider().online_store  # SqliteOnlineStore or RedisOnlineStore
+        self._config = config
         self._sqlite = config.online_store.type == "sqlite"
         if self._sqlite:
             tables = [compute_table_id(config.project, view, versioned) for view, _ in views]
-            self._views = [(names, f'SELECT entity_key, feature_name, value FROM "{table}" WHERE entity_key IN ')
-                           for table, (_, names) in zip(tables, views, strict=True)]  # fmt: skip
+            self._views: list[tuple[list[str], Any]] = [
+                (names, f'SELECT entity_key, feature_name, value FROM "{table}" WHERE entity_key IN ')
+                for table, (_, names) in zip(tables, views, strict=True)
+            ]  # (feature names, the SQL query on SQLite or the hash fields on Redis)
         else:  # Redis or Redis Cluster: one hash per entity, key = serialized entity key + project
             self._project = config.project.encode()
             self._views = [(names, [_mmh3(f"{compute_versioned_name(view, versioned)}:{n}") for n in names])

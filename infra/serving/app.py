@@ -328,7 +328,7 @@ def _admin_paths(app: FastAPI) -> list[str]:
             route, "dependant", None
         )  # API routes have one; mounts and the docs routes do not
         if dependant is not None and any(d.call is require_admin for d in dependant.dependencies):
-            paths.append(route.path)
+            paths.append(getattr(route, "path", ""))
     return paths
 
 

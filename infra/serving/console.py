@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar, cast
 
 import httpx
 import numpy as np
@@ -147,16 +147,20 @@ class TrafficStart(BaseModel):
     seed: int = Field(0, ge=0, le=2**31 - 1)
 
 
+K = TypeVar("K", bound=Settings)  # a system's knobs model
+F = TypeVar("F", bound=Settings)  # a system's fault switches model
+
+
 @dataclass
-class Console:
+class Console(Generic[K, F]):
     """What a system gives its console. `apply(knobs, faults)` is called after every accepted change (and at
     reset), so the server's resources take the new settings; it may raise ValueError to refuse a combination
     (a 422, nothing changed)."""
 
     system: str  # the folder under systems/: its INTERVIEW.md is linked from the page
     title: str
-    knobs: Settings  # the defaults; the current values live in `self.current_knobs`
-    faults: Settings
+    knobs: K  # the defaults; the current values live in `self.current_knobs`
+    faults: F
     traffic: Callable[[np.random.Generator], TrafficRequest]
     request: TrafficRequest  # what the form starts from
     apply: Callable[[Any, Any], None] = lambda knobs, faults: None
@@ -168,7 +172,8 @@ class Console:
     )
 
     def __post_init__(self) -> None:
-        self.current_knobs, self.current_faults = self.knobs, self.faults
+        self.current_knobs: K = self.knobs
+        self.current_faults: F = self.faults
         self.series = StageSeries()
         self.generator = TrafficGenerator(self.traffic)
         self.events: deque[dict[str, Any]] = deque(maxlen=20)
@@ -187,7 +192,8 @@ class Console:
         current = self.current_knobs if what == "knobs" else self.current_faults
         try:
             new = type(current).model_validate(current.model_dump() | patch)
-            knobs, faults = (new, self.current_faults) if what == "knobs" else (self.current_knobs, new)
+            knobs = cast(K, new) if what == "knobs" else self.current_knobs
+            faults = cast(F, new) if what != "knobs" else self.current_faults
             self.apply(knobs, faults)
         except ValidationError as exc:
             raise RequestValidationError(exc.errors()) from None
@@ -195,7 +201,7 @@ class Console:
             raise RequestValidationError([{"loc": (what,), "msg": str(exc), "type": "value_error"}]) from None
         self.current_knobs, self.current_faults = knobs, faults
 
-    def set_defaults(self, knobs: Settings) -> None:
+    def set_defaults(self, knobs: K) -> None:
         """New knob defaults known only once the server has loaded (recsys: the index step's nprobe)."""
         if self.current_knobs == self.knobs:
             self.current_knobs = knobs
@@ -206,11 +212,11 @@ class Console:
         self.current_knobs, self.current_faults = self.knobs, self.faults
 
 
-def console_of(request: Request) -> Console:
+def console_of(request: Request) -> Console[Any, Any]:
     return request.app.state.console
 
 
-def add_console(app: FastAPI, console: Console) -> None:
+def add_console(app: FastAPI, console: Console[Any, Any]) -> None:
     """Mount the console's routes and feed its series from the app's stage timings."""
     app.state.console = console
     app.state.telemetry.series = console.series

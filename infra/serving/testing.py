@@ -19,13 +19,21 @@ def wait_ready(client: Any, timeout_s: float = 60.0) -> None:
         time.sleep(0.05)
 
 
+class _Collect(logging.Handler):
+    def __init__(self, records: list[logging.LogRecord]) -> None:
+        super().__init__()
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 @contextmanager
 def logged(name: str) -> Iterator[list[logging.LogRecord]]:
     """The records logger `name` (and its children) handles inside the block. `mlsd` loggers do not propagate to
     the root (infra.logs), so pytest's caplog misses them when they were made after the test began."""
     records: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = records.append  # type: ignore[method-assign]
+    handler = _Collect(records)
     logger = logging.getLogger(name)
     logger.addHandler(handler)
     try:

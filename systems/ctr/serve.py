@@ -65,16 +65,17 @@ FEATURE_DEADLINE_S = (
 # i.e. the population default. The answer a request gets when the online store is slow, failing or its
 # circuit open, flagged in `degraded`.
 POPULATION_DEFAULT_USER: dict[str, Any] = {}
+PREDICT_EXAMPLE: dict[str, Any] = {
+    "request_id": "r-1",
+    "user_id": 42,
+    "site_id": 3,
+    "device": 2,
+    "candidates": [1, 2, 3],
+}
 
 
 class PredictRequest(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {"request_id": "r-1", "user_id": 42, "site_id": 3, "device": 2, "candidates": [1, 2, 3]}
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [PREDICT_EXAMPLE]})
 
     request_id: str = Field(
         min_length=1, max_length=128, description="joins the serving log to training rows"
@@ -351,7 +352,7 @@ def load(settings: CtrSettings, art: Artifacts, breaker: CircuitBreaker | None =
         log.warning("no challenger for the console's A/B: %s", exc)
         challenger = None
     return CtrResources(
-        challenger=challenger,  # type: ignore[arg-type]
+        challenger=challenger,
         ab=LiveAB(market),
         monitor=LiveMonitor(load_rows(art)),
         session=session,
@@ -547,7 +548,7 @@ def build_app(settings: CtrSettings | None = None, art: Artifacts | None = None)
 
     def traffic(rng: np.random.Generator) -> TrafficRequest:
         res: CtrResources = app.state.resources.get()
-        drift: str = console.current_faults.drift  # type: ignore[attr-defined]
+        drift: str = console.current_faults.drift
         users = res.monitor.users if res.monitor is not None else np.arange(6_000)
         n_sites = res.ab.market.config.n_sites if res.ab is not None else 30
         return ctr_traffic(rng, res.ads.ad_id, users, n_sites, drift)
@@ -558,7 +559,7 @@ def build_app(settings: CtrSettings | None = None, art: Artifacts | None = None)
             raise ValueError(
                 "no challenger model is registered: run `mlsd ctr train` (it registers DeepFM as one)"
             )
-        if res.ab is not None and knobs.ab != console.current_knobs.ab:  # type: ignore[attr-defined]
+        if res.ab is not None and knobs.ab != console.current_knobs.ab:
             res.ab.reset(knobs.ab)
 
     def extra() -> dict[str, Any]:
@@ -581,7 +582,7 @@ def build_app(settings: CtrSettings | None = None, art: Artifacts | None = None)
 
     console = Console(
         system="ctr", title="ctr: ad click prediction", knobs=CtrKnobs(), faults=CtrFaults(), traffic=traffic,
-        request=TrafficRequest("/predict", PredictRequest.model_config["json_schema_extra"]["examples"][0]),
+        request=TrafficRequest("/predict", PREDICT_EXAMPLE),
         apply=apply, panel=PANEL, extra=extra,
         gauges=("mean_p_click", "degraded", "naive_p", "sequential_p", "psi_device", "psi_site_id"),
     )  # fmt: skip
@@ -594,18 +595,18 @@ def build_app(settings: CtrSettings | None = None, art: Artifacts | None = None)
         ads = res.ads
         unknown = [i for i, a in enumerate(req.candidates) if a not in ads]
         if unknown:
-            fields = [{"field": f"candidates.{i}", "loc": ["body", "candidates", str(i)],
+            fields: list[dict[str, Any]] = [{"field": f"candidates.{i}", "loc": ["body", "candidates", str(i)],
                        "message": f"unknown ad id {req.candidates[i]}"} for i in unknown[:10]]  # fmt: skip
             return JSONResponse(
                 status_code=422, content=error_body("validation_error", fields[0]["message"], fields)
             )
-        faults: CtrFaults = console.current_faults  # type: ignore[assignment]
+        faults: CtrFaults = console.current_faults
         read = _store_down if faults.online_store_down else res.user_features
         with stage("features"):
             got = await guarded_call_async(read, req.user_id, deadline_s=FEATURE_DEADLINE_S,
                                            breaker=res.breaker, fallback=POPULATION_DEFAULT_USER)  # fmt: skip
             frame = request_frame(req, got.value, ads, SKEWED_PATHS[faults.skew])
-        ab: str = console.current_knobs.ab  # type: ignore[attr-defined]
+        ab: str = console.current_knobs.ab
         arm = res.ab.arm(req.user_id) if ab != "off" and res.ab is not None else 0
         session, n_buckets, version = res.session, res.n_buckets, res.version
         if arm == 1 and ab == "champion vs challenger" and res.challenger is not None:

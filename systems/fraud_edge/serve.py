@@ -367,7 +367,7 @@ def build_app(art: Artifacts | None = None, store: StoreKind | None = None) -> F
             scorer.store, MemoryVelocityStore
         ):  # a Redis (Cluster) store: the switch can fail it
             resources.switch = StoreSwitch(scorer.store)
-            scorer.store = resources.switch  # type: ignore[assignment]
+            scorer.store = resources.switch
         if scorer.live is not None:  # the console's default thresholds are the bundle's
             t = scorer.live.thresholds
             console.set_defaults(FraudKnobs(review=min(t.review, NEVER), decline=min(t.decline, NEVER)))
@@ -396,7 +396,7 @@ def build_app(art: Artifacts | None = None, store: StoreKind | None = None) -> F
         res = state.resources
         if res is None or res.held_out is None:
             return {}
-        k: FraudKnobs = console.current_knobs  # type: ignore[assignment]
+        k: FraudKnobs = console.current_knobs
         held = res.held_out
         journal = res.scorer.journal
         return {"curve": held.curve, "at": held.cost(knob_thresholds(k)),

@@ -133,10 +133,10 @@ class RagPipeline:
     ) -> tuple[str, str | None]:
         """The generator's text, and why it was replaced: a generator behind a network call (one with a
         `breaker`) gets its deadline and circuit breaker, and the extractive answer when it fails or is slow."""
-        breaker = getattr(gen, "breaker", None)
-        if breaker is None:
+        breaker, deadline_s = getattr(gen, "breaker", None), getattr(gen, "deadline_s", None)
+        if breaker is None or deadline_s is None:
             return gen.generate(question, qvec, passages), None
-        got = guarded_call(gen.generate, question, qvec, passages, deadline_s=gen.deadline_s, breaker=breaker,
+        got = guarded_call(gen.generate, question, qvec, passages, deadline_s=deadline_s, breaker=breaker,
                            fallback=None)  # fmt: skip
         if got.value is None:
             return self.generators["extractive"].generate(question, qvec, passages), got.degraded

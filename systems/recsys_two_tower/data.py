@@ -157,7 +157,7 @@ def _draw_events(
     holds it, so memory per event is a few dozen bytes (an (events, clusters) matrix would be 1 KB)."""
     n_u, n_v = pref.shape[0], len(pop)
     # heavy-tailed activity, cluster ~ pi_u, video ~ pop within cluster
-    activity = rng.lognormal(0, 0.9, n_u)
+    activity = np.asarray(rng.lognormal(0, 0.9, n_u))
     n_events = rng.poisson(config.events_per_user * activity / activity.mean()) + 2
     ev_user = np.repeat(np.arange(n_u, dtype=np.int32), n_events)
     draw = rng.random(ev_user.size)
@@ -319,7 +319,9 @@ def _bad(path: Path, row: int, expected: str, got: str) -> DataFormatError:
     return DataFormatError(f"{path}: row {row}: expected {expected}, got {got[:60]!r}")
 
 
-def _check_int_columns(path: Path, raw: pd.DataFrame, cols: list[str], expected: str, first_row: int) -> None:
+def _check_int_columns(
+    path: Path, raw: pd.DataFrame, cols: list[str] | list[int], expected: str, first_row: int
+) -> None:
     """Every value of `cols` an integer (rating may be a decimal in ratings.csv), else the first bad row."""
     for col in cols:
         values = pd.to_numeric(raw[col], errors="coerce")

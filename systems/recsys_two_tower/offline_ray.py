@@ -32,10 +32,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 import ray.data
@@ -165,7 +166,8 @@ def historical(store: Any, entity_df: pd.DataFrame, service: Any, runtime: RayRu
                 refs[p].append(ray.put(frame[part == p].reset_index(drop=True)))
         blocks = [keyed[keyed[_PART] == p] for p in range(n)]
         ds = ray.data.from_pandas([b for b in blocks if len(b)]).map_batches(
-            _join_partitions, batch_format="pandas", batch_size=None,
+            _join_partitions,  # type: ignore[arg-type]  # Ray's stub types fn(batch) only; fn_kwargs fill the rest
+            batch_format="pandas", batch_size=None,
             fn_kwargs={"views": refs, "specs": specs},
         )  # fmt: skip
         joined = _numpy_dtypes(ds.to_pandas().drop(columns=[key, TS]))
@@ -313,7 +315,9 @@ def user_snapshots(root: Path, parts: Path, n: int, out: Path, runtime: RayRunti
     writer = OfflineWriter(out)
     try:
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-            writer.write(batch.to_pandas())  # Arrow -> numpy-backed columns, timestamps with their UTC zone
+            writer.write(
+                cast(pa.Table, batch).to_pandas()
+            )  # Arrow -> numpy-backed columns, timestamps with their UTC zone
     finally:
         writer.close()
     return writer.rows

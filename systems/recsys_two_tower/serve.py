@@ -209,13 +209,12 @@ def recommend_for(
 ) -> dict[str, Any]:
     """The answer from the user's online columns (None: the store did not answer in time -> degraded)."""
     degraded = cols is None
-    known = not degraded and cols["watches_30d"][0] is not None
-    if not degraded and not known:
+    if cols is not None and cols["watches_30d"][0] is None:  # no snapshot: a user the store does not know
         with stage("trending"):
             ids = res.trending[: req.k]
             items = [{"video_id": int(v), "score": 0.0} for v in ids]
         return {"items": items, "cold_start": True, "degraded": False}
-    if degraded:  # the same defaults training used for a user without a snapshot
+    if cols is None:  # degraded: the same defaults training used for a user without a snapshot
         cols = {"user_id": [req.user_id]} | {c: [None] for c in USER_COLS}
     with stage("transform"):
         bucket, dense, history = user_inputs(cols, res.cfg, res.seen_videos)
@@ -317,7 +316,7 @@ class RecallProbe:
             self.jobs.task_done()
 
 
-def recsys_console(get_res: Any) -> Console:
+def recsys_console(get_res: Any) -> Console[Any, Any]:
     """The console: knobs, the store-down switch, generated requests (5% unknown users), recall@100."""
 
     def traffic(rng: np.random.Generator) -> TrafficRequest:

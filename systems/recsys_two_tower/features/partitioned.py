@@ -94,10 +94,11 @@ class OfflineWriter:
     def write(self, frame: pd.DataFrame) -> None:
         if self.writer is None:
             table = pa.Table.from_pandas(frame, preserve_index=False)
-            self.writer = pq.ParquetWriter(self.path, table.schema)
+            self.writer = writer = pq.ParquetWriter(self.path, table.schema)
         else:
-            table = pa.Table.from_pandas(frame, schema=self.writer.schema, preserve_index=False)
-        self.writer.write_table(table)
+            writer = self.writer
+            table = pa.Table.from_pandas(frame, schema=writer.schema, preserve_index=False)
+        writer.write_table(table)
         self.rows += len(frame)
 
     def close(self) -> None:

@@ -92,7 +92,7 @@ def build_features(
 def build_features_partitioned(
     root: Path, scale: str, online_store: str | None = None, engine: str = "local",
     rows_per_partition: int = partitioned.ROWS_PER_PARTITION, progress: Callable[[str], None] = lambda _: None,
-) -> dict[str, int]:  # fmt: skip
+) -> dict[str, float]:  # fmt: skip
     """The features step out of core, from the feed files under `root` (never the whole feed in memory): the same
     offline files, trending list and online rows as `build_features`, a partition at a time (partitioned.py)."""
     config = json.loads((root / "config.json").read_text())
@@ -109,7 +109,7 @@ def build_features_partitioned(
 
     repo = FeatureRepo(project_name(root, scale, new=True), root / REPO_DIR, online_store=online_store)
     repo.apply(definitions.build(offline).all())
-    out = {"user_snapshots": counts.user_snapshots, "videos": counts.videos,
+    out: dict[str, float] = {"user_snapshots": counts.user_snapshots, "videos": counts.videos,
            "popularity_rows": counts.popularity_rows, "partitions": counts.partitions}  # fmt: skip
     if engine not in ("local", "ray"):
         raise ValueError(f"engine must be local or ray, got {engine!r}")
