@@ -65,6 +65,23 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     get_settings.cache_clear()
 
 
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """For a test that calls configure_logging in-process: the loggers it sets up are put back as they were
+    after it, so a later test's captured output does not depend on the order tests ran in."""
+    import logging
+
+    names = ["", "mlsd", "mlsd.access"]
+    saved = {n: (list(logging.getLogger(n).handlers), logging.getLogger(n).level, logging.getLogger(n).propagate)
+             for n in names}  # fmt: skip
+    yield
+    for n, (handlers, level, propagate) in saved.items():
+        logger = logging.getLogger(n)
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
 def _redis_ping(url: str) -> bool:
     import redis
 

@@ -21,7 +21,7 @@ def test_markdown_rows_round_by_their_column() -> None:
     assert "| lr | 0.7123 | 12.3 |" in table
 
 
-def test_progress_piped_is_a_start_and_an_end_line_not_a_bar(capsys) -> None:  # noqa: ANN001
+def test_progress_piped_is_a_start_and_an_end_line_not_a_bar(capsys, restored_logging) -> None:  # noqa: ANN001
     configure_logging()  # as `mlsd` does at start: mlsd.* at INFO
     with logged("mlsd.progress") as records:
         assert list(progress(range(3), "embed")) == [0, 1, 2]

@@ -20,6 +20,9 @@ import pytest
 from infra.config import REPO_ROOT, get_settings
 from infra.logs import IGNORED_WARNINGS, configure_logging
 
+# the in-process configure_logging calls here leave the loggers as they found them (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("restored_logging")
+
 LOG_LINE = re.compile(r"\d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+: \S")
 # Lines a user saw before: onnxruntime through basicConfig, MLflow's own format, uvicorn's default format.
 NOISE = ("WARNING:root:", "Please consider", "SADeprecationWarning", "INFO:     ", "mlflow.store.db.utils")
