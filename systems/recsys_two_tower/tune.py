@@ -263,6 +263,8 @@ def print_final(final: dict, protocol: str, root: Path) -> None:
                  *(f"{v['mean']:.4f} ± {v['std']:.4f}" for v in final["two_tower"].values())))  # fmt: skip
     print_rows(f"test ({protocol} split, read once; {final['users']} users) -> {root / layout.FINAL}",
                ("model", *TUNE_METRICS), rows)  # fmt: skip
+    if not final["cold_users"]:  # the random protocol: every test user has training ratings
+        return
     parts = "; ".join(
         f"{name} {v['cold']:.3f} / {v['warm']:.3f}" for name, v in final["ndcg_cold_warm"].items()
     )
