@@ -66,6 +66,20 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
 
 
 @pytest.fixture
+def chromium() -> str:
+    """Headless Chromium's path for the browser tests: skipped where it is not installed, failed in CI."""
+    from infra.serving.browser import chromium_path
+
+    path = chromium_path()
+    if path:
+        return path
+    msg = "headless Chromium is not installed (apt-get install chromium)"
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{msg} (MLSD_REQUIRE_SERVICES=1, so this is a failure, not a skip)")
+    pytest.skip(msg)
+
+
+@pytest.fixture
 def restored_logging() -> Iterator[None]:
     """For a test that calls configure_logging in-process: the loggers it sets up are put back as they were
     after it, so a later test's captured output does not depend on the order tests ran in."""

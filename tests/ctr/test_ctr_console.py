@@ -3,20 +3,16 @@ store back; a skewed serving path (skew.py's cases) moves the served P(click); t
 bad switches are a 422 that changes nothing; the live A/B counts, tests and catches a logging bug (SRM), also in
 headless Chromium."""
 
-import os
-import threading
 import time
 
-import httpx
 import numpy as np
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from infra.artifacts import Artifacts
 from infra.config import get_settings
-from infra.serving.browser import chromium_path, open_page
-from infra.serving.testing import wait_ready
+from infra.serving.browser import open_page
+from infra.serving.testing import served_on_loopback, wait_ready
 from systems.ctr.data import load_rows
 from systems.ctr.serve import build_app
 
@@ -109,43 +105,26 @@ def test_the_live_ab_assigns_counts_and_catches_the_logging_bug(client) -> None:
     assert client.get("/stats/series").json()["extra"]["ab"] == {"mode": "off"}
 
 
-def test_the_live_ab_in_chromium(tiny_trained: Artifacts, monkeypatch, tmp_path) -> None:
-    binary = chromium_path()
-    if binary is None:
-        if os.environ.get("MLSD_REQUIRE_SERVICES") == "1":
-            pytest.fail("headless Chromium is not installed (MLSD_REQUIRE_SERVICES=1)")
-        pytest.skip("headless Chromium is not installed (apt-get install chromium)")
+def test_the_live_ab_in_chromium(tiny_trained: Artifacts, monkeypatch, tmp_path, chromium: str) -> None:
     monkeypatch.setenv("MLSD_ADMIN_TOKEN", TOKEN)
     get_settings.cache_clear()
-    server = uvicorn.Server(uvicorn.Config(build_app(), host="127.0.0.1", port=0, log_level="warning"))
-    th = threading.Thread(target=server.run, daemon=True)
-    th.start()
-    while not server.started:
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    while httpx.get(f"{url}/readyz", timeout=2).status_code != 200:
-        time.sleep(0.1)
-    try:
-        with open_page(binary, f"{url}/", tmp_path / "profile") as page:
-            page.wait_for("!!window.mlsd && !!mlsd.series && !!document.getElementById('set-ab')")
-            assert "A/B off" in page.js("document.getElementById('ab-tests').textContent")
-            page.type_into("#token", TOKEN)
-            page.click("#token-button")
-            page.wait_for("document.getElementById('token-state').textContent === 'unlocked'")
-            page.js("(() => { const e = document.getElementById('set-ab'); e.value = 'champion vs challenger';"
-                    " e.dispatchEvent(new Event('change')); })()")  # fmt: skip
-            page.click("#set-srm_bug")
-            page.wait_for("mlsd.state.knobs.ab === 'champion vs challenger' && mlsd.state.faults.srm_bug", 10)
-            page.type_into("#traffic-rate", "150")
-            page.click("#traffic-start")
-            page.wait_for("document.querySelectorAll('#ab-table tbody tr').length === 2", timeout_s=30)
-            page.wait_for("document.getElementById('ab-srm').textContent.includes('SRM ALERT')", timeout_s=60)
-            assert "sequential (mSPRT) p" in page.js("document.getElementById('ab-tests').textContent")
-            page.click("#traffic-stop")
-            assert page.errors == []
-    finally:
-        server.should_exit = True
-        th.join(10)
+    with served_on_loopback(build_app()) as url, open_page(chromium, f"{url}/", tmp_path / "profile") as page:
+        page.wait_for("!!window.mlsd && !!mlsd.series && !!document.getElementById('set-ab')")
+        assert "A/B off" in page.js("document.getElementById('ab-tests').textContent")
+        page.type_into("#token", TOKEN)
+        page.click("#token-button")
+        page.wait_for("document.getElementById('token-state').textContent === 'unlocked'")
+        page.js("(() => { const e = document.getElementById('set-ab'); e.value = 'champion vs challenger';"
+                " e.dispatchEvent(new Event('change')); })()")  # fmt: skip
+        page.click("#set-srm_bug")
+        page.wait_for("mlsd.state.knobs.ab === 'champion vs challenger' && mlsd.state.faults.srm_bug", 10)
+        page.type_into("#traffic-rate", "150")
+        page.click("#traffic-start")
+        page.wait_for("document.querySelectorAll('#ab-table tbody tr').length === 2", timeout_s=30)
+        page.wait_for("document.getElementById('ab-srm').textContent.includes('SRM ALERT')", timeout_s=60)
+        assert "sequential (mSPRT) p" in page.js("document.getElementById('ab-tests').textContent")
+        page.click("#traffic-stop")
+        assert page.errors == []
 
 
 def test_injected_drift_raises_the_monitor_alert(client) -> None:

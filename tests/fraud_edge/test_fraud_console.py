@@ -5,25 +5,20 @@ rate on the page."""
 
 from __future__ import annotations
 
-import os
-import threading
 import time
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from infra.config import get_settings
-from infra.serving.browser import chromium_path, open_page
-from infra.serving.testing import wait_ready
+from infra.serving.browser import open_page
+from infra.serving.testing import served_on_loopback, wait_ready
 from systems.fraud_edge.serve import build_app
 
 TOKEN = "fraud-console-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
-REQUIRE = os.environ.get("MLSD_REQUIRE_SERVICES") == "1"
 
 
 def tx(i: int, **change) -> dict:
@@ -115,44 +110,27 @@ def test_redis_down_scores_locally_journals_and_reconciles(
 
 
 def test_lowering_the_decline_threshold_raises_the_decline_rate_in_chromium(
-    served_dir, monkeypatch, tmp_path: Path
+    served_dir, monkeypatch, tmp_path: Path, chromium: str
 ) -> None:
-    binary = chromium_path()
-    if binary is None:
-        if REQUIRE:
-            pytest.fail("headless Chromium is not installed (MLSD_REQUIRE_SERVICES=1)")
-        pytest.skip("headless Chromium is not installed (apt-get install chromium)")
     monkeypatch.setenv("MLSD_FRAUD_STORE", "memory")
     monkeypatch.setenv("MLSD_ADMIN_TOKEN", TOKEN)
     get_settings.cache_clear()
-    server = uvicorn.Server(uvicorn.Config(build_app(), host="127.0.0.1", port=0, log_level="warning"))
-    th = threading.Thread(target=server.run, daemon=True)
-    th.start()
-    while not server.started:
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    while httpx.get(f"{url}/readyz", timeout=2).status_code != 200:
-        time.sleep(0.1)
-    try:
-        with open_page(binary, f"{url}/", tmp_path / "profile") as page:
-            page.wait_for("!!window.mlsd && !!mlsd.series && !!document.getElementById('set-decline')")
-            page.wait_for("document.getElementById('fraud-at').textContent.includes('EUR lost')")
-            page.type_into("#token", TOKEN)
-            page.click("#token-button")
-            page.wait_for("document.getElementById('token-state').textContent === 'unlocked'")
-            page.type_into("#traffic-rate", "30")
-            page.click("#traffic-start")
-            rate = "(mlsd.series.gauges.decline_rate || []).filter(v => v !== null)"
-            page.wait_for(f"{rate}.length >= 2", timeout_s=30)
-            assert page.js(f"{rate}.slice(-1)[0]") < 0.5
-            for name in ("review", "decline"):
-                page.type_into(f"#set-{name}", "0")
-                page.js(f"document.getElementById('set-{name}').blur()")
-                page.wait_for(f"mlsd.state.knobs.{name} === 0", timeout_s=10)
-            page.wait_for(f"{rate}.slice(-1)[0] === 1", timeout_s=30)
-            assert "decline rate 100.00%" in page.js("document.getElementById('fraud-at').textContent")
-            page.click("#traffic-stop")
-            assert page.errors == []
-    finally:
-        server.should_exit = True
-        th.join(10)
+    with served_on_loopback(build_app()) as url, open_page(chromium, f"{url}/", tmp_path / "profile") as page:
+        page.wait_for("!!window.mlsd && !!mlsd.series && !!document.getElementById('set-decline')")
+        page.wait_for("document.getElementById('fraud-at').textContent.includes('EUR lost')")
+        page.type_into("#token", TOKEN)
+        page.click("#token-button")
+        page.wait_for("document.getElementById('token-state').textContent === 'unlocked'")
+        page.type_into("#traffic-rate", "30")
+        page.click("#traffic-start")
+        rate = "(mlsd.series.gauges.decline_rate || []).filter(v => v !== null)"
+        page.wait_for(f"{rate}.length >= 2", timeout_s=30)
+        assert page.js(f"{rate}.slice(-1)[0]") < 0.5
+        for name in ("review", "decline"):
+            page.type_into(f"#set-{name}", "0")
+            page.js(f"document.getElementById('set-{name}').blur()")
+            page.wait_for(f"mlsd.state.knobs.{name} === 0", timeout_s=10)
+        page.wait_for(f"{rate}.slice(-1)[0] === 1", timeout_s=30)
+        assert "decline rate 100.00%" in page.js("document.getElementById('fraud-at').textContent")
+        page.click("#traffic-stop")
+        assert page.errors == []

@@ -9,30 +9,17 @@ Chromium missing: skipped locally, a failure under MLSD_REQUIRE_SERVICES=1 (CI i
 from __future__ import annotations
 
 import os
-import threading
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from infra.config import get_settings
-from infra.serving.browser import chromium_path, open_page
+from infra.serving.browser import open_page
+from infra.serving.testing import served_on_loopback
 from systems.rag_search.serve import build_app
 
-REQUIRE = os.environ.get("MLSD_REQUIRE_SERVICES") == "1"
 TOKEN = "rag-console-test-token"
-
-
-def _chromium() -> str:
-    path = chromium_path()
-    if path:
-        return path
-    msg = "headless Chromium is not installed (apt-get install chromium)"
-    if REQUIRE:
-        pytest.fail(f"{msg} (MLSD_REQUIRE_SERVICES=1, so this is a failure, not a skip)")
-    pytest.skip(msg)
 
 
 @pytest.fixture(scope="module")
@@ -40,20 +27,8 @@ def server_url(world):
     old = os.environ.get("MLSD_ADMIN_TOKEN")
     os.environ["MLSD_ADMIN_TOKEN"] = TOKEN
     get_settings.cache_clear()
-    app = build_app(pipeline=world.pipeline)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    th = threading.Thread(target=server.run, daemon=True)
-    th.start()
-    while not server.started:
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    for _ in range(200):
-        if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-            break
-        time.sleep(0.05)
-    yield url
-    server.should_exit = True
-    th.join(10)
+    with served_on_loopback(build_app(pipeline=world.pipeline)) as url:
+        yield url
     if old is None:
         os.environ.pop("MLSD_ADMIN_TOKEN", None)
     else:
@@ -62,9 +37,9 @@ def server_url(world):
 
 
 @pytest.fixture
-def page(server_url, tmp_path: Path):
+def page(server_url, tmp_path: Path, chromium: str):
     httpx.post(f"{server_url}/admin/reset", headers={"authorization": f"Bearer {TOKEN}"})
-    with open_page(_chromium(), f"{server_url}/", tmp_path / "profile") as p:
+    with open_page(chromium, f"{server_url}/", tmp_path / "profile") as p:
         p.wait_for("!!window.mlsd && !!mlsd.series && !!document.getElementById('set-k')")
         yield p
 

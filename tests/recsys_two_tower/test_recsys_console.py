@@ -4,27 +4,22 @@ nothing; and in headless Chromium, the page with generated traffic, nprobe and t
 
 from __future__ import annotations
 
-import os
-import threading
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from infra.config import get_settings
-from infra.serving.browser import chromium_path, open_page
+from infra.serving.browser import open_page
 from infra.serving.console import TRAFFIC_HEADER
-from infra.serving.testing import wait_ready
+from infra.serving.testing import served_on_loopback, wait_ready
 from systems.recsys_two_tower import data
 from systems.recsys_two_tower.serve import build_app
 
 TOKEN = "recsys-console-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
-REQUIRE = os.environ.get("MLSD_REQUIRE_SERVICES") == "1"
 
 
 @pytest.fixture
@@ -112,29 +107,10 @@ def test_a_bad_knob_is_a_422_and_changes_nothing(client, patch) -> None:
 
 
 @pytest.fixture
-def page(console_env, tmp_path: Path):
-    binary = chromium_path()
-    if binary is None:
-        if REQUIRE:
-            pytest.fail("headless Chromium is not installed (MLSD_REQUIRE_SERVICES=1)")
-        pytest.skip("headless Chromium is not installed (apt-get install chromium)")
-    server = uvicorn.Server(uvicorn.Config(build_app(), host="127.0.0.1", port=0, log_level="warning"))
-    th = threading.Thread(target=server.run, daemon=True)
-    th.start()
-    while not server.started:
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    for _ in range(600):
-        if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-            break
-        time.sleep(0.1)
-    try:
-        with open_page(binary, f"{url}/", tmp_path / "profile") as p:
-            p.wait_for("!!window.mlsd && !!mlsd.series && !!document.getElementById('set-nprobe')")
-            yield p
-    finally:
-        server.should_exit = True
-        th.join(10)
+def page(console_env, tmp_path: Path, chromium: str):
+    with served_on_loopback(build_app()) as url, open_page(chromium, f"{url}/", tmp_path / "profile") as p:
+        p.wait_for("!!window.mlsd && !!mlsd.series && !!document.getElementById('set-nprobe')")
+        yield p
 
 
 def test_the_console_in_chromium(page, console_env) -> None:
