@@ -11,6 +11,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -168,8 +169,10 @@ class StubPipeline:
 
     def __init__(self) -> None:
         self.generators = {"extractive": ExtractiveGenerator()}
+        self.config = SimpleNamespace(k=5, refuse_below=0.3)  # the console's knob defaults come from it
+        self.mode = "rerank"
 
-    def ask(self, question: str, k: int = 5, generator: str = "extractive") -> dict:
+    def ask(self, question: str, k: int | None = 5, generator: str = "extractive") -> dict:
         return {"answer": "I don't know.", "refused": True, "sentences": [], "dropped": ["x"], "flags": [],
                 "raw": "UNVERIFIED LLM TEXT", "sources": [], "passages": [], "generator": generator, "stages_ms": {}}  # fmt: skip
 
