@@ -77,6 +77,9 @@ class Judge:
     def __init__(self, feed: Feed, features: RecsysFeatures, max_users: int, seed: int) -> None:
         self.feed = feed
         self.users, self.targets, self.seens = holdout_users(feed, max_users, seed)
+        self.cold = np.array(
+            [len(s) == 0 for s in self.seens]
+        )  # no training ratings: the temporal late arrivals
         self.user_frame = user_frame(features, self.users, feed.split_ts - 1)  # model-independent: once
         self.catalog = catalog_frame(feed, features, feed.split_ts)
 
@@ -88,14 +91,16 @@ class Judge:
     def score(self, recs: np.ndarray) -> dict[str, float]:
         return ranking_table(recs, self.targets)
 
+    def baseline_recs(self) -> dict[str, np.ndarray]:
+        return baseline_recs(self.feed, self.users, self.seens)
+
     def baselines(self) -> dict[str, dict[str, float]]:
-        return {name: self.score(r) for name, r in baseline_recs(self.feed, self.users, self.seens).items()}
+        return {name: self.score(r) for name, r in self.baseline_recs().items()}
 
     def cold_warm(self, recs: np.ndarray) -> dict[str, float]:
-        """nDCG@K over the users with no training ratings (cold: the temporal split's late arrivals) and the rest."""
-        cold = np.array([len(s) == 0 for s in self.seens])
+        """nDCG@K over the users with no training ratings (cold) and over the rest (warm)."""
         return {part: ranking_table(recs[mask], [t for t, m in zip(self.targets, mask, strict=True) if m])["ndcg@10"]
-                if mask.any() else float("nan") for part, mask in (("cold", cold), ("warm", ~cold))}  # fmt: skip
+                if mask.any() else float("nan") for part, mask in (("cold", self.cold), ("warm", ~self.cold))}  # fmt: skip
 
 
 def train_and_score(
@@ -204,9 +209,8 @@ def run_final(
         runs.append(judge.score(recs))
         parts.append(judge.cold_warm(recs))
     metrics = list(runs[0])
-    cold_warm = {
-        name: judge.cold_warm(r) for name, r in baseline_recs(feed, judge.users, judge.seens).items()
-    }
+    base_recs = judge.baseline_recs()  # once: item-kNN's item-item similarity is the costly part
+    cold_warm = {name: judge.cold_warm(r) for name, r in base_recs.items()}
     cold_warm["two-tower, tuned"] = {
         part: float(np.mean([p[part] for p in parts])) for part in ("cold", "warm")
     }
@@ -214,11 +218,11 @@ def run_final(
         "users": len(judge.users),
         "seeds": seeds,
         "flags": tuned["flags"],
-        "baselines": judge.baselines(),
+        "baselines": {name: judge.score(r) for name, r in base_recs.items()},
         "two_tower": {m: {"mean": float(np.mean([r[m] for r in runs])), "std": float(np.std([r[m] for r in runs]))}
                       for m in metrics},
         "runs": runs,
-        "cold_users": int(sum(len(s) == 0 for s in judge.seens)),
+        "cold_users": int(judge.cold.sum()),
         "ndcg_cold_warm": cold_warm,
     }  # fmt: skip
     (root / layout.FINAL).write_text(json.dumps(result, indent=2))

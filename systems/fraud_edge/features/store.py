@@ -303,18 +303,12 @@ class RedisVelocityStore:
         k = self.keys(tx)
         fp = fingerprint(tx)
         windows = list(WINDOWS.values())
+        # the transaction as both paths' card scripts take it, then the retention
+        tx_args: list[str | int] = [tx.tx_id, tx.ts, tx.amount_cents, tx.terminal_id, tx.lat_e6, tx.lon_e6,
+                                    self.ttl_s, self.retain_s]  # fmt: skip
         if not self.cluster:  # one node: the three steps in one atomic script, one round trip
-            args: list[str | int] = [
-                tx.tx_id,
-                tx.ts,
-                tx.amount_cents,
-                tx.terminal_id,
-                tx.lat_e6,
-                tx.lon_e6,
-                self.ttl_s,
-            ]
             keys = [k["claim"], k["term"], k["card"], k["prof"], k["seen"]]
-            status, encoded = self._single(keys=keys, args=[*args, self.retain_s, fp, *windows])
+            status, encoded = self._single(keys=keys, args=[*tx_args, fp, *windows])
             if status == 2:
                 raise IdempotencyConflict(tx.tx_id)
             return self._raw(tx, encoded), bool(status)
@@ -330,19 +324,9 @@ class RedisVelocityStore:
         term = self._terminal(
             keys=[k["term"]], args=[tx.tx_id, tx.ts, tx.amount_cents, self.ttl_s, self.retain_s, *windows]
         )
-        args = [
-            tx.tx_id,
-            tx.ts,
-            tx.amount_cents,
-            tx.terminal_id,
-            tx.lat_e6,
-            tx.lon_e6,
-            self.ttl_s,
-            self.retain_s,
-            term,
-            *windows,
-        ]
-        replayed, encoded = self._card(keys=[k["card"], k["prof"], k["seen"]], args=args)
+        replayed, encoded = self._card(
+            keys=[k["card"], k["prof"], k["seen"]], args=[*tx_args, term, *windows]
+        )
         return self._raw(tx, encoded), bool(replayed)
 
     def _raw(self, tx: Transaction, encoded: bytes | str) -> dict[str, int]:
